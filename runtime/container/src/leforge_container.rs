@@ -1,0 +1,1 @@
+//! Docker (bollard) lifecycle and HTTP invocation of container and gateway ForgeHooks.

@@ -1,0 +1,353 @@
+//! Agents: what a user defines (prompt, provider, model, tools, limits) and the rules that
+//! keep a definition valid no matter which door (HTTP API, admin UI, CLI) it came through.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::validation::FieldError;
+
+/// The LLM providers the runtime can speak to. The wire names are the API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    Anthropic,
+    Openai,
+    Azure,
+    Bedrock,
+    Ollama,
+    Lmstudio,
+    OpenaiCompatible,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 7] = [
+        Provider::Anthropic,
+        Provider::Openai,
+        Provider::Azure,
+        Provider::Bedrock,
+        Provider::Ollama,
+        Provider::Lmstudio,
+        Provider::OpenaiCompatible,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "anthropic",
+            Provider::Openai => "openai",
+            Provider::Azure => "azure",
+            Provider::Bedrock => "bedrock",
+            Provider::Ollama => "ollama",
+            Provider::Lmstudio => "lmstudio",
+            Provider::OpenaiCompatible => "openai-compatible",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Execution limits of an agent. Defaults follow LeForge upstream so that agents moved
+/// over from it behave the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentConfig {
+    /// Maximum number of tool calls in one run (1–100).
+    pub max_steps: u32,
+    /// Maximum tokens per LLM call (1–200000).
+    pub max_tokens: u32,
+    /// Sampling temperature (0–2).
+    pub temperature: f64,
+    /// Wall-clock limit for a whole run in milliseconds (1000–3600000).
+    pub timeout_ms: u64,
+    /// Retry transient tool failures.
+    pub retry_on_error: bool,
+    /// How many times a transient tool failure is retried (0–10).
+    pub max_retries: u32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 10,
+            max_tokens: 4096,
+            temperature: 0.7,
+            timeout_ms: 60_000,
+            retry_on_error: true,
+            max_retries: 2,
+        }
+    }
+}
+
+/// A partial config as clients send it: absent fields keep their current (or default) value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfigPatch {
+    pub max_steps: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub timeout_ms: Option<u64>,
+    pub retry_on_error: Option<bool>,
+    pub max_retries: Option<u32>,
+}
+
+impl AgentConfig {
+    /// Returns this config with every field the patch sets replaced.
+    pub fn merged(&self, patch: &AgentConfigPatch) -> AgentConfig {
+        AgentConfig {
+            max_steps: patch.max_steps.unwrap_or(self.max_steps),
+            max_tokens: patch.max_tokens.unwrap_or(self.max_tokens),
+            temperature: patch.temperature.unwrap_or(self.temperature),
+            timeout_ms: patch.timeout_ms.unwrap_or(self.timeout_ms),
+            retry_on_error: patch.retry_on_error.unwrap_or(self.retry_on_error),
+            max_retries: patch.max_retries.unwrap_or(self.max_retries),
+        }
+    }
+
+    /// Checks every bound and reports each violation under `config.<field>`.
+    pub fn validate(&self, errors: &mut Vec<FieldError>) {
+        fn check<T: PartialOrd + std::fmt::Display>(
+            errors: &mut Vec<FieldError>,
+            field: &str,
+            value: T,
+            min: T,
+            max: T,
+        ) {
+            if value < min || value > max {
+                errors.push(FieldError::new(
+                    format!("config.{field}"),
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+        }
+        check(errors, "max_steps", self.max_steps, 1, 100);
+        check(errors, "max_tokens", self.max_tokens, 1, 200_000);
+        if !self.temperature.is_finite() {
+            errors.push(FieldError::new("config.temperature", "must be a number"));
+        } else {
+            check(errors, "temperature", self.temperature, 0.0, 2.0);
+        }
+        check(errors, "timeout_ms", self.timeout_ms, 1_000, 3_600_000);
+        check(errors, "max_retries", self.max_retries, 0, 10);
+    }
+}
+
+/// A stored agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Agent {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: Option<String>,
+    pub model: String,
+    pub provider: Provider,
+    pub system_prompt: String,
+    /// ForgeHook ids this agent may use as tools.
+    pub tools: Vec<String>,
+    pub config: AgentConfig,
+    /// Readable (and, unless `api_key_required`, runnable) without an API key.
+    pub is_public: bool,
+    /// When true a key is needed to run the agent even if it is public.
+    pub api_key_required: bool,
+    /// Ids of the invoke keys that may run this agent; empty means any invoke key.
+    pub allowed_api_keys: Vec<Uuid>,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub const DEFAULT_PROVIDER: Provider = Provider::Anthropic;
+/// An alias, resolved to a concrete model id by the providers' configuration, so stored
+/// agents do not pin a model id that goes stale.
+pub const DEFAULT_MODEL: &str = "claude-sonnet";
+
+/// Everything needed to insert an agent; produced by validating a create request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAgent {
+    pub name: String,
+    pub slug: String,
+    pub description: Option<String>,
+    pub model: String,
+    pub provider: Provider,
+    pub system_prompt: String,
+    pub tools: Vec<String>,
+    pub config: AgentConfig,
+    pub is_public: bool,
+    pub api_key_required: bool,
+    pub allowed_api_keys: Vec<Uuid>,
+    pub created_by: Option<String>,
+}
+
+/// A validated partial update. `None` leaves a field unchanged; `description: Some(None)`
+/// clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub description: Option<Option<String>>,
+    pub model: Option<String>,
+    pub provider: Option<Provider>,
+    pub system_prompt: Option<String>,
+    pub tools: Option<Vec<String>>,
+    pub config: Option<AgentConfig>,
+    pub is_public: Option<bool>,
+    pub api_key_required: Option<bool>,
+    pub allowed_api_keys: Option<Vec<Uuid>>,
+}
+
+impl AgentPatch {
+    pub fn apply(&self, agent: &mut Agent) {
+        if let Some(v) = &self.name {
+            agent.name = v.clone();
+        }
+        if let Some(v) = &self.slug {
+            agent.slug = v.clone();
+        }
+        if let Some(v) = &self.description {
+            agent.description = v.clone();
+        }
+        if let Some(v) = &self.model {
+            agent.model = v.clone();
+        }
+        if let Some(v) = self.provider {
+            agent.provider = v;
+        }
+        if let Some(v) = &self.system_prompt {
+            agent.system_prompt = v.clone();
+        }
+        if let Some(v) = &self.tools {
+            agent.tools = v.clone();
+        }
+        if let Some(v) = &self.config {
+            agent.config = v.clone();
+        }
+        if let Some(v) = self.is_public {
+            agent.is_public = v;
+        }
+        if let Some(v) = self.api_key_required {
+            agent.api_key_required = v;
+        }
+        if let Some(v) = &self.allowed_api_keys {
+            agent.allowed_api_keys = v.clone();
+        }
+    }
+}
+
+/// Derives the URL slug from a name: lowercase ASCII letters and digits, every other run of
+/// characters collapsed into one hyphen, no leading or trailing hyphen. Returns an empty
+/// string when the name has no ASCII letter or digit; callers decide the fallback.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::with_capacity(name.len());
+    let mut pending_hyphen = false;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            if pending_hyphen && !slug.is_empty() {
+                slug.push('-');
+            }
+            pending_hyphen = false;
+            slug.push(c.to_ascii_lowercase());
+        } else {
+            pending_hyphen = true;
+        }
+    }
+    slug
+}
+
+/// Checks the fields shared by create and update; `None` means "not being set".
+pub fn validate_name(name: &str, errors: &mut Vec<FieldError>) {
+    let trimmed = name.trim();
+    let len = trimmed.chars().count();
+    if len == 0 {
+        errors.push(FieldError::new("name", "is required and must not be blank"));
+    } else if len > 255 {
+        errors.push(FieldError::new("name", "must be at most 255 characters"));
+    }
+}
+
+pub fn validate_system_prompt(prompt: &str, errors: &mut Vec<FieldError>) {
+    if prompt.trim().is_empty() {
+        errors.push(FieldError::new(
+            "system_prompt",
+            "is required and must not be blank",
+        ));
+    }
+}
+
+pub fn validate_model(model: &str, errors: &mut Vec<FieldError>) {
+    if model.trim().is_empty() {
+        errors.push(FieldError::new("model", "must not be blank"));
+    } else if model.len() > 255 {
+        errors.push(FieldError::new("model", "must be at most 255 characters"));
+    }
+}
+
+pub fn validate_tools(tools: &[String], errors: &mut Vec<FieldError>) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, tool) in tools.iter().enumerate() {
+        if tool.trim().is_empty() {
+            errors.push(FieldError::new(format!("tools[{i}]"), "must not be blank"));
+        } else if !seen.insert(tool.as_str()) {
+            errors.push(FieldError::new(
+                format!("tools[{i}]"),
+                format!("'{tool}' is listed twice"),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugify_collapses_and_trims() {
+        assert_eq!(slugify("  CSV Cleaner -- v2!  "), "csv-cleaner-v2");
+        assert_eq!(slugify("Data_Transformer"), "data-transformer");
+        assert_eq!(slugify("日本語"), "");
+    }
+
+    #[test]
+    fn config_bounds_report_each_field() {
+        let cfg = AgentConfig {
+            max_steps: 0,
+            max_tokens: 300_000,
+            temperature: 2.5,
+            timeout_ms: 10,
+            retry_on_error: true,
+            max_retries: 11,
+        };
+        let mut errors = Vec::new();
+        cfg.validate(&mut errors);
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "config.max_steps",
+                "config.max_tokens",
+                "config.temperature",
+                "config.timeout_ms",
+                "config.max_retries"
+            ]
+        );
+        let mut ok = Vec::new();
+        AgentConfig::default().validate(&mut ok);
+        assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn merge_keeps_unset_fields() {
+        let merged = AgentConfig::default().merged(&AgentConfigPatch {
+            max_steps: Some(3),
+            ..Default::default()
+        });
+        assert_eq!(merged.max_steps, 3);
+        assert_eq!(merged.max_tokens, 4096);
+    }
+}

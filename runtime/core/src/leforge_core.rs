@@ -1,0 +1,23 @@
+//! Domain types, error enums and the traits that every backend implements.
+//!
+//! This crate owns the vocabulary of the runtime: agents, runs, steps, API keys, and the
+//! contracts (`Store`, `LlmClient`, `ToolExecutor`, `HookRunner`) through which the agent
+//! loop talks to concrete backends. It must not depend on any backend crate, on axum, or on
+//! a database driver: everything else depends on it, never the other way round.
+
+pub mod agent;
+pub mod api_key;
+pub mod hook;
+pub mod llm;
+pub mod page;
+pub mod run;
+pub mod store;
+pub mod tool;
+pub mod validation;
+
+pub use agent::{Agent, AgentConfig, AgentConfigPatch, AgentPatch, NewAgent, Provider};
+pub use api_key::{ApiKey, ApiKeyScope, NewApiKey};
+pub use page::{Page, PageRequest};
+pub use run::{NewRun, Run, RunFilter, RunStatus, RunStep, RunUpdate};
+pub use store::{AgentVisibility, Store, StoreError};
+pub use validation::FieldError;

@@ -1,0 +1,141 @@
+//! Runs of an agent and the steps (tool calls) inside them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Where a run is in its life. The wire names are the API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Timeout,
+    MaxSteps,
+    Cancelled,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Timeout,
+        RunStatus::MaxSteps,
+        RunStatus::Cancelled,
+        RunStatus::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Timeout => "timeout",
+            RunStatus::MaxSteps => "max_steps",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A terminal run never changes status again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One finished step of a run: a tool call with what went in and what came out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunStep {
+    pub step: i32,
+    /// The ForgeHook id (or the raw tool name the model asked for when it was not allowed).
+    pub tool: String,
+    /// The endpoint of the ForgeHook.
+    pub action: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// When the step started.
+    #[serde(rename = "timestamp")]
+    pub started_at: DateTime<Utc>,
+}
+
+/// A stored run. `steps` is assembled from the step rows, in step order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Run {
+    pub id: Uuid,
+    pub agent_id: Uuid,
+    pub status: RunStatus,
+    pub input_text: String,
+    pub input_data: Option<Value>,
+    pub output: Option<Value>,
+    pub output_text: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub total_steps: i32,
+    pub tokens_input: i64,
+    pub tokens_output: i64,
+    pub duration_ms: Option<i64>,
+    /// The API key id that started the run, or `None` for an anonymous call to a public agent.
+    pub triggered_by: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub steps: Vec<RunStep>,
+}
+
+/// What the store needs to create a run (always created `pending`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub agent_id: Uuid,
+    pub input_text: String,
+    pub input_data: Option<Value>,
+    pub triggered_by: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The mutable part of a run, written as it progresses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunUpdate {
+    pub status: Option<RunStatus>,
+    pub output: Option<Value>,
+    pub output_text: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub total_steps: Option<i32>,
+    pub tokens_input: Option<i64>,
+    pub tokens_output: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Filters for listing runs; every set field must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub agent_id: Option<Uuid>,
+    pub status: Option<RunStatus>,
+    pub triggered_by: Option<String>,
+}

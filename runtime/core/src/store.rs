@@ -1,0 +1,76 @@
+//! The persistence contract. Two implementations (SQLite and PostgreSQL) live in the store
+//! crate and pass one conformance suite, so the rest of the runtime never asks which it has.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::agent::{Agent, AgentPatch, NewAgent};
+use crate::api_key::{ApiKey, ApiKeyScope, NewApiKey};
+use crate::page::{Page, PageRequest};
+use crate::run::{NewRun, Run, RunFilter, RunStep, RunUpdate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{entity} not found")]
+    NotFound { entity: &'static str },
+    /// A unique field already holds this value; `field` names it (e.g. `name`, `slug`).
+    #[error("{entity} with this {field} already exists")]
+    Conflict {
+        entity: &'static str,
+        field: String,
+    },
+    /// The operation is not allowed in the current state (e.g. a step for a finished run).
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Which agents a listing may show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentVisibility {
+    /// Every agent (admin keys).
+    All,
+    /// Public agents only (no key).
+    PublicOnly,
+    /// Public agents plus those the given invoke key may run.
+    RunnableBy(Uuid),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`, as reported by the health route.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError>;
+    /// Finds a live (not deleted) agent by id or slug.
+    async fn find_agent(&self, id_or_slug: &str) -> Result<Option<Agent>, StoreError>;
+    async fn list_agents(
+        &self,
+        visibility: AgentVisibility,
+        page: PageRequest,
+    ) -> Result<Page<Agent>, StoreError>;
+    async fn update_agent(&self, id: Uuid, patch: AgentPatch) -> Result<Agent, StoreError>;
+    /// Soft delete: the row stays (runs keep their agent) but name and slug become free.
+    async fn delete_agent(&self, id: Uuid) -> Result<(), StoreError>;
+
+    async fn create_run(&self, run: NewRun) -> Result<Run, StoreError>;
+    async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError>;
+    async fn list_runs(&self, filter: RunFilter, page: PageRequest)
+        -> Result<Page<Run>, StoreError>;
+    async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError>;
+    /// Persists one finished step. Written as each step ends so a crash keeps the trace.
+    async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError>;
+
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
+    async fn list_api_keys(&self, page: PageRequest) -> Result<Page<ApiKey>, StoreError>;
+    /// Finds a key that is not revoked by the hash of its plain text.
+    async fn find_active_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    async fn count_api_keys(&self, scope: Option<ApiKeyScope>) -> Result<i64, StoreError>;
+    async fn touch_api_key(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Revokes a key; revoking an already revoked key is `NotFound`.
+    async fn revoke_api_key(&self, id: Uuid) -> Result<ApiKey, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! LLM provider adapters behind the core LlmClient trait.

@@ -1,0 +1,1 @@
+//! Rhai hook engine with sandbox limits.

@@ -1,0 +1,1 @@
+//! The leforge server: wires concrete backends into the HTTP API.

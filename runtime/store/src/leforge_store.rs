@@ -1,0 +1,1 @@
+//! sqlx persistence: PostgreSQL and SQLite behind the core Store trait.

@@ -1,0 +1,1 @@
+//! wasmtime component host for WASM ForgeHooks: limits, epochs, pooling, precompile cache.
