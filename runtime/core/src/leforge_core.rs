@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api_key;
+pub mod forgehook;
 pub mod hook;
 pub mod llm;
 pub mod page;
