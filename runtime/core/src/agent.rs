@@ -57,7 +57,9 @@ impl std::fmt::Display for Provider {
 
 /// Execution limits of an agent. Defaults follow LeForge upstream so that agents moved
 /// over from it behave the same.
+// `default` so that rows stored before a field existed still load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct AgentConfig {
     /// Maximum number of tool calls in one run (1–100).
     pub max_steps: u32,

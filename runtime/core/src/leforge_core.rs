@@ -5,6 +5,7 @@
 //! loop talks to concrete backends. It must not depend on any backend crate, on axum, or on
 //! a database driver: everything else depends on it, never the other way round.
 
+pub mod access;
 pub mod agent;
 pub mod api_key;
 pub mod forgehook;
@@ -16,8 +17,13 @@ pub mod store;
 pub mod tool;
 pub mod validation;
 
+pub use access::Caller;
 pub use agent::{Agent, AgentConfig, AgentConfigPatch, AgentPatch, NewAgent, Provider};
 pub use api_key::{ApiKey, ApiKeyScope, NewApiKey};
+pub use llm::{
+    ChatRequest, ChatResponse, LlmClient, LlmError, Message, ModelInfo, ProviderInfo, StopReason,
+    ToolCall, ToolResult, ToolSpec, Usage,
+};
 pub use page::{Page, PageRequest};
 pub use run::{NewRun, Run, RunFilter, RunStatus, RunStep, RunUpdate};
 pub use store::{AgentVisibility, Store, StoreError};

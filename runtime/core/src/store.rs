@@ -15,10 +15,7 @@ pub enum StoreError {
     NotFound { entity: &'static str },
     /// A unique field already holds this value; `field` names it (e.g. `name`, `slug`).
     #[error("{entity} with this {field} already exists")]
-    Conflict {
-        entity: &'static str,
-        field: String,
-    },
+    Conflict { entity: &'static str, field: String },
     /// The operation is not allowed in the current state (e.g. a step for a finished run).
     #[error("{0}")]
     InvalidState(String),
@@ -59,8 +56,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_run(&self, run: NewRun) -> Result<Run, StoreError>;
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError>;
-    async fn list_runs(&self, filter: RunFilter, page: PageRequest)
-        -> Result<Page<Run>, StoreError>;
+    async fn list_runs(
+        &self,
+        filter: RunFilter,
+        page: PageRequest,
+    ) -> Result<Page<Run>, StoreError>;
     async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError>;
     /// Persists one finished step. Written as each step ends so a crash keeps the trace.
     async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError>;

@@ -1,1 +1,94 @@
-//! sqlx persistence: PostgreSQL and SQLite behind the core Store trait.
+//! Persistence for the runtime: one implementation of the core `Store` trait, compiled for
+//! both SQLite (the zero-setup default) and PostgreSQL (production, several servers).
+//!
+//! The SQL is written once (see `sql_store.rs`) and instantiated for each back end; the few
+//! places where the dialects differ are named explicitly. Nothing here knows about HTTP.
+
+mod rows;
+mod sql_store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leforge_core::{Store, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use sql_store::{PgStore, SqliteStore};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Whether to bring the schema up to date while connecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrate {
+    Yes,
+    No,
+}
+
+/// Opens the store a URL names: `postgres://…`/`postgresql://…` or `sqlite:…`.
+pub async fn connect(url: &str, migrate: Migrate) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, migrate).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, migrate).await?))
+    } else {
+        Err(StoreError::Database(
+            "unsupported database URL: expected postgres://… or sqlite:…".into(),
+        ))
+    }
+}
+
+/// The SQLite URL for a file, creating the file when missing.
+pub fn sqlite_url_for_path(path: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, migrate: Migrate) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db_err)?
+            .create_if_missing(true)
+            // WAL lets readers proceed while a run writes its steps.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        if migrate == Migrate::Yes {
+            SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
+        }
+        Ok(SqliteStore { pool })
+    }
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, migrate: Migrate) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(db_err)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        if migrate == Migrate::Yes {
+            POSTGRES_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
+        }
+        Ok(PgStore { pool })
+    }
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Database(format!("migration failed: {e}"))
+}

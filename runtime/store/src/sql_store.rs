@@ -1,0 +1,509 @@
+//! The `Store` implementation, written once and instantiated for SQLite and PostgreSQL by
+//! `sql_store!`. Queries use `$n` placeholders, which both drivers accept; the only dialect
+//! differences (JSON array tests) are macro arguments.
+
+use async_trait::async_trait;
+use leforge_core::store::AgentVisibility;
+use leforge_core::{
+    Agent, AgentPatch, ApiKey, ApiKeyScope, NewAgent, NewApiKey, NewRun, Page, PageRequest,
+    Run, RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
+};
+use sqlx::types::Json;
+use sqlx::QueryBuilder;
+use uuid::Uuid;
+
+use crate::db_err;
+use crate::rows::{now, AgentRow, ApiKeyRow, RunRow, StepRow};
+
+const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
+    tools, config, is_public, api_key_required, allowed_api_keys, created_by, created_at, updated_at";
+const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, output, output_text, \
+    error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
+    triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at";
+const STEP_COLS: &str =
+    "run_id, step, tool, action, input, output, error, duration_ms, started_at";
+const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
+
+/// Maps a failed write to the domain error: unique violations become `Conflict` naming the
+/// field (both drivers mention the index or column in the constraint name or message).
+fn write_err(e: sqlx::Error, entity: &'static str) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            let hint = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+            let field = ["slug", "name", "key_hash", "step"]
+                .into_iter()
+                .find(|f| hint.contains(f))
+                .unwrap_or("id");
+            return StoreError::Conflict {
+                entity,
+                field: field.to_string(),
+            };
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::NotFound { entity: "agent" };
+        }
+    }
+    db_err(e)
+}
+
+fn collect<T>(
+    rows: Vec<T>,
+    f: impl Fn(T) -> Result<(i64, Agent), StoreError>,
+) -> Result<Vec<(i64, Agent)>, StoreError> {
+    rows.into_iter().map(f).collect()
+}
+
+macro_rules! sql_store {
+    ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal)) => {
+        #[doc = concat!("The `Store` on ", $backend, ".")]
+        #[derive(Debug, Clone)]
+        pub struct $store {
+            pub(crate) pool: sqlx::Pool<$db>,
+        }
+
+        impl $store {
+            pub fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+
+            async fn fetch_agent_row(&self, id: Uuid) -> Result<Option<AgentRow>, StoreError> {
+                sqlx::query_as::<$db, AgentRow>(&format!(
+                    "SELECT {AGENT_COLS} FROM agents WHERE id = $1 AND deleted_at IS NULL"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+            }
+
+            /// Loads the steps of several runs at once, grouped by run in step order.
+            async fn steps_for(
+                &self,
+                run_ids: &[Uuid],
+            ) -> Result<std::collections::HashMap<Uuid, Vec<RunStep>>, StoreError> {
+                let mut grouped: std::collections::HashMap<Uuid, Vec<RunStep>> =
+                    std::collections::HashMap::new();
+                if run_ids.is_empty() {
+                    return Ok(grouped);
+                }
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {STEP_COLS} FROM agent_run_steps WHERE run_id IN ("
+                ));
+                let mut sep = qb.separated(", ");
+                for id in run_ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(") ORDER BY run_id, step");
+                let rows: Vec<StepRow> = qb
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                for row in rows {
+                    grouped.entry(row.run_id).or_default().push(row.into_step());
+                }
+                Ok(grouped)
+            }
+
+            async fn runs_with_steps(&self, rows: Vec<RunRow>) -> Result<Vec<(i64, Run)>, StoreError> {
+                let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+                let mut steps = self.steps_for(&ids).await?;
+                rows.into_iter()
+                    .map(|row| {
+                        let s = steps.remove(&row.id).unwrap_or_default();
+                        row.into_run(s)
+                    })
+                    .collect()
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
+                let id = Uuid::now_v7();
+                let ts = now();
+                let row = sqlx::query_as::<$db, AgentRow>(&format!(
+                    "INSERT INTO agents (id, name, slug, description, model, provider, system_prompt, \
+                     tools, config, is_public, api_key_required, allowed_api_keys, created_by, \
+                     created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+                     RETURNING {AGENT_COLS}"
+                ))
+                .bind(id)
+                .bind(&agent.name)
+                .bind(&agent.slug)
+                .bind(&agent.description)
+                .bind(&agent.model)
+                .bind(agent.provider.as_str())
+                .bind(&agent.system_prompt)
+                .bind(Json(&agent.tools))
+                .bind(Json(&agent.config))
+                .bind(agent.is_public)
+                .bind(agent.api_key_required)
+                .bind(Json(&agent.allowed_api_keys))
+                .bind(&agent.created_by)
+                .bind(ts)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| write_err(e, "agent"))?;
+                Ok(row.into_agent()?.1)
+            }
+
+            async fn find_agent(&self, id_or_slug: &str) -> Result<Option<Agent>, StoreError> {
+                let row = match Uuid::parse_str(id_or_slug) {
+                    Ok(id) => self.fetch_agent_row(id).await?,
+                    Err(_) => sqlx::query_as::<$db, AgentRow>(&format!(
+                        "SELECT {AGENT_COLS} FROM agents WHERE slug = $1 AND deleted_at IS NULL"
+                    ))
+                    .bind(id_or_slug)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?,
+                };
+                row.map(|r| r.into_agent().map(|(_, a)| a)).transpose()
+            }
+
+            async fn list_agents(
+                &self,
+                visibility: AgentVisibility,
+                page: PageRequest,
+            ) -> Result<Page<Agent>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {AGENT_COLS} FROM agents WHERE deleted_at IS NULL"
+                ));
+                match visibility {
+                    AgentVisibility::All => {}
+                    AgentVisibility::PublicOnly => {
+                        qb.push(" AND is_public");
+                    }
+                    AgentVisibility::RunnableBy(key) => {
+                        qb.push(concat!(" AND (is_public OR ", $empty, " OR ", $open));
+                        qb.push_bind(key.to_string());
+                        qb.push(concat!($close, ")"));
+                    }
+                }
+                if let Some(after) = page.after {
+                    qb.push(" AND seq < ").push_bind(after);
+                }
+                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+                let rows: Vec<AgentRow> = qb
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(Page::from_rows(collect(rows, AgentRow::into_agent)?, page.limit))
+            }
+
+            async fn update_agent(&self, id: Uuid, patch: AgentPatch) -> Result<Agent, StoreError> {
+                let row = self
+                    .fetch_agent_row(id)
+                    .await?
+                    .ok_or(StoreError::NotFound { entity: "agent" })?;
+                let (_, mut agent) = row.into_agent()?;
+                patch.apply(&mut agent);
+                agent.updated_at = now();
+                let row = sqlx::query_as::<$db, AgentRow>(&format!(
+                    "UPDATE agents SET name = $2, slug = $3, description = $4, model = $5, \
+                     provider = $6, system_prompt = $7, tools = $8, config = $9, is_public = $10, \
+                     api_key_required = $11, allowed_api_keys = $12, updated_at = $13 \
+                     WHERE id = $1 AND deleted_at IS NULL RETURNING {AGENT_COLS}"
+                ))
+                .bind(id)
+                .bind(&agent.name)
+                .bind(&agent.slug)
+                .bind(&agent.description)
+                .bind(&agent.model)
+                .bind(agent.provider.as_str())
+                .bind(&agent.system_prompt)
+                .bind(Json(&agent.tools))
+                .bind(Json(&agent.config))
+                .bind(agent.is_public)
+                .bind(agent.api_key_required)
+                .bind(Json(&agent.allowed_api_keys))
+                .bind(agent.updated_at)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| write_err(e, "agent"))?
+                .ok_or(StoreError::NotFound { entity: "agent" })?;
+                Ok(row.into_agent()?.1)
+            }
+
+            async fn delete_agent(&self, id: Uuid) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE agents SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+                )
+                .bind(id)
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { entity: "agent" });
+                }
+                Ok(())
+            }
+
+            async fn create_run(&self, run: NewRun) -> Result<Run, StoreError> {
+                let id = Uuid::now_v7();
+                let ts = now();
+                let row = sqlx::query_as::<$db, RunRow>(&format!(
+                    "INSERT INTO agent_runs (id, agent_id, status, input_text, input_data, \
+                     triggered_by, ip_address, user_agent, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {RUN_COLS}"
+                ))
+                .bind(id)
+                .bind(run.agent_id)
+                .bind(RunStatus::Pending.as_str())
+                .bind(&run.input_text)
+                .bind(run.input_data.as_ref().map(Json))
+                .bind(&run.triggered_by)
+                .bind(&run.ip_address)
+                .bind(&run.user_agent)
+                .bind(ts)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| write_err(e, "run"))?;
+                Ok(row.into_run(Vec::new())?.1)
+            }
+
+            async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
+                let row = sqlx::query_as::<$db, RunRow>(&format!(
+                    "SELECT {RUN_COLS} FROM agent_runs WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => Ok(self.runs_with_steps(vec![row]).await?.pop().map(|(_, r)| r)),
+                }
+            }
+
+            async fn list_runs(
+                &self,
+                filter: RunFilter,
+                page: PageRequest,
+            ) -> Result<Page<Run>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {RUN_COLS} FROM agent_runs WHERE 1 = 1"
+                ));
+                if let Some(agent_id) = filter.agent_id {
+                    qb.push(" AND agent_id = ").push_bind(agent_id);
+                }
+                if let Some(status) = filter.status {
+                    qb.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(triggered_by) = filter.triggered_by {
+                    qb.push(" AND triggered_by = ").push_bind(triggered_by);
+                }
+                if let Some(after) = page.after {
+                    qb.push(" AND seq < ").push_bind(after);
+                }
+                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+                let rows: Vec<RunRow> = qb
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(Page::from_rows(self.runs_with_steps(rows).await?, page.limit))
+            }
+
+            async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE agent_runs SET updated_at = ");
+                qb.push_bind(now());
+                if let Some(v) = update.status {
+                    qb.push(", status = ").push_bind(v.as_str());
+                }
+                if let Some(v) = update.output {
+                    qb.push(", output = ").push_bind(Json(v));
+                }
+                if let Some(v) = update.output_text {
+                    qb.push(", output_text = ").push_bind(v);
+                }
+                if let Some(v) = update.error_code {
+                    qb.push(", error_code = ").push_bind(v);
+                }
+                if let Some(v) = update.error_message {
+                    qb.push(", error_message = ").push_bind(v);
+                }
+                if let Some(v) = update.total_steps {
+                    qb.push(", total_steps = ").push_bind(v);
+                }
+                if let Some(v) = update.tokens_input {
+                    qb.push(", tokens_input = ").push_bind(v);
+                }
+                if let Some(v) = update.tokens_output {
+                    qb.push(", tokens_output = ").push_bind(v);
+                }
+                if let Some(v) = update.duration_ms {
+                    qb.push(", duration_ms = ").push_bind(v);
+                }
+                if let Some(v) = update.started_at {
+                    qb.push(", started_at = ").push_bind(v);
+                }
+                if let Some(v) = update.completed_at {
+                    qb.push(", completed_at = ").push_bind(v);
+                }
+                qb.push(" WHERE id = ").push_bind(id);
+                // A terminal status is final: a late writer (say, a worker finishing after a
+                // cancel) must not overwrite it.
+                if update.status.is_some() {
+                    qb.push(" AND status IN ('pending', 'running')");
+                }
+                let done = qb.build().execute(&self.pool).await.map_err(db_err)?;
+                let run = self
+                    .get_run(id)
+                    .await?
+                    .ok_or(StoreError::NotFound { entity: "run" })?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::InvalidState(format!(
+                        "run {id} is already {}",
+                        run.status
+                    )));
+                }
+                Ok(run)
+            }
+
+            async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \
+                     error, duration_ms, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(run_id)
+                .bind(step.step)
+                .bind(&step.tool)
+                .bind(&step.action)
+                .bind(Json(&step.input))
+                .bind(step.output.as_ref().map(Json))
+                .bind(&step.error)
+                .bind(step.duration_ms)
+                .bind(step.started_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match write_err(e, "step") {
+                    StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
+                let row = sqlx::query_as::<$db, ApiKeyRow>(&format!(
+                    "INSERT INTO api_keys (id, name, prefix, key_hash, scope, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLS}"
+                ))
+                .bind(Uuid::now_v7())
+                .bind(&key.name)
+                .bind(&key.prefix)
+                .bind(&key.key_hash)
+                .bind(key.scope.as_str())
+                .bind(now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| write_err(e, "api key"))?;
+                Ok(row.into_key()?.1)
+            }
+
+            async fn list_api_keys(&self, page: PageRequest) -> Result<Page<ApiKey>, StoreError> {
+                let mut qb =
+                    QueryBuilder::<$db>::new(format!("SELECT {KEY_COLS} FROM api_keys WHERE 1 = 1"));
+                if let Some(after) = page.after {
+                    qb.push(" AND seq < ").push_bind(after);
+                }
+                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+                let rows: Vec<ApiKeyRow> = qb
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                let rows = rows
+                    .into_iter()
+                    .map(ApiKeyRow::into_key)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Page::from_rows(rows, page.limit))
+            }
+
+            async fn find_active_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+                let row = sqlx::query_as::<$db, ApiKeyRow>(&format!(
+                    "SELECT {KEY_COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+                ))
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.map(|r| r.into_key().map(|(_, k)| k)).transpose()
+            }
+
+            async fn count_api_keys(&self, scope: Option<ApiKeyScope>) -> Result<i64, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL",
+                );
+                if let Some(scope) = scope {
+                    qb.push(" AND scope = ").push_bind(scope.as_str());
+                }
+                let (count,): (i64,) = qb
+                    .build_query_as()
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(count)
+            }
+
+            async fn touch_api_key(&self, id: Uuid) -> Result<(), StoreError> {
+                let ts = now();
+                // At most one write a minute per key: authentication is on every request and
+                // must not turn reads into writes.
+                sqlx::query(
+                    "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
+                     AND (last_used_at IS NULL OR last_used_at < $3)",
+                )
+                .bind(id)
+                .bind(ts)
+                .bind(ts - chrono::TimeDelta::seconds(60))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn revoke_api_key(&self, id: Uuid) -> Result<ApiKey, StoreError> {
+                let row = sqlx::query_as::<$db, ApiKeyRow>(&format!(
+                    "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL \
+                     RETURNING {KEY_COLS}"
+                ))
+                .bind(id)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound { entity: "api key" })?;
+                Ok(row.into_key()?.1)
+            }
+        }
+    };
+}
+
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "sqlite",
+    keys_empty: "json_array_length(allowed_api_keys) = 0",
+    keys_contain: ("EXISTS (SELECT 1 FROM json_each(agents.allowed_api_keys) WHERE value = ", ")")
+);
+sql_store!(
+    PgStore,
+    sqlx::Postgres,
+    "postgres",
+    keys_empty: "jsonb_array_length(allowed_api_keys) = 0",
+    keys_contain: ("allowed_api_keys ? ", "")
+);

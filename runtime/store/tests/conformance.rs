@@ -1,0 +1,360 @@
+//! The Store conformance suite: every test runs against each available back end (SQLite
+//! always; PostgreSQL when LEFORGE_TEST_DATABASE_URL is set, which CI requires).
+
+use leforge_core::agent::slugify;
+use leforge_core::{
+    AgentConfig, AgentPatch, AgentVisibility, ApiKeyScope, NewAgent, NewApiKey, NewRun,
+    PageRequest, Provider, RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
+};
+use leforge_store::testing;
+use serde_json::json;
+use uuid::Uuid;
+
+fn new_agent(name: &str) -> NewAgent {
+    NewAgent {
+        name: name.to_string(),
+        slug: slugify(name),
+        description: Some("cleans CSV files".into()),
+        model: "claude-sonnet".into(),
+        provider: Provider::Anthropic,
+        system_prompt: "You clean data.".into(),
+        tools: vec!["data-transform".into(), "date-utils".into()],
+        config: AgentConfig {
+            max_steps: 5,
+            ..AgentConfig::default()
+        },
+        is_public: false,
+        api_key_required: false,
+        allowed_api_keys: vec![],
+        created_by: Some("test".into()),
+    }
+}
+
+fn step(n: i32, tool: &str) -> RunStep {
+    RunStep {
+        step: n,
+        tool: tool.into(),
+        action: "csv_to_json".into(),
+        input: json!({"csv": "a,b\n1,2"}),
+        output: Some(json!({"rows": [{"a": 1, "b": 2}]})),
+        error: None,
+        duration_ms: 12,
+        started_at: chrono::Utc::now(),
+    }
+}
+
+async fn each_backend<F, Fut>(f: F)
+where
+    F: Fn(std::sync::Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for t in testing::all().await {
+        eprintln!("-- backend {}", t.backend);
+        assert_eq!(t.store.backend(), t.backend);
+        t.store.ping().await.expect("ping");
+        f(t.store.clone()).await;
+    }
+}
+
+#[tokio::test]
+async fn agent_round_trips_by_id_and_slug() {
+    each_backend(|store| async move {
+        let created = store.create_agent(new_agent("CSV Cleaner")).await.unwrap();
+        assert_eq!(created.slug, "csv-cleaner");
+        assert_eq!(created.config.max_steps, 5);
+        let by_id = store.find_agent(&created.id.to_string()).await.unwrap().unwrap();
+        let by_slug = store.find_agent("csv-cleaner").await.unwrap().unwrap();
+        assert_eq!(by_id, created);
+        assert_eq!(by_slug, created);
+        assert!(store.find_agent("nope").await.unwrap().is_none());
+        assert!(store.find_agent(&Uuid::new_v4().to_string()).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_name_or_slug_is_a_conflict_naming_the_field() {
+    each_backend(|store| async move {
+        store.create_agent(new_agent("Report Bot")).await.unwrap();
+        match store.create_agent(new_agent("Report Bot")).await {
+            Err(StoreError::Conflict { field, .. }) => assert!(field == "name" || field == "slug"),
+            other => panic!("expected conflict, got {other:?}"),
+        }
+        // A different name that slugs the same still clashes, on the slug.
+        match store.create_agent(new_agent("report  bot!")).await {
+            Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "slug"),
+            other => panic!("expected slug conflict, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn soft_delete_hides_the_agent_and_frees_its_name() {
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Temp Agent")).await.unwrap();
+        let run = store
+            .create_run(NewRun {
+                agent_id: a.id,
+                input_text: "hi".into(),
+                input_data: None,
+                triggered_by: None,
+                ip_address: None,
+                user_agent: None,
+            })
+            .await
+            .unwrap();
+        store.delete_agent(a.id).await.unwrap();
+        assert!(store.find_agent(&a.id.to_string()).await.unwrap().is_none());
+        assert!(store.find_agent("temp-agent").await.unwrap().is_none());
+        assert!(matches!(
+            store.delete_agent(a.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        // The run keeps existing for its history.
+        assert!(store.get_run(run.id).await.unwrap().is_some());
+        let again = store.create_agent(new_agent("Temp Agent")).await.unwrap();
+        assert_ne!(again.id, a.id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn update_applies_patch_and_detects_clashes() {
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Alpha")).await.unwrap();
+        store.create_agent(new_agent("Beta")).await.unwrap();
+        let updated = store
+            .update_agent(
+                a.id,
+                AgentPatch {
+                    name: Some("Alpha Two".into()),
+                    slug: Some("alpha-two".into()),
+                    description: Some(None),
+                    tools: Some(vec!["json-utils".into()]),
+                    is_public: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.name, "Alpha Two");
+        assert_eq!(updated.slug, "alpha-two");
+        assert_eq!(updated.description, None);
+        assert_eq!(updated.tools, vec!["json-utils".to_string()]);
+        assert!(updated.is_public);
+        assert!(updated.updated_at >= a.updated_at);
+        assert_eq!(store.find_agent("alpha-two").await.unwrap().unwrap(), updated);
+        let clash = store
+            .update_agent(
+                a.id,
+                AgentPatch {
+                    name: Some("Beta".into()),
+                    slug: Some("beta".into()),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(matches!(clash, Err(StoreError::Conflict { .. })), "{clash:?}");
+        assert!(matches!(
+            store.update_agent(Uuid::new_v4(), AgentPatch::default()).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn listing_respects_visibility_and_pages_without_gaps() {
+    each_backend(|store| async move {
+        let key = Uuid::new_v4();
+        let other_key = Uuid::new_v4();
+        let mut public = new_agent("Public One");
+        public.is_public = true;
+        let public = store.create_agent(public).await.unwrap();
+        let open = store.create_agent(new_agent("Open To Keys")).await.unwrap();
+        let mut mine = new_agent("Only Mine");
+        mine.allowed_api_keys = vec![key];
+        let mine = store.create_agent(mine).await.unwrap();
+        let mut theirs = new_agent("Only Theirs");
+        theirs.allowed_api_keys = vec![other_key];
+        let theirs = store.create_agent(theirs).await.unwrap();
+
+        let ids = |page: leforge_core::Page<leforge_core::Agent>| {
+            page.items.into_iter().map(|a| a.id).collect::<Vec<_>>()
+        };
+        let all = ids(store.list_agents(AgentVisibility::All, PageRequest::default()).await.unwrap());
+        assert_eq!(all, vec![theirs.id, mine.id, open.id, public.id], "newest first");
+        let anon = ids(store
+            .list_agents(AgentVisibility::PublicOnly, PageRequest::default())
+            .await
+            .unwrap());
+        assert_eq!(anon, vec![public.id]);
+        let by_key = ids(store
+            .list_agents(AgentVisibility::RunnableBy(key), PageRequest::default())
+            .await
+            .unwrap());
+        assert_eq!(by_key, vec![mine.id, open.id, public.id]);
+
+        let mut seen = Vec::new();
+        let mut req = PageRequest { limit: 3, after: None };
+        loop {
+            let page = store.list_agents(AgentVisibility::All, req.clone()).await.unwrap();
+            assert!(page.items.len() <= 3);
+            seen.extend(page.items.iter().map(|a| a.id));
+            match page.next_cursor {
+                Some(c) => req = PageRequest::from_params(Some(3), Some(&c)).unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(seen, all);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn runs_keep_steps_in_order_and_filter() {
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Runner")).await.unwrap();
+        let b = store.create_agent(new_agent("Other")).await.unwrap();
+        let new_run = |agent_id, by: Option<&str>| NewRun {
+            agent_id,
+            input_text: "Clean this CSV".into(),
+            input_data: Some(json!({"csv": "x"})),
+            triggered_by: by.map(str::to_string),
+            ip_address: Some("127.0.0.1".into()),
+            user_agent: Some("n8n".into()),
+        };
+        let r1 = store.create_run(new_run(a.id, Some("key-1"))).await.unwrap();
+        assert_eq!(r1.status, RunStatus::Pending);
+        assert_eq!(r1.input_data, Some(json!({"csv": "x"})));
+        let r2 = store.create_run(new_run(a.id, Some("key-2"))).await.unwrap();
+        let r3 = store.create_run(new_run(b.id, None)).await.unwrap();
+        assert!(matches!(
+            store.create_run(new_run(Uuid::new_v4(), None)).await,
+            Err(StoreError::NotFound { .. })
+        ));
+
+        store.append_step(r1.id, step(2, "date-utils")).await.unwrap();
+        store.append_step(r1.id, step(1, "data-transform")).await.unwrap();
+        assert!(matches!(
+            store.append_step(r1.id, step(1, "again")).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            store.append_step(Uuid::new_v4(), step(1, "x")).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let got = store.get_run(r1.id).await.unwrap().unwrap();
+        let tools: Vec<_> = got.steps.iter().map(|s| (s.step, s.tool.as_str())).collect();
+        assert_eq!(tools, vec![(1, "data-transform"), (2, "date-utils")]);
+        assert_eq!(got.steps[0].output, Some(json!({"rows": [{"a": 1, "b": 2}]})));
+
+        let done = store
+            .update_run(
+                r2.id,
+                RunUpdate {
+                    status: Some(RunStatus::Completed),
+                    output: Some(json!({"West": 2700})),
+                    output_text: Some("{\"West\": 2700}".into()),
+                    total_steps: Some(3),
+                    tokens_input: Some(100),
+                    tokens_output: Some(20),
+                    duration_ms: Some(1500),
+                    completed_at: Some(chrono::Utc::now()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Completed);
+        assert_eq!(done.output, Some(json!({"West": 2700})));
+        assert_eq!(done.tokens_input, 100);
+        // Terminal is final.
+        assert!(matches!(
+            store
+                .update_run(r2.id, RunUpdate { status: Some(RunStatus::Failed), ..Default::default() })
+                .await,
+            Err(StoreError::InvalidState(_))
+        ));
+
+        let list = |filter: RunFilter| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_runs(filter, PageRequest::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(list(RunFilter::default()).await, vec![r3.id, r2.id, r1.id]);
+        assert_eq!(
+            list(RunFilter { agent_id: Some(a.id), ..Default::default() }).await,
+            vec![r2.id, r1.id]
+        );
+        assert_eq!(
+            list(RunFilter { status: Some(RunStatus::Completed), ..Default::default() }).await,
+            vec![r2.id]
+        );
+        assert_eq!(
+            list(RunFilter { triggered_by: Some("key-1".into()), ..Default::default() }).await,
+            vec![r1.id]
+        );
+        let listed = store
+            .list_runs(RunFilter { agent_id: Some(a.id), ..Default::default() }, PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(listed.items[1].steps.len(), 2, "lists carry their steps");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_keys_store_only_hashes_and_revoke_at_once() {
+    each_backend(|store| async move {
+        assert_eq!(store.count_api_keys(None).await.unwrap(), 0);
+        let k = store
+            .create_api_key(NewApiKey {
+                name: "n8n".into(),
+                prefix: "lf_abcde".into(),
+                key_hash: "a".repeat(64),
+                scope: ApiKeyScope::Invoke,
+            })
+            .await
+            .unwrap();
+        assert_eq!(k.scope, ApiKeyScope::Invoke);
+        assert!(k.last_used_at.is_none());
+        assert_eq!(store.count_api_keys(None).await.unwrap(), 1);
+        assert_eq!(store.count_api_keys(Some(ApiKeyScope::Admin)).await.unwrap(), 0);
+        let found = store.find_active_api_key(&"a".repeat(64)).await.unwrap().unwrap();
+        assert_eq!(found.id, k.id);
+        assert!(store.find_active_api_key(&"b".repeat(64)).await.unwrap().is_none());
+
+        store.touch_api_key(k.id).await.unwrap();
+        let listed = store.list_api_keys(PageRequest::default()).await.unwrap();
+        assert!(listed.items[0].last_used_at.is_some());
+
+        let revoked = store.revoke_api_key(k.id).await.unwrap();
+        assert!(revoked.revoked_at.is_some());
+        assert!(store.find_active_api_key(&"a".repeat(64)).await.unwrap().is_none());
+        assert!(matches!(store.revoke_api_key(k.id).await, Err(StoreError::NotFound { .. })));
+        assert_eq!(store.count_api_keys(None).await.unwrap(), 0);
+        assert_eq!(store.list_api_keys(PageRequest::default()).await.unwrap().items.len(), 1);
+        assert!(matches!(
+            store
+                .create_api_key(NewApiKey {
+                    name: "dup".into(),
+                    prefix: "lf_abcde".into(),
+                    key_hash: "a".repeat(64),
+                    scope: ApiKeyScope::Admin,
+                })
+                .await,
+            Err(StoreError::Conflict { .. })
+        ));
+    })
+    .await;
+}
