@@ -1,0 +1,203 @@
+//! What every adapter needs before serializing: the resolved model, the per-request name
+//! map, and the history grouped into turns with each assistant turn's results paired to
+//! its calls. Pairing is checked here once so no adapter can send a history its provider
+//! would reject with a 400.
+
+use std::collections::HashMap;
+
+use leforge_core::llm::MAX_TOOLS;
+use leforge_core::{
+    ChatRequest, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, Usage,
+};
+use serde_json::{Map, Value};
+
+use crate::config::ModelAliases;
+use crate::names::NameMap;
+
+pub(crate) enum Turn<'a> {
+    User(&'a str),
+    Assistant {
+        text: &'a str,
+        calls: &'a [ToolCall],
+        /// One per call, in call order.
+        results: Vec<&'a ToolResult>,
+    },
+}
+
+pub(crate) struct Prepared<'a> {
+    pub req: &'a ChatRequest,
+    pub model: String,
+    pub names: NameMap,
+    pub turns: Vec<Turn<'a>>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(req: &'a ChatRequest, aliases: &ModelAliases) -> Result<Self, LlmError> {
+        if req.tools.len() > MAX_TOOLS {
+            return Err(LlmError::TooManyTools {
+                count: req.tools.len(),
+                max: MAX_TOOLS,
+            });
+        }
+        let mut names = NameMap::new();
+        // Offered tools first, so their wire names do not depend on the history.
+        for t in &req.tools {
+            names.wire(&t.name);
+        }
+        let turns = group(&req.messages)?;
+        for turn in &turns {
+            if let Turn::Assistant { calls, .. } = turn {
+                for c in calls.iter() {
+                    names.wire(&c.name);
+                }
+            }
+        }
+        Ok(Prepared {
+            req,
+            model: aliases.resolve(req.provider, &req.model),
+            names,
+            turns,
+        })
+    }
+
+    /// Builds the normalized response from what an adapter parsed.
+    pub fn response(
+        &self,
+        text: String,
+        calls: Vec<RawCall>,
+        stop: StopReason,
+        usage: Usage,
+    ) -> ChatResponse {
+        let mut truncated = matches!(stop, StopReason::MaxTokens);
+        let mut tool_calls = Vec::with_capacity(calls.len());
+        for c in calls {
+            let (arguments, ok) = match c.arguments {
+                RawArgs::Json(v) if v.is_object() => (v, true),
+                RawArgs::Json(Value::Null) => (Value::Object(Map::new()), true),
+                RawArgs::Json(v) => (v, false),
+                RawArgs::Text(s) => parse_args(&s),
+            };
+            truncated |= !ok;
+            tool_calls.push(ToolCall {
+                id: c.id,
+                name: self.names.canonical(&c.name),
+                arguments,
+                recovered: c.recovered,
+            });
+        }
+        let stop_reason = if !tool_calls.is_empty() && stop == StopReason::End {
+            // Several local servers report "stop" with tool calls present.
+            StopReason::ToolCalls
+        } else {
+            stop
+        };
+        ChatResponse {
+            text,
+            tool_calls,
+            stop_reason,
+            truncated,
+            usage,
+            model: self.model.clone(),
+        }
+    }
+}
+
+pub(crate) enum RawArgs {
+    Json(Value),
+    Text(String),
+}
+
+pub(crate) struct RawCall {
+    pub id: String,
+    /// Wire name, mapped back to canonical by [`Prepared::response`].
+    pub name: String,
+    pub arguments: RawArgs,
+    pub recovered: bool,
+}
+
+/// `""` means no arguments; anything that is not a JSON object did not parse (usually cut
+/// by the token limit) and is kept as text so the caller can show it.
+pub(crate) fn parse_args(raw: &str) -> (Value, bool) {
+    if raw.trim().is_empty() {
+        return (Value::Object(Map::new()), true);
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(v) if v.is_object() => (v, true),
+        _ => (Value::String(raw.to_string()), false),
+    }
+}
+
+/// A tool result as text: strings as they are, anything else as compact JSON.
+pub(crate) fn content_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Arguments to send back in history: an object, or `{}` when they never parsed (such a
+/// turn should not be in history, but a provider must still accept the request).
+pub(crate) fn args_object(v: &Value) -> Value {
+    if v.is_object() {
+        v.clone()
+    } else {
+        Value::Object(Map::new())
+    }
+}
+
+fn group(messages: &[Message]) -> Result<Vec<Turn<'_>>, LlmError> {
+    let mut turns = Vec::new();
+    let mut i = 0;
+    while i < messages.len() {
+        match &messages[i] {
+            Message::User { content } => {
+                turns.push(Turn::User(content));
+                i += 1;
+            }
+            Message::Assistant { text, tool_calls } => {
+                i += 1;
+                let mut by_id: HashMap<&str, &ToolResult> = HashMap::new();
+                while let Some(Message::Tool(r)) = messages.get(i) {
+                    if !tool_calls.iter().any(|c| c.id == r.call_id) {
+                        return Err(LlmError::InvalidConversation(format!(
+                            "tool result for unknown call id '{}'",
+                            r.call_id
+                        )));
+                    }
+                    if by_id.insert(&r.call_id, r).is_some() {
+                        return Err(LlmError::InvalidConversation(format!(
+                            "two results for call id '{}'",
+                            r.call_id
+                        )));
+                    }
+                    i += 1;
+                }
+                let mut results = Vec::with_capacity(tool_calls.len());
+                for c in tool_calls {
+                    match by_id.get(c.id.as_str()) {
+                        Some(r) => results.push(*r),
+                        None => {
+                            return Err(LlmError::InvalidConversation(format!(
+                                "tool call '{}' ({}) has no result; answer every call (with an \
+                                 error result if it was not run) before the next request",
+                                c.id, c.name
+                            )))
+                        }
+                    }
+                }
+                turns.push(Turn::Assistant {
+                    text,
+                    calls: tool_calls,
+                    results,
+                });
+            }
+            Message::Tool(r) => {
+                return Err(LlmError::InvalidConversation(format!(
+                    "tool result for call id '{}' does not follow an assistant turn",
+                    r.call_id
+                )))
+            }
+        }
+    }
+    Ok(turns)
+}
