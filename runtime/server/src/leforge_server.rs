@@ -1,1 +1,19 @@
-//! The leforge server: wires concrete backends into the HTTP API.
+//! The LeForge Agent Runtime server: HTTP API, configuration, start-up and shutdown.
+//!
+//! This is the only crate that knows the concrete backends (SQLite/PostgreSQL store, LLM
+//! adapters, WASM and container hosts); it wires them behind the core traits and exposes
+//! them over `/api/v1`. Business rules live in core and the backend crates, not in handlers.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+pub use app::router;
+pub use error::ApiError;
+pub use state::AppState;

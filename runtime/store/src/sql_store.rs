@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use leforge_core::store::AgentVisibility;
 use leforge_core::{
-    Agent, AgentPatch, ApiKey, ApiKeyScope, NewAgent, NewApiKey, NewRun, Page, PageRequest,
-    Run, RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
+    Agent, AgentPatch, ApiKey, ApiKeyScope, NewAgent, NewApiKey, NewRun, Page, PageRequest, Run,
+    RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
 };
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
@@ -20,8 +20,7 @@ const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, sys
 const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, output, output_text, \
     error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
     triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at";
-const STEP_COLS: &str =
-    "run_id, step, tool, action, input, output, error, duration_ms, started_at";
+const STEP_COLS: &str = "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
 
 /// Maps a failed write to the domain error: unique violations become `Conflict` naming the

@@ -27,7 +27,9 @@ enum Cleanup {
 
 impl std::fmt::Debug for TestStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestStore").field("backend", &self.backend).finish()
+        f.debug_struct("TestStore")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -120,9 +122,11 @@ impl Drop for TestStore {
                 if let Ok(rt) = rt {
                     rt.block_on(async {
                         if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&mut conn)
+                            .await;
                         }
                     });
                 }
@@ -137,9 +141,15 @@ mod tests {
     #[test]
     fn replaces_database_in_url() {
         assert_eq!(
-            super::replace_database("postgres://u:p@localhost:5432/postgres?sslmode=disable", "x"),
+            super::replace_database(
+                "postgres://u:p@localhost:5432/postgres?sslmode=disable",
+                "x"
+            ),
             "postgres://u:p@localhost:5432/x?sslmode=disable"
         );
-        assert_eq!(super::replace_database("postgres://localhost", "x"), "postgres://localhost/x");
+        assert_eq!(
+            super::replace_database("postgres://localhost", "x"),
+            "postgres://localhost/x"
+        );
     }
 }

@@ -62,12 +62,20 @@ async fn agent_round_trips_by_id_and_slug() {
         let created = store.create_agent(new_agent("CSV Cleaner")).await.unwrap();
         assert_eq!(created.slug, "csv-cleaner");
         assert_eq!(created.config.max_steps, 5);
-        let by_id = store.find_agent(&created.id.to_string()).await.unwrap().unwrap();
+        let by_id = store
+            .find_agent(&created.id.to_string())
+            .await
+            .unwrap()
+            .unwrap();
         let by_slug = store.find_agent("csv-cleaner").await.unwrap().unwrap();
         assert_eq!(by_id, created);
         assert_eq!(by_slug, created);
         assert!(store.find_agent("nope").await.unwrap().is_none());
-        assert!(store.find_agent(&Uuid::new_v4().to_string()).await.unwrap().is_none());
+        assert!(store
+            .find_agent(&Uuid::new_v4().to_string())
+            .await
+            .unwrap()
+            .is_none());
     })
     .await;
 }
@@ -144,7 +152,10 @@ async fn update_applies_patch_and_detects_clashes() {
         assert_eq!(updated.tools, vec!["json-utils".to_string()]);
         assert!(updated.is_public);
         assert!(updated.updated_at >= a.updated_at);
-        assert_eq!(store.find_agent("alpha-two").await.unwrap().unwrap(), updated);
+        assert_eq!(
+            store.find_agent("alpha-two").await.unwrap().unwrap(),
+            updated
+        );
         let clash = store
             .update_agent(
                 a.id,
@@ -155,9 +166,14 @@ async fn update_applies_patch_and_detects_clashes() {
                 },
             )
             .await;
-        assert!(matches!(clash, Err(StoreError::Conflict { .. })), "{clash:?}");
+        assert!(
+            matches!(clash, Err(StoreError::Conflict { .. })),
+            "{clash:?}"
+        );
         assert!(matches!(
-            store.update_agent(Uuid::new_v4(), AgentPatch::default()).await,
+            store
+                .update_agent(Uuid::new_v4(), AgentPatch::default())
+                .await,
             Err(StoreError::NotFound { .. })
         ));
     })
@@ -183,8 +199,15 @@ async fn listing_respects_visibility_and_pages_without_gaps() {
         let ids = |page: leforge_core::Page<leforge_core::Agent>| {
             page.items.into_iter().map(|a| a.id).collect::<Vec<_>>()
         };
-        let all = ids(store.list_agents(AgentVisibility::All, PageRequest::default()).await.unwrap());
-        assert_eq!(all, vec![theirs.id, mine.id, open.id, public.id], "newest first");
+        let all = ids(store
+            .list_agents(AgentVisibility::All, PageRequest::default())
+            .await
+            .unwrap());
+        assert_eq!(
+            all,
+            vec![theirs.id, mine.id, open.id, public.id],
+            "newest first"
+        );
         let anon = ids(store
             .list_agents(AgentVisibility::PublicOnly, PageRequest::default())
             .await
@@ -197,9 +220,15 @@ async fn listing_respects_visibility_and_pages_without_gaps() {
         assert_eq!(by_key, vec![mine.id, open.id, public.id]);
 
         let mut seen = Vec::new();
-        let mut req = PageRequest { limit: 3, after: None };
+        let mut req = PageRequest {
+            limit: 3,
+            after: None,
+        };
         loop {
-            let page = store.list_agents(AgentVisibility::All, req.clone()).await.unwrap();
+            let page = store
+                .list_agents(AgentVisibility::All, req.clone())
+                .await
+                .unwrap();
             assert!(page.items.len() <= 3);
             seen.extend(page.items.iter().map(|a| a.id));
             match page.next_cursor {
@@ -225,18 +254,30 @@ async fn runs_keep_steps_in_order_and_filter() {
             ip_address: Some("127.0.0.1".into()),
             user_agent: Some("n8n".into()),
         };
-        let r1 = store.create_run(new_run(a.id, Some("key-1"))).await.unwrap();
+        let r1 = store
+            .create_run(new_run(a.id, Some("key-1")))
+            .await
+            .unwrap();
         assert_eq!(r1.status, RunStatus::Pending);
         assert_eq!(r1.input_data, Some(json!({"csv": "x"})));
-        let r2 = store.create_run(new_run(a.id, Some("key-2"))).await.unwrap();
+        let r2 = store
+            .create_run(new_run(a.id, Some("key-2")))
+            .await
+            .unwrap();
         let r3 = store.create_run(new_run(b.id, None)).await.unwrap();
         assert!(matches!(
             store.create_run(new_run(Uuid::new_v4(), None)).await,
             Err(StoreError::NotFound { .. })
         ));
 
-        store.append_step(r1.id, step(2, "date-utils")).await.unwrap();
-        store.append_step(r1.id, step(1, "data-transform")).await.unwrap();
+        store
+            .append_step(r1.id, step(2, "date-utils"))
+            .await
+            .unwrap();
+        store
+            .append_step(r1.id, step(1, "data-transform"))
+            .await
+            .unwrap();
         assert!(matches!(
             store.append_step(r1.id, step(1, "again")).await,
             Err(StoreError::Conflict { .. })
@@ -246,9 +287,16 @@ async fn runs_keep_steps_in_order_and_filter() {
             Err(StoreError::NotFound { .. })
         ));
         let got = store.get_run(r1.id).await.unwrap().unwrap();
-        let tools: Vec<_> = got.steps.iter().map(|s| (s.step, s.tool.as_str())).collect();
+        let tools: Vec<_> = got
+            .steps
+            .iter()
+            .map(|s| (s.step, s.tool.as_str()))
+            .collect();
         assert_eq!(tools, vec![(1, "data-transform"), (2, "date-utils")]);
-        assert_eq!(got.steps[0].output, Some(json!({"rows": [{"a": 1, "b": 2}]})));
+        assert_eq!(
+            got.steps[0].output,
+            Some(json!({"rows": [{"a": 1, "b": 2}]}))
+        );
 
         let done = store
             .update_run(
@@ -273,7 +321,13 @@ async fn runs_keep_steps_in_order_and_filter() {
         // Terminal is final.
         assert!(matches!(
             store
-                .update_run(r2.id, RunUpdate { status: Some(RunStatus::Failed), ..Default::default() })
+                .update_run(
+                    r2.id,
+                    RunUpdate {
+                        status: Some(RunStatus::Failed),
+                        ..Default::default()
+                    }
+                )
                 .await,
             Err(StoreError::InvalidState(_))
         ));
@@ -293,19 +347,37 @@ async fn runs_keep_steps_in_order_and_filter() {
         };
         assert_eq!(list(RunFilter::default()).await, vec![r3.id, r2.id, r1.id]);
         assert_eq!(
-            list(RunFilter { agent_id: Some(a.id), ..Default::default() }).await,
+            list(RunFilter {
+                agent_id: Some(a.id),
+                ..Default::default()
+            })
+            .await,
             vec![r2.id, r1.id]
         );
         assert_eq!(
-            list(RunFilter { status: Some(RunStatus::Completed), ..Default::default() }).await,
+            list(RunFilter {
+                status: Some(RunStatus::Completed),
+                ..Default::default()
+            })
+            .await,
             vec![r2.id]
         );
         assert_eq!(
-            list(RunFilter { triggered_by: Some("key-1".into()), ..Default::default() }).await,
+            list(RunFilter {
+                triggered_by: Some("key-1".into()),
+                ..Default::default()
+            })
+            .await,
             vec![r1.id]
         );
         let listed = store
-            .list_runs(RunFilter { agent_id: Some(a.id), ..Default::default() }, PageRequest::default())
+            .list_runs(
+                RunFilter {
+                    agent_id: Some(a.id),
+                    ..Default::default()
+                },
+                PageRequest::default(),
+            )
             .await
             .unwrap();
         assert_eq!(listed.items[1].steps.len(), 2, "lists carry their steps");
@@ -329,10 +401,24 @@ async fn api_keys_store_only_hashes_and_revoke_at_once() {
         assert_eq!(k.scope, ApiKeyScope::Invoke);
         assert!(k.last_used_at.is_none());
         assert_eq!(store.count_api_keys(None).await.unwrap(), 1);
-        assert_eq!(store.count_api_keys(Some(ApiKeyScope::Admin)).await.unwrap(), 0);
-        let found = store.find_active_api_key(&"a".repeat(64)).await.unwrap().unwrap();
+        assert_eq!(
+            store
+                .count_api_keys(Some(ApiKeyScope::Admin))
+                .await
+                .unwrap(),
+            0
+        );
+        let found = store
+            .find_active_api_key(&"a".repeat(64))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(found.id, k.id);
-        assert!(store.find_active_api_key(&"b".repeat(64)).await.unwrap().is_none());
+        assert!(store
+            .find_active_api_key(&"b".repeat(64))
+            .await
+            .unwrap()
+            .is_none());
 
         store.touch_api_key(k.id).await.unwrap();
         let listed = store.list_api_keys(PageRequest::default()).await.unwrap();
@@ -340,10 +426,25 @@ async fn api_keys_store_only_hashes_and_revoke_at_once() {
 
         let revoked = store.revoke_api_key(k.id).await.unwrap();
         assert!(revoked.revoked_at.is_some());
-        assert!(store.find_active_api_key(&"a".repeat(64)).await.unwrap().is_none());
-        assert!(matches!(store.revoke_api_key(k.id).await, Err(StoreError::NotFound { .. })));
+        assert!(store
+            .find_active_api_key(&"a".repeat(64))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            store.revoke_api_key(k.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
         assert_eq!(store.count_api_keys(None).await.unwrap(), 0);
-        assert_eq!(store.list_api_keys(PageRequest::default()).await.unwrap().items.len(), 1);
+        assert_eq!(
+            store
+                .list_api_keys(PageRequest::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
         assert!(matches!(
             store
                 .create_api_key(NewApiKey {

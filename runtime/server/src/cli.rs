@@ -1,0 +1,123 @@
+//! Command-line entry: `leforge serve` and `leforge migrate`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use leforge_store::Migrate;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Command, Config, ServerArgs};
+use crate::state::AppState;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Result::Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate(args).await,
+        }
+    });
+    match result {
+        Result::Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `LEFORGE_LOG` (or `RUST_LOG`) sets the filter and
+/// `LEFORGE_LOG_FORMAT=json` switches to one JSON object per line for log shippers.
+fn init_tracing() {
+    let filter = std::env::var("LEFORGE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,sqlx=warn".to_string());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    if std::env::var("LEFORGE_LOG_FORMAT").as_deref() == Result::Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn leforge_core::Store>> {
+    if config.uses_sqlite() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+        })?;
+    }
+    let store = leforge_store::connect(config.database_url.expose(), Migrate::Yes).await?;
+    Result::Ok(store)
+}
+
+async fn migrate(args: ServerArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(&args)?;
+    let store = open_store(&config).await?;
+    eprintln!("database schema is up to date ({})", store.backend());
+    Result::Ok(())
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(&args)?;
+    let store = open_store(&config).await?;
+    tracing::info!(database = store.backend(), "database ready");
+    let admin_key = config.admin_key.as_ref().map(|k| k.expose().to_string());
+    if let Some(key) = crate::auth::bootstrap_admin(store.as_ref(), admin_key.as_deref()).await? {
+        // Printed once, on first start, to stderr only: there is no other way to get in.
+        eprintln!(
+            "\n  LeForge first start: an admin API key was generated. It will not be shown again.\n\n    LEFORGE ADMIN KEY: {key}\n\n  Use it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'.\n"
+        );
+    }
+    let listen = config.listen;
+    let state = AppState::new(store, config);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("LeForge Agent Runtime listening on http://{local}");
+    axum::serve(
+        listener,
+        crate::app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("server stopped");
+    Result::Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests are then allowed to finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Result::Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,219 @@
+//! Configuration: command-line flags, each also an environment variable, over an optional
+//! TOML file, over defaults. Resolved once at start-up into `Config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+pub const DEFAULT_DATA_DIR: &str = "./leforge-data";
+/// Run inputs carry whole CSV or JSON documents; 10 MiB covers them without inviting abuse.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(name = "leforge", version, about = "LeForge Agent Runtime")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP server (runs migrations first).
+    Serve(ServerArgs),
+    /// Bring the database schema up to date and exit.
+    Migrate(ServerArgs),
+}
+
+/// Flags shared by the commands that open the database.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// TOML file with the same settings; flags and environment variables win over it.
+    #[arg(long, env = "LEFORGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:4000]
+    #[arg(long, env = "LEFORGE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// postgres://… for PostgreSQL; when absent, SQLite at <data-dir>/leforge.db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and caches [default: ./leforge-data]
+    #[arg(long, env = "LEFORGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Bootstrap admin API key; when absent, one is generated on first start.
+    #[arg(long, env = "LEFORGE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Largest accepted request body in bytes [default: 10485760]
+    #[arg(long, env = "LEFORGE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_key: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// A value that must never be printed. Debug shows only that it is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Always set after resolution: the SQLite URL is derived from the data dir.
+    pub database_url: Secret,
+    pub data_dir: PathBuf,
+    pub admin_key: Option<Secret>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn resolve(args: &ServerArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::Invalid("default listen address".into()))?,
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = match args.database_url.clone().or(file.database_url) {
+            Some(url) if !url.trim().is_empty() => url,
+            _ => leforge_store::sqlite_url_for_path(&data_dir.join("leforge.db")),
+        };
+        let admin_key = args
+            .admin_key
+            .clone()
+            .or(file.admin_key)
+            .filter(|k| !k.is_empty());
+        if let Some(key) = &admin_key {
+            if key.len() < 16 {
+                return Err(ConfigError::Invalid(
+                    "admin key: LEFORGE_ADMIN_KEY must be at least 16 characters".into(),
+                ));
+            }
+        }
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(Config {
+            listen,
+            database_url: Secret::new(database_url),
+            data_dir,
+            admin_key: admin_key.map(Secret::new),
+            max_body_bytes,
+        })
+    }
+
+    pub fn uses_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_use_sqlite_in_the_data_dir() {
+        let cfg = Config::resolve(&ServerArgs::default()).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:4000");
+        assert!(cfg.uses_sqlite());
+        assert!(cfg
+            .database_url
+            .expose()
+            .contains("leforge-data/leforge.db"));
+        assert!(
+            !format!("{cfg:?}").contains("leforge.db"),
+            "url is redacted"
+        );
+    }
+
+    #[test]
+    fn file_settings_apply_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leforge.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\ndata_dir = \"/tmp/x\"\n").unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            data_dir: Some("/tmp/y".into()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&args).unwrap();
+        assert_eq!(cfg.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/y"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leforge.toml");
+        std::fs::write(&path, "listn = \"0.0.0.0:9000\"\n").unwrap();
+        let err = Config::resolve(&ServerArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+}

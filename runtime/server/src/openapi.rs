@@ -1,0 +1,61 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the request and
+//! response types, so it cannot drift from the code.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "LeForge Agent Runtime", description = "Run AI agents with sandboxed ForgeHook tools. \
+        Every response is an envelope: {success, data, request_id} or {success: false, error: {code, message, details}, request_id}."),
+    paths(
+        routes::health::health,
+        routes::agents::list, routes::agents::create, routes::agents::get,
+        routes::agents::update, routes::agents::delete,
+        routes::runs::list, routes::runs::list_for_agent, routes::runs::get,
+        routes::api_keys::list, routes::api_keys::create, routes::api_keys::revoke,
+    ),
+    components(schemas(
+        leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,
+        leforge_core::Provider, leforge_core::Run, leforge_core::RunStep, leforge_core::RunStatus,
+        leforge_core::ApiKey, leforge_core::ApiKeyScope, leforge_core::FieldError,
+        routes::agents::CreateAgentRequest, routes::agents::UpdateAgentRequest, routes::agents::Deleted,
+        routes::api_keys::CreateApiKeyRequest, routes::api_keys::CreatedApiKey,
+        routes::health::Health,
+    )),
+    modifiers(&Security),
+    tags(
+        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key (admin or invoke scope)",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The same API key as a bearer token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,53 @@
+//! Liveness and readiness, without authentication.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::envelope::{current_request_id, json_response};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the database does not answer.
+    pub status: &'static str,
+    /// `postgres` or `sqlite`.
+    pub database: &'static str,
+    pub version: &'static str,
+}
+
+/// Health of the server and its database.
+///
+/// The fields are also repeated at the top level of the body, where load balancers and
+/// uptime checks look for `status`.
+#[utoipa::path(get, path = "/api/v1/health", tag = "health",
+    responses((status = 200, description = "Healthy", body = Health),
+              (status = 503, description = "Database unreachable", body = Health)))]
+pub async fn health(State(state): State<AppState>) -> Response {
+    let db_ok = state.store.ping().await.is_ok();
+    let health = Health {
+        status: if db_ok { "ok" } else { "degraded" },
+        database: state.store.backend(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        json!({
+            "success": db_ok,
+            "data": &health,
+            "status": health.status,
+            "database": health.database,
+            "version": health.version,
+            "request_id": current_request_id(),
+        }),
+    )
+    .into_response()
+}

@@ -1,0 +1,143 @@
+//! In-process test harness: the real router over a real store (SQLite or PostgreSQL), called
+//! without a socket.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use leforge_core::Store;
+use leforge_server::config::{Config, ServerArgs};
+use leforge_server::{router, AppState};
+use leforge_store::testing::{self, TestStore};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub app: axum::Router,
+    pub store: Arc<dyn Store>,
+    pub admin_key: String,
+    pub backend: &'static str,
+    _db: TestStore,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Reply {
+    /// The error code of a failure envelope.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn new(db: TestStore) -> TestApp {
+        let mut config = Config::resolve(&ServerArgs::default()).expect("config");
+        config.max_body_bytes = 64 * 1024;
+        let store = db.store.clone();
+        let admin_key = leforge_server::auth::bootstrap_admin(store.as_ref(), None)
+            .await
+            .expect("bootstrap")
+            .expect("first start generates a key");
+        let state = AppState::new(store.clone(), config);
+        TestApp {
+            app: router(state),
+            store,
+            admin_key,
+            backend: db.backend,
+            _db: db,
+        }
+    }
+
+    /// One app per available back end.
+    pub async fn all() -> Vec<TestApp> {
+        let mut apps = Vec::new();
+        for db in testing::all().await {
+            apps.push(TestApp::new(db).await);
+        }
+        apps
+    }
+
+    pub async fn raw(&self, req: Request<Body>) -> Reply {
+        let resp = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&b).unwrap())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.raw(req).await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        self.call(Method::GET, path, key, None).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        self.get(path, Some(&self.admin_key.clone())).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            path,
+            Some(&self.admin_key.clone()),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Creates an agent as admin and returns its JSON.
+    pub async fn create_agent(&self, body: Value) -> Value {
+        let r = self.admin_post("/api/v1/agents", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["data"].clone()
+    }
+
+    /// Creates an API key as admin and returns (id, plain key).
+    pub async fn create_key(&self, scope: &str) -> (String, String) {
+        let r = self
+            .admin_post(
+                "/api/v1/api-keys",
+                serde_json::json!({"name": format!("{scope} key"), "scope": scope}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            r.body["data"]["id"].as_str().unwrap().to_string(),
+            r.body["data"]["key"].as_str().unwrap().to_string(),
+        )
+    }
+}
