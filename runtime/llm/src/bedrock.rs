@@ -175,8 +175,7 @@ pub(crate) async fn chat(
         })?;
     // Model ids hold ':' (e.g. `…-v1:0`), which must be escaped in the path.
     let model: String =
-        percent_encoding::utf8_percent_encode(&p.model, percent_encoding::NON_ALPHANUMERIC)
-            .collect();
+        percent_encoding::utf8_percent_encode(&p.model, crate::PATH_SEGMENT).collect();
     let url = format!("{}/model/{model}/converse", cfg.base_url());
     let body = body(p)?;
     let bytes = serde_json::to_vec(&body).map_err(|e| malformed(format!("encode: {e}")))?;

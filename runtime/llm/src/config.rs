@@ -338,12 +338,13 @@ impl LlmConfig {
                 base_url: base.clone(),
                 explicit: true,
             },
+            // Distinct prefixes let the fake tell these key-less servers from OpenAI.
             lmstudio: LocalConfig {
-                base_url: format!("{base}/v1"),
+                base_url: format!("{base}/lmstudio/v1"),
                 explicit: true,
             },
             openai_compatible: Some(OpenAiConfig {
-                base_url: format!("{base}/v1"),
+                base_url: format!("{base}/compat/v1"),
                 api_key: None,
             }),
             aliases: ModelAliases::defaults(),

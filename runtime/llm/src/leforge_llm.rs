@@ -50,6 +50,14 @@ pub(crate) async fn next_or_timeout<S: Stream + Unpin>(
         .map_err(|_| ())
 }
 
+/// A URL path segment (model id, deployment name): everything but unreserved characters
+/// escaped, so ids like `anthropic.claude-…-v1:0` keep their dots and dashes.
+pub(crate) const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Ids for providers that give none (Ollama) or calls recovered from text.
 pub(crate) fn new_call_id() -> String {
     format!("call_{}", uuid::Uuid::new_v4().simple())

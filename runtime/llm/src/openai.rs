@@ -190,8 +190,7 @@ pub(crate) async fn chat(
                 not_configured(provider, "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY")
             })?;
             let deployment: String =
-                percent_encoding::utf8_percent_encode(&p.model, percent_encoding::NON_ALPHANUMERIC)
-                    .collect();
+                percent_encoding::utf8_percent_encode(&p.model, crate::PATH_SEGMENT).collect();
             (
                 format!(
                     "{}/openai/deployments/{deployment}/chat/completions?api-version={}",

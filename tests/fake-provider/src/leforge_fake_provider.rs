@@ -1,1 +1,522 @@
-//! placeholder
+//! A wire-level fake LLM provider for tests.
+//!
+//! One axum server on `127.0.0.1:0` speaks Anthropic Messages (`POST /v1/messages`),
+//! OpenAI Chat Completions (`POST /v1/chat/completions`, and `POST
+//! /{prefix}/v1/chat/completions` as a key-less "local" server such as LM Studio), Azure
+//! OpenAI (`POST /openai/deployments/{deployment}/chat/completions?api-version=…`),
+//! Bedrock Converse (`POST /model/{modelId}/converse`) and Ollama (`POST /api/chat`), plus
+//! the model lists (`GET /v1/models`, `GET /api/tags`).
+//!
+//! Every request is checked against the provider's documented rules and rejected with its
+//! real error shape when malformed; accepted requests consume the next [`Script`] entry,
+//! rendered in the request's format (streamed when the request asks for it). Every
+//! request is recorded, so tests can assert on shapes and counts.
+//!
+//! ```ignore
+//! let fake = FakeProvider::start().await;
+//! fake.push(Script::tool_call("math__add", json!({"a": 1, "b": 2})));
+//! fake.push(Script::text("3"));
+//! // point the client at fake.base_url() …
+//! assert_eq!(fake.request_count(), 2);
+//! ```
+
+mod render;
+mod script;
+mod validate;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+pub use render::{Format, INPUT_TOKENS, OUTPUT_TOKENS};
+pub use script::{Script, ScriptedCall, TextStyle};
+pub use validate::{OpenAiDoor, Reject};
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub format: Format,
+    /// For OpenAI-format requests: which door (OpenAI, Azure, local).
+    pub door: Option<OpenAiDoor>,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body (`Null` for GETs or bodies that are not JSON).
+    pub body: Value,
+    /// Set when the request failed validation; it then consumed no script entry.
+    pub rejected: Option<Reject>,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the request asked for a streamed answer (Ollama streams unless told not to).
+    pub fn wants_stream(&self) -> bool {
+        match self.format {
+            Format::Ollama => self.body.get("stream") != Some(&Value::Bool(false)),
+            Format::Bedrock => false,
+            _ => self.body.get("stream") == Some(&Value::Bool(true)),
+        }
+    }
+}
+
+struct Inner {
+    scripts: VecDeque<Script>,
+    requests: Vec<RecordedRequest>,
+    models: Vec<String>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock must not hide the state from others.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The running fake. Dropping it stops the server.
+pub struct FakeProvider {
+    base_url: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeProvider {
+    /// Binds `127.0.0.1:0` and serves in the background.
+    ///
+    /// # Panics
+    /// When the listener cannot be bound (this is test support).
+    pub async fn start() -> FakeProvider {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                scripts: VecDeque::new(),
+                requests: Vec::new(),
+                models: vec!["fake-model-large".into(), "fake-model-small".into()],
+            }),
+            next_id: AtomicU64::new(1),
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        #[allow(clippy::expect_used)]
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0 for the fake provider");
+        #[allow(clippy::expect_used)]
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeProvider {
+            base_url: format!("http://{addr}"),
+            shared,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>` (no trailing slash). Anthropic, Ollama, Azure and Bedrock
+    /// clients use it as is.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// `…/v1`, the base URL an OpenAI client wants.
+    pub fn openai_base_url(&self) -> String {
+        format!("{}/v1", self.base_url)
+    }
+
+    /// `…/local/v1`: OpenAI format without a required key (LM Studio, vLLM, llama.cpp).
+    pub fn local_openai_base_url(&self) -> String {
+        format!("{}/local/v1", self.base_url)
+    }
+
+    /// Queues the answer to the next accepted request.
+    pub fn push(&self, script: Script) {
+        self.shared.lock().scripts.push_back(script);
+    }
+
+    pub fn push_all(&self, scripts: impl IntoIterator<Item = Script>) {
+        self.shared.lock().scripts.extend(scripts);
+    }
+
+    /// Script entries not consumed yet.
+    pub fn remaining(&self) -> usize {
+        self.shared.lock().scripts.len()
+    }
+
+    /// Every request received, rejected ones included, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.shared.lock().requests.len()
+    }
+
+    /// Requests that passed validation (each consumed a script entry, if one was left).
+    pub fn accepted(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.rejected.is_none())
+            .collect()
+    }
+
+    pub fn last_request(&self) -> Option<RecordedRequest> {
+        self.shared.lock().requests.last().cloned()
+    }
+
+    /// The ids the model-list endpoints return.
+    pub fn set_models(&self, models: Vec<String>) {
+        self.shared.lock().models = models;
+    }
+}
+
+fn json_response(status: u16, body: &Value, headers: &[(String, String)]) -> Response {
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    b.body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn stream_response(content_type: &str, frames: Vec<String>, cut: bool) -> Response {
+    use futures::StreamExt;
+    let frames = futures::stream::iter(
+        frames
+            .into_iter()
+            .map(|f| Ok::<_, std::io::Error>(Bytes::from(f))),
+    );
+    let tail = futures::stream::once(async move {
+        if cut {
+            // Pending for a moment first, so hyper flushes the headers and frames; then an
+            // error from the body makes it drop the connection without the final chunk:
+            // what a client sees when a provider dies mid-answer.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "fake provider cut the stream",
+            ))
+        } else {
+            Ok(Bytes::new())
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type)
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(frames.chain(tail)))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+enum Route {
+    Chat {
+        format: Format,
+        door: Option<OpenAiDoor>,
+        bedrock_model: Option<String>,
+    },
+    Models(Format),
+    NotFound,
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    let chat = |format, door| Route::Chat {
+        format,
+        door,
+        bedrock_model: None,
+    };
+    if method == Method::GET {
+        return match path {
+            "/v1/models" => Route::Models(Format::OpenAi),
+            "/api/tags" => Route::Models(Format::Ollama),
+            p if p.ends_with("/v1/models") => Route::Models(Format::OpenAi),
+            _ => Route::NotFound,
+        };
+    }
+    if method != Method::POST {
+        return Route::NotFound;
+    }
+    if path == "/v1/messages" {
+        return chat(Format::Anthropic, None);
+    }
+    if path == "/api/chat" {
+        return chat(Format::Ollama, None);
+    }
+    if path == "/v1/chat/completions" {
+        return chat(Format::OpenAi, Some(OpenAiDoor::OpenAi));
+    }
+    if path.starts_with("/openai/deployments/") && path.ends_with("/chat/completions") {
+        return chat(Format::OpenAi, Some(OpenAiDoor::Azure));
+    }
+    if path.ends_with("/v1/chat/completions") {
+        return chat(Format::OpenAi, Some(OpenAiDoor::Local));
+    }
+    if let Some(rest) = path.strip_prefix("/model/") {
+        if let Some(model) = rest.strip_suffix("/converse") {
+            return Route::Chat {
+                format: Format::Bedrock,
+                door: None,
+                bedrock_model: Some(percent_decode(model)),
+            };
+        }
+    }
+    Route::NotFound
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().map(str::to_string);
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let (format, door, bedrock_model) = match route(&method, &path) {
+        Route::NotFound => {
+            return json_response(
+                404,
+                &json!({"error": format!("no route for {method} {path}")}),
+                &[],
+            )
+        }
+        Route::Models(format) => {
+            let models = shared.lock().models.clone();
+            let body = match format {
+                Format::Ollama => json!({"models": models.iter().map(|m| json!({
+                    "name": m, "model": m, "modified_at": "2024-07-22T20:33:28Z", "size": 1, "digest": "0", "details": {}
+                })).collect::<Vec<_>>()}),
+                _ => json!({"object": "list", "data": models.iter().map(|m| json!({
+                    "id": m, "object": "model", "created": 1_700_000_000u64, "owned_by": "fake",
+                    "type": "model", "display_name": m
+                })).collect::<Vec<_>>()}),
+            };
+            shared.lock().requests.push(RecordedRequest {
+                format,
+                door: None,
+                method: method.to_string(),
+                path,
+                query,
+                headers: header_list,
+                body: Value::Null,
+                rejected: None,
+            });
+            return json_response(200, &body, &[]);
+        }
+        Route::Chat {
+            format,
+            door,
+            bedrock_model,
+        } => (format, door, bedrock_model),
+    };
+    let parsed: Result<Value, String> = serde_json::from_slice(&body).map_err(|e| e.to_string());
+    let check = match &parsed {
+        Err(e) => Err(Reject {
+            status: 400,
+            kind: if format == Format::Bedrock {
+                "SerializationException".into()
+            } else {
+                "invalid_request_error".into()
+            },
+            message: format!("request body is not valid JSON: {e}"),
+        }),
+        Ok(v) => match format {
+            Format::Anthropic => validate::anthropic(&headers, v),
+            Format::OpenAi => validate::openai(
+                door.unwrap_or(OpenAiDoor::OpenAi),
+                &headers,
+                query.as_deref(),
+                v,
+            ),
+            Format::Bedrock => {
+                validate::bedrock(&headers, bedrock_model.as_deref().unwrap_or(""), v)
+            }
+            Format::Ollama => validate::ollama(v),
+        },
+    };
+    let body_json = parsed.unwrap_or(Value::Null);
+    let mut record = RecordedRequest {
+        format,
+        door,
+        method: method.to_string(),
+        path,
+        query,
+        headers: header_list,
+        body: body_json.clone(),
+        rejected: None,
+    };
+    if let Err(reject) = check {
+        record.rejected = Some(reject.clone());
+        shared.lock().requests.push(record);
+        let (b, h) = render::error_body(format, reject.status, &reject.kind, &reject.message);
+        return json_response(reject.status, &b, &h);
+    }
+    let stream = record.wants_stream();
+    let script = {
+        let mut inner = shared.lock();
+        inner.requests.push(record);
+        inner.scripts.pop_front()
+    };
+    let Some(script) = script else {
+        let (b, h) = render::error_body(
+            format,
+            400,
+            "",
+            "fake provider: no scripted response left for this request",
+        );
+        return json_response(400, &b, &h);
+    };
+    let model = match (
+        &bedrock_model,
+        body_json.get("model").and_then(Value::as_str),
+    ) {
+        (Some(m), _) => m.clone(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => "azure-deployment".to_string(),
+    };
+    let include_usage =
+        body_json.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+    let ids = |calls: Vec<ScriptedCall>| -> Vec<(String, ScriptedCall)> {
+        calls
+            .into_iter()
+            .map(|c| {
+                let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let id = c.id.clone().unwrap_or_else(|| match format {
+                    Format::Anthropic => format!("toolu_fake_{n}"),
+                    Format::Bedrock => format!("tooluse_fake_{n}"),
+                    _ => format!("call_fake_{n}"),
+                });
+                (id, c)
+            })
+            .collect()
+    };
+    let reply = |text: &str, calls: &[(String, ScriptedCall)], max_tokens: bool, cut: bool| {
+        if stream {
+            let frames =
+                render::stream(format, &model, text, calls, max_tokens, cut, include_usage);
+            let ct = if format == Format::Ollama {
+                "application/x-ndjson"
+            } else {
+                "text/event-stream"
+            };
+            stream_response(ct, frames, cut)
+        } else if cut {
+            let full = render::full(format, &model, text, calls, false).to_string();
+            stream_response("application/json", vec![render::half(&full)], true)
+        } else {
+            json_response(
+                200,
+                &render::full(format, &model, text, calls, max_tokens),
+                &[],
+            )
+        }
+    };
+    match script {
+        Script::Reply { text, calls } => reply(&text, &ids(calls), false, false),
+        Script::MaxTokensMidToolCall { call } => reply("", &ids(vec![call]), true, false),
+        Script::CutMidToolCall { call } => reply("", &ids(vec![call]), false, true),
+        Script::RateLimited { retry_after } => {
+            let (b, mut h) = render::error_body(format, 429, "", "Rate limit exceeded (fake)");
+            if let Some(ra) = retry_after {
+                h.push(("retry-after".into(), ra));
+            }
+            json_response(429, &b, &h)
+        }
+        Script::ServerError { status } => {
+            let msg = if status == 529 {
+                "Overloaded"
+            } else {
+                "Internal server error (fake)"
+            };
+            let (b, h) = render::error_body(format, status, "", msg);
+            json_response(status, &b, &h)
+        }
+        Script::Error { status, message } => {
+            let (b, h) = render::error_body(format, status, "", &message);
+            json_response(status, &b, &h)
+        }
+        Script::MalformedJson => {
+            if stream {
+                let frame = match format {
+                    Format::Anthropic => "event: message_start\ndata: {\"type\": \"message_start\", \"message\": {\n\n".to_string(),
+                    Format::Ollama => "{\"model\": \"x\", \"message\": {\n".to_string(),
+                    _ => "data: {\"id\": \"chatcmpl-fake\", \"choices\": [\n\n".to_string(),
+                };
+                let ct = if format == Format::Ollama {
+                    "application/x-ndjson"
+                } else {
+                    "text/event-stream"
+                };
+                stream_response(ct, vec![frame], false)
+            } else {
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        "{\"id\": \"broken\", \"choices\": [ {\"message\": ",
+                    ))
+                    .unwrap_or_else(|_| Response::new(Body::empty()))
+            }
+        }
+        Script::Hang => {
+            // Long enough for any client timeout; the future is dropped when the client
+            // closes the connection.
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            json_response(500, &json!({"error": "hang ended"}), &[])
+        }
+    }
+}
