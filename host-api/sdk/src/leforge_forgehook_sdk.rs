@@ -337,11 +337,14 @@ macro_rules! forgehook {
     ($build:path) => {
         #[allow(unsafe_code)]
         mod __leforge_forgehook_export {
+            #[allow(unused_imports)]
+            use super::*;
+
             struct Component;
 
             impl $crate::bindings::Guest for Component {
                 fn describe() -> ::std::string::String {
-                    $crate::__private::describe(super::$build)
+                    $crate::__private::describe($build)
                 }
 
                 fn invoke(
@@ -349,7 +352,7 @@ macro_rules! forgehook {
                     input: ::std::string::String,
                 ) -> ::std::result::Result<::std::string::String, $crate::bindings::ForgehookError>
                 {
-                    $crate::__private::invoke(super::$build, &endpoint, &input)
+                    $crate::__private::invoke($build, &endpoint, &input)
                 }
             }
 

@@ -1,0 +1,158 @@
+//! The artifact store: each installed component's original `.wasm` and its precompiled form,
+//! so start-up deserializes instead of recompiling (seconds for a Python guest).
+//!
+//! Layout under the cache directory:
+//! - `wasm/<sha256>.wasm`: the component as installed; recompiled from when the engine changes.
+//! - `compiled/<sha256>-<engine>.cwasm` plus `.sha256`: the precompiled artifact, keyed by
+//!   the engine's compatibility hash, and a digest checked before it is deserialized.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+
+pub(crate) struct ArtifactCache {
+    wasm_dir: PathBuf,
+    compiled_dir: PathBuf,
+    engine_key: String,
+}
+
+/// Feeds `std::hash::Hash` output into SHA-256, so the engine key is stable across processes
+/// (std's `DefaultHasher` makes no such promise).
+struct Sha256Hasher(Sha256);
+
+impl std::hash::Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl ArtifactCache {
+    pub(crate) fn open(dir: &Path, engine: &Engine) -> io::Result<Self> {
+        let wasm_dir = dir.join("wasm");
+        let compiled_dir = dir.join("compiled");
+        std::fs::create_dir_all(&wasm_dir)?;
+        std::fs::create_dir_all(&compiled_dir)?;
+        let mut hasher = Sha256Hasher(Sha256::new());
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        let engine_key = hex::encode(&hasher.0.finalize()[..8]);
+        Ok(ArtifactCache {
+            wasm_dir,
+            compiled_dir,
+            engine_key,
+        })
+    }
+
+    fn checked(sha256: &str) -> io::Result<&str> {
+        if is_sha256_hex(sha256) {
+            Ok(sha256)
+        } else {
+            // The digest becomes a file name: never let it be a path.
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a lowercase hex sha256",
+            ))
+        }
+    }
+
+    fn wasm_path(&self, sha256: &str) -> PathBuf {
+        self.wasm_dir.join(format!("{sha256}.wasm"))
+    }
+
+    fn compiled_path(&self, sha256: &str) -> PathBuf {
+        self.compiled_dir
+            .join(format!("{sha256}-{}.cwasm", self.engine_key))
+    }
+
+    /// Writes both files; each appears whole or not at all (write to a temp file, rename).
+    pub(crate) fn store(&self, sha256: &str, wasm: &[u8], compiled: &[u8]) -> io::Result<()> {
+        let sha256 = Self::checked(sha256)?;
+        write_atomic(&self.wasm_path(sha256), wasm)?;
+        let compiled_path = self.compiled_path(sha256);
+        write_atomic(
+            &compiled_path.with_extension("cwasm.sha256"),
+            sha256_hex(compiled).as_bytes(),
+        )?;
+        write_atomic(&compiled_path, compiled)
+    }
+
+    /// The precompiled artifact for this engine, if present and intact.
+    pub(crate) fn load_compiled(&self, sha256: &str) -> io::Result<Option<Vec<u8>>> {
+        let path = self.compiled_path(Self::checked(sha256)?);
+        let (Some(bytes), Some(digest)) = (
+            read_if_exists(&path)?,
+            read_if_exists(&path.with_extension("cwasm.sha256"))?,
+        ) else {
+            return Ok(None);
+        };
+        if sha256_hex(&bytes).as_bytes() != digest.as_slice() {
+            tracing::warn!(path = %path.display(), "precompiled artifact is corrupt; recompiling");
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The original component, if present and matching its digest.
+    pub(crate) fn load_wasm(&self, sha256: &str) -> io::Result<Option<Vec<u8>>> {
+        let path = self.wasm_path(Self::checked(sha256)?);
+        Ok(read_if_exists(&path)?.filter(|bytes| sha256_hex(bytes) == sha256))
+    }
+
+    /// Stores a freshly compiled artifact next to an existing `.wasm`.
+    pub(crate) fn store_compiled(&self, sha256: &str, compiled: &[u8]) -> io::Result<()> {
+        let path = self.compiled_path(Self::checked(sha256)?);
+        write_atomic(
+            &path.with_extension("cwasm.sha256"),
+            sha256_hex(compiled).as_bytes(),
+        )?;
+        write_atomic(&path, compiled)
+    }
+
+    /// Deletes the component and every precompiled form of it (for any engine).
+    pub(crate) fn remove(&self, sha256: &str) -> io::Result<()> {
+        let sha256 = Self::checked(sha256)?;
+        remove_if_exists(&self.wasm_path(sha256))?;
+        for entry in std::fs::read_dir(&self.compiled_dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(sha256) {
+                remove_if_exists(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
