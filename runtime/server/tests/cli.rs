@@ -1,0 +1,201 @@
+//! The real `leforge` binary as a newcomer runs it: first start on the embedded default,
+//! the admin key printed once, data kept across restarts, clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    base: String,
+    stderr_lines: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `leforge serve` and waits until it logs that it listens.
+fn start(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leforge"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LEFORGE_ADMIN_KEY")
+        .env("LEFORGE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn leforge");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                let ready = line.contains("listening on");
+                lines.push(line);
+                if ready {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; stderr:\n{}", lines.join("\n"));
+            }
+        }
+    }
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        stderr_lines: lines,
+    }
+}
+
+impl Server {
+    fn printed_key(&self) -> Option<String> {
+        self.stderr_lines.iter().find_map(|l| {
+            l.split("LEFORGE ADMIN KEY: ")
+                .nth(1)
+                .map(|k| k.trim().to_string())
+        })
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("server did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test]
+async fn first_start_prints_a_key_once_and_data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+
+    let server = start(dir.path(), &[]);
+    let key = server.printed_key().expect("first start prints the admin key");
+    assert!(key.starts_with("lf_"));
+    assert!(dir.path().join("leforge.db").exists());
+    let health: Value = http
+        .get(format!("{}/api/v1/health", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["database"], "sqlite");
+    assert_eq!(health["status"], "ok");
+    let created = http
+        .post(format!("{}/api/v1/agents", server.base))
+        .header("x-api-key", &key)
+        .json(&json!({"name": "Survivor", "system_prompt": "Persist."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // The key is not logged anywhere else.
+    let mentions = server.stderr_lines.iter().filter(|l| l.contains(&key)).count();
+    assert_eq!(mentions, 1);
+    assert!(server.terminate().success(), "graceful exit on SIGTERM");
+
+    let server = start(dir.path(), &[]);
+    assert!(server.printed_key().is_none(), "the key is printed only once");
+    let r = http
+        .get(format!("{}/api/v1/agents/survivor", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn configured_admin_key_and_postgres_url_are_used() {
+    let Some(db) = leforge_store::testing::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = "configured-admin-key-0123456789";
+    let migrate = Command::new(env!("CARGO_BIN_EXE_leforge"))
+        .args(["migrate"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+
+    let server = start(dir.path(), &[("DATABASE_URL", &db.url), ("LEFORGE_ADMIN_KEY", key)]);
+    assert!(server.printed_key().is_none());
+    let http = reqwest::Client::new();
+    let health: Value = http
+        .get(format!("{}/api/v1/health", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["database"], "postgres");
+    let r = http
+        .get(format!("{}/api/v1/api-keys", server.base))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!dir.path().join("leforge.db").exists(), "no SQLite file with PostgreSQL");
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn bad_config_fails_fast_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("leforge.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nunknown_key = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_leforge"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown_key"), "{stderr}");
+}
