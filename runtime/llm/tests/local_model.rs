@@ -15,13 +15,15 @@ use serde_json::json;
 async fn one_tool_round_trip_against_a_local_model() {
     let base =
         std::env::var("LOCAL_LLM_URL").unwrap_or_else(|_| "http://127.0.0.1:8083/v1".to_string());
-    let mut cfg = LlmConfig::default();
-    cfg.openai_compatible = Some(OpenAiConfig {
-        base_url: base,
-        api_key: None,
-    });
-    // CPU inference at ~14 tokens/s: give each attempt room.
-    cfg.request_timeout = std::time::Duration::from_secs(600);
+    let cfg = LlmConfig {
+        openai_compatible: Some(OpenAiConfig {
+            base_url: base,
+            api_key: None,
+        }),
+        // CPU inference at ~14 tokens/s: give each attempt room.
+        request_timeout: std::time::Duration::from_secs(600),
+        ..LlmConfig::default()
+    };
     let router = LlmRouter::new(cfg).unwrap();
 
     let mut req = ChatRequest::new(

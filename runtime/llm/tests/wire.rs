@@ -778,3 +778,39 @@ async fn provider_infos_and_model_lists() {
         Err(LlmError::Unsupported { .. })
     ));
 }
+
+#[tokio::test]
+async fn mid_stream_error_events_end_the_turn() {
+    for p in [Provider::Anthropic, Provider::Openai, Provider::Ollama] {
+        let (fake, router) = setup().await;
+        let mut req = request(p);
+        req.stream = true;
+        fake.push(Script::stream_error("Overloaded right now"));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let err = router.chat(req, Some(tx)).await.unwrap_err();
+        match &err {
+            LlmError::StreamCut { reason, .. } => {
+                assert!(reason.contains("Overloaded right now"), "{p}: {reason}")
+            }
+            other => panic!("{p}: {other:?}"),
+        }
+        assert!(
+            rx.try_recv().is_ok(),
+            "{p}: the text before the error was forwarded"
+        );
+        assert_eq!(fake.request_count(), 1);
+    }
+}
+
+#[tokio::test]
+async fn anthropic_parallel_off_maps_to_tool_choice() {
+    let (fake, router) = setup().await;
+    let mut req = request(Provider::Anthropic);
+    req.parallel_tool_calls = Some(false);
+    fake.push(Script::text("ok"));
+    router.chat(req, None).await.unwrap();
+    let r = fake.last_request().unwrap();
+    assert!(r.rejected.is_none());
+    assert_eq!(r.body["tool_choice"]["disable_parallel_tool_use"], true);
+    assert!(r.body.get("parallel_tool_calls").is_none());
+}

@@ -512,6 +512,47 @@ async fn handle(
                     .unwrap_or_else(|_| Response::new(Body::empty()))
             }
         }
+        Script::StreamError { message } if stream => {
+            // The opening frames and three text deltas, without the frames that end a turn.
+            let mut frames =
+                render::stream(format, &model, "Partial answer ", &[], false, false, false);
+            frames.truncate(match format {
+                Format::Anthropic => 6,
+                Format::Ollama => 3,
+                _ => 4,
+            });
+            let (ct, err) = match format {
+                Format::Anthropic => (
+                    "text/event-stream",
+                    format!(
+                        "event: error\ndata: {}\n\n",
+                        json!({"type": "error", "error": {"type": "overloaded_error", "message": message}})
+                    ),
+                ),
+                Format::Ollama => (
+                    "application/x-ndjson",
+                    format!("{}\n", json!({"error": message})),
+                ),
+                _ => (
+                    "text/event-stream",
+                    format!(
+                        "data: {}\n\n",
+                        json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+                    ),
+                ),
+            };
+            frames.push(err);
+            stream_response(ct, frames, false)
+        }
+        Script::StreamError { message } => {
+            let status = if format == Format::Anthropic {
+                529
+            } else {
+                500
+            };
+            let (b, h) = render::error_body(format, status, "", &message);
+            json_response(status, &b, &h)
+        }
         Script::Hang => {
             // Long enough for any client timeout; the future is dropped when the client
             // closes the connection.

@@ -56,6 +56,10 @@ pub enum Script {
     MaxTokensMidToolCall { call: ScriptedCall },
     /// Never answers (until the client gives up).
     Hang,
+    /// A streamed answer that starts, then carries the provider's in-stream error event
+    /// (Anthropic `event: error` with `overloaded_error`, an OpenAI `{"error":…}` chunk, an
+    /// Ollama `{"error":…}` line). Non-streamed requests get HTTP 529/500 instead.
+    StreamError { message: String },
 }
 
 impl Script {
@@ -152,5 +156,11 @@ impl Script {
 
     pub fn hang() -> Script {
         Script::Hang
+    }
+
+    pub fn stream_error(message: impl Into<String>) -> Script {
+        Script::StreamError {
+            message: message.into(),
+        }
     }
 }
