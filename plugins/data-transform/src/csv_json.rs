@@ -271,11 +271,7 @@ fn infer(cell: &str) -> Value {
             // number, say), so it stays text.
             return Value::String(cell.to_string());
         }
-        if let Some(n) = t
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-        {
+        if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
             return Value::Number(n);
         }
     }
@@ -497,14 +493,20 @@ mod tests {
         let out = call("csv_to_json", json!({"csv": ""})).unwrap();
         assert_eq!(out, json!({"rows": [], "columns": [], "row_count": 0}));
         let out = call("csv_to_json", json!({"csv": "a,b\n"})).unwrap();
-        assert_eq!(out, json!({"rows": [], "columns": ["a", "b"], "row_count": 0}));
+        assert_eq!(
+            out,
+            json!({"rows": [], "columns": ["a", "b"], "row_count": 0})
+        );
     }
 
     #[test]
     fn bad_csv_input_is_reported() {
         let (code, msg) = fail("csv_to_json", json!({"csv": "a", "delimiter": ",,"}));
         assert_eq!(code, "INVALID_INPUT");
-        assert!(msg.starts_with("delimiter must be a single ASCII character"), "{msg}");
+        assert!(
+            msg.starts_with("delimiter must be a single ASCII character"),
+            "{msg}"
+        );
         let (code, _) = fail("csv_to_json", json!({"csv": "a", "delimiter": "\""}));
         assert_eq!(code, "INVALID_INPUT");
         let (code, msg) = fail("csv_to_json", json!({"csv": 5}));

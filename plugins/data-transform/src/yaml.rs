@@ -50,7 +50,9 @@ fn to_json(v: serde_norway::Value) -> Result<Value, Error> {
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
+        Y::Sequence(items) => {
+            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+        }
         Y::Mapping(map) => {
             let mut out = Map::new();
             for (k, v) in map {
