@@ -64,7 +64,8 @@ async fn main() {
         let started = Instant::now();
         let h = WasmHost::new(WasmHostConfig::new(dir.path())).expect("host");
         for (manifest, sha256) in &installed {
-            h.load(manifest.clone(), sha256, HashMap::new()).expect("load");
+            h.load(manifest.clone(), sha256, HashMap::new())
+                .expect("load");
         }
         startups.push(started.elapsed());
         host = Some(h);
@@ -77,7 +78,9 @@ async fn main() {
     let input = json!({ "message": message });
     assert_eq!(serde_json::to_string(&input).expect("json").len(), 1024);
     for _ in 0..WARM_UP {
-        host.invoke("echo-0", "echo", input.clone()).await.expect("call");
+        host.invoke("echo-0", "echo", input.clone())
+            .await
+            .expect("call");
     }
     let mut samples = Vec::with_capacity(CALLS);
     for _ in 0..CALLS {
@@ -85,7 +88,10 @@ async fn main() {
         let started = Instant::now();
         let out = host.invoke("echo-0", "echo", input).await.expect("call");
         samples.push(started.elapsed());
-        assert_eq!(out.output["message"].as_str().map(str::len), Some(message.len()));
+        assert_eq!(
+            out.output["message"].as_str().map(str::len),
+            Some(message.len())
+        );
     }
     samples.sort();
 
