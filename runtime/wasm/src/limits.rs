@@ -49,8 +49,13 @@ impl CallLimits {
 /// Wraps wasmtime's `StoreLimits` (which enforces the cap and, with `trap_on_grow_failure`,
 /// turns a refused growth into a trap) and records that the refusal happened: the trap
 /// itself does not say why it was raised.
+///
+/// It also caps the *sum* over all linear memories: `StoreLimits` caps each memory on its
+/// own, and a component may have several (CPython guests do).
 pub(crate) struct MemoryLimiter {
     inner: StoreLimits,
+    budget: usize,
+    used: usize,
     pub(crate) denied: bool,
 }
 
@@ -64,6 +69,8 @@ impl MemoryLimiter {
                 .table_elements(bytes / 8)
                 .trap_on_grow_failure(true)
                 .build(),
+            budget: bytes,
+            used: 0,
             denied: false,
         }
     }
@@ -84,7 +91,17 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         let outcome = self.inner.memory_growing(current, desired, maximum);
         self.note(&outcome);
-        outcome
+        outcome?;
+        let total = self.used.saturating_add(desired.saturating_sub(current));
+        if total > self.budget {
+            self.denied = true;
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded across all memories",
+                self.budget
+            ));
+        }
+        self.used = total;
+        Ok(true)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -159,6 +176,22 @@ mod tests {
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!l.denied);
         assert!(l.memory_growing(1 << 20, 2 << 20, None).is_err());
+        assert!(l.denied);
+    }
+
+    #[test]
+    fn limiter_caps_the_sum_of_all_memories() {
+        let limits = CallLimits {
+            timeout_ms: 1,
+            memory_mb: 2,
+            max_output_bytes: 1,
+        };
+        let mut l = MemoryLimiter::new(&limits);
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!l.denied);
+        // A third memory would fit the per-memory cap but not the total.
+        assert!(l.memory_growing(0, 1 << 20, None).is_err());
         assert!(l.denied);
     }
 }
