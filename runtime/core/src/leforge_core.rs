@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api_key;
 pub mod forgehook;
 pub mod hook;
+pub mod installed;
 pub mod llm;
 pub mod page;
 pub mod run;

@@ -1,11 +1,14 @@
 //! The persistence contract. Two implementations (SQLite and PostgreSQL) live in the store
 //! crate and pass one conformance suite, so the rest of the runtime never asks which it has.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::agent::{Agent, AgentPatch, NewAgent};
 use crate::api_key::{ApiKey, ApiKeyScope, NewApiKey};
+use crate::installed::{InstalledForgehook, NewInstalledForgehook};
 use crate::page::{Page, PageRequest};
 use crate::run::{NewRun, Run, RunFilter, RunStep, RunUpdate};
 
@@ -73,4 +76,31 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_api_key(&self, id: Uuid) -> Result<(), StoreError>;
     /// Revokes a key; revoking an already revoked key is `NotFound`.
     async fn revoke_api_key(&self, id: Uuid) -> Result<ApiKey, StoreError>;
+
+    /// Installs, or replaces the manifest and code of, the ForgeHook with the manifest's id.
+    /// A replacement keeps the enabled flag and the configuration.
+    async fn upsert_forgehook(
+        &self,
+        hook: NewInstalledForgehook,
+    ) -> Result<InstalledForgehook, StoreError>;
+    async fn get_forgehook(&self, id: &str) -> Result<Option<InstalledForgehook>, StoreError>;
+    /// Every installed ForgeHook, ordered by id.
+    async fn list_forgehooks(&self) -> Result<Vec<InstalledForgehook>, StoreError>;
+    /// Removes the install and returns what it was.
+    async fn delete_forgehook(&self, id: &str) -> Result<InstalledForgehook, StoreError>;
+    async fn set_forgehook_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+    ) -> Result<InstalledForgehook, StoreError>;
+    async fn set_forgehook_config(
+        &self,
+        id: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<InstalledForgehook, StoreError>;
+
+    /// Keeps a component's bytes (idempotent: the digest names the content).
+    async fn put_wasm_blob(&self, sha256: &str, wasm: &[u8]) -> Result<(), StoreError>;
+    async fn get_wasm_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn delete_wasm_blob(&self, sha256: &str) -> Result<(), StoreError>;
 }

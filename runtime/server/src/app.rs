@@ -4,21 +4,23 @@
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::envelope::REQUEST_ID;
 use crate::error::ApiError;
-use crate::routes::{agents, api_keys, health, runs};
+use crate::routes::{agents, api_keys, forgehooks, health, runs};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let max_upload = state.max_upload_bytes();
     let api = Router::new()
         .route("/health", get(health::health))
         .route("/openapi.json", get(openapi_json))
@@ -31,7 +33,23 @@ pub fn router(state: AppState) -> Router {
         .route("/runs", get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
         .route("/api-keys", get(api_keys::list).post(api_keys::create))
-        .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke));
+        .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route(
+            "/forgehooks",
+            get(forgehooks::list)
+                .post(forgehooks::install.layer(DefaultBodyLimit::max(max_upload))),
+        )
+        .route(
+            "/forgehooks/{id}",
+            get(forgehooks::get).delete(forgehooks::remove),
+        )
+        .route("/forgehooks/{id}/enable", post(forgehooks::enable))
+        .route("/forgehooks/{id}/disable", post(forgehooks::disable))
+        .route("/forgehooks/{id}/config", put(forgehooks::configure))
+        .route(
+            "/forgehooks/{id}/invoke/{endpoint}",
+            post(forgehooks::invoke),
+        );
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

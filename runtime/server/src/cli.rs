@@ -83,7 +83,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         );
     }
     let listen = config.listen;
-    let state = AppState::new(store, config);
+    let state = AppState::build(store, config)?;
+    let loaded = state.forgehooks.load_installed().await?;
+    tracing::info!(forgehooks = loaded, "ForgeHooks loaded");
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

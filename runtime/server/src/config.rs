@@ -48,6 +48,12 @@ pub struct ServerArgs {
     /// Largest accepted request body in bytes [default: 10485760]
     #[arg(long, env = "LEFORGE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Cap on any ForgeHook's memory, whatever its manifest asks [default: 512]
+    #[arg(long, env = "LEFORGE_FORGEHOOK_MAX_MEMORY_MB")]
+    pub forgehook_max_memory_mb: Option<u64>,
+    /// Cap on any ForgeHook call's time, whatever its manifest asks [default: 60000]
+    #[arg(long, env = "LEFORGE_FORGEHOOK_MAX_TIMEOUT_MS")]
+    pub forgehook_max_timeout_ms: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
@@ -59,6 +65,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub admin_key: Option<String>,
     pub max_body_bytes: Option<usize>,
+    pub forgehook_max_memory_mb: Option<u64>,
+    pub forgehook_max_timeout_ms: Option<u64>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -88,6 +96,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub admin_key: Option<Secret>,
     pub max_body_bytes: usize,
+    pub forgehook_max_memory_mb: u64,
+    pub forgehook_max_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +155,22 @@ impl Config {
                 "max_body_bytes must be at least 1024".into(),
             ));
         }
+        let forgehook_max_memory_mb = args
+            .forgehook_max_memory_mb
+            .or(file.forgehook_max_memory_mb)
+            .unwrap_or(512);
+        let forgehook_max_timeout_ms = args
+            .forgehook_max_timeout_ms
+            .or(file.forgehook_max_timeout_ms)
+            .unwrap_or(60_000);
+        if forgehook_max_memory_mb == 0 || forgehook_max_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "forgehook_max_memory_mb and forgehook_max_timeout_ms must be positive".into(),
+            ));
+        }
         Ok(Config {
+            forgehook_max_memory_mb,
+            forgehook_max_timeout_ms,
             listen,
             database_url: Secret::new(database_url),
             data_dir,

@@ -16,6 +16,9 @@ use crate::routes;
         routes::agents::update, routes::agents::delete,
         routes::runs::list, routes::runs::list_for_agent, routes::runs::get,
         routes::api_keys::list, routes::api_keys::create, routes::api_keys::revoke,
+        routes::forgehooks::list, routes::forgehooks::get, routes::forgehooks::install,
+        routes::forgehooks::remove, routes::forgehooks::enable, routes::forgehooks::disable,
+        routes::forgehooks::configure, routes::forgehooks::invoke,
     ),
     components(schemas(
         leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,
@@ -24,10 +27,13 @@ use crate::routes;
         routes::agents::CreateAgentRequest, routes::agents::UpdateAgentRequest, routes::agents::Deleted,
         routes::api_keys::CreateApiKeyRequest, routes::api_keys::CreatedApiKey,
         routes::health::Health,
+        routes::forgehooks::ForgehookView, routes::forgehooks::EndpointView,
+        routes::forgehooks::InvokeResult,
+        leforge_core::forgehook::Manifest, leforge_core::forgehook::Capabilities,
     )),
     modifiers(&Security),
     tags(
-        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"),
+        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"), (name = "forgehooks"),
     )
 )]
 pub struct ApiDoc;

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod forgehooks;
 pub mod health;
 pub mod runs;
 

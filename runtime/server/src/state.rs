@@ -1,22 +1,38 @@
-//! Shared application state, cloned cheaply into every handler.
+//! Shared application state, cloned cheaply into every handler. This is where the concrete
+//! backends are wired behind the core traits.
 
 use std::sync::Arc;
 
 use leforge_core::Store;
+use leforge_wasm::{HostError, WasmHost, WasmHostConfig};
 
 use crate::config::Config;
+use crate::forgehooks::Forgehooks;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    pub forgehooks: Forgehooks,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
-        AppState {
+    /// Builds the state: the WASM host keeps its precompiled components under
+    /// `<data-dir>/wasm-cache`.
+    pub fn build(store: Arc<dyn Store>, config: Config) -> Result<Self, HostError> {
+        let mut wasm_config = WasmHostConfig::new(config.data_dir.join("wasm-cache"));
+        wasm_config.max_memory_mb = config.forgehook_max_memory_mb;
+        wasm_config.max_timeout_ms = config.forgehook_max_timeout_ms;
+        let wasm = WasmHost::new(wasm_config)?;
+        Ok(AppState {
+            forgehooks: Forgehooks::new(store.clone(), wasm),
             store,
             config: Arc::new(config),
-        }
+        })
+    }
+
+    /// Largest accepted ForgeHook upload, with room for multipart framing.
+    pub fn max_upload_bytes(&self) -> usize {
+        self.forgehooks.wasm().config().max_component_bytes + (1 << 20)
     }
 }

@@ -110,7 +110,9 @@ async fn first_start_prints_a_key_once_and_data_survives_a_restart() {
     let http = reqwest::Client::new();
 
     let server = start(dir.path(), &[]);
-    let key = server.printed_key().expect("first start prints the admin key");
+    let key = server
+        .printed_key()
+        .expect("first start prints the admin key");
     assert!(key.starts_with("lf_"));
     assert!(dir.path().join("leforge.db").exists());
     let health: Value = http
@@ -132,12 +134,19 @@ async fn first_start_prints_a_key_once_and_data_survives_a_restart() {
         .unwrap();
     assert_eq!(created.status(), 201);
     // The key is not logged anywhere else.
-    let mentions = server.stderr_lines.iter().filter(|l| l.contains(&key)).count();
+    let mentions = server
+        .stderr_lines
+        .iter()
+        .filter(|l| l.contains(&key))
+        .count();
     assert_eq!(mentions, 1);
     assert!(server.terminate().success(), "graceful exit on SIGTERM");
 
     let server = start(dir.path(), &[]);
-    assert!(server.printed_key().is_none(), "the key is printed only once");
+    assert!(
+        server.printed_key().is_none(),
+        "the key is printed only once"
+    );
     let r = http
         .get(format!("{}/api/v1/agents/survivor", server.base))
         .bearer_auth(&key)
@@ -160,9 +169,16 @@ async fn configured_admin_key_and_postgres_url_are_used() {
         .env("DATABASE_URL", &db.url)
         .output()
         .unwrap();
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
 
-    let server = start(dir.path(), &[("DATABASE_URL", &db.url), ("LEFORGE_ADMIN_KEY", key)]);
+    let server = start(
+        dir.path(),
+        &[("DATABASE_URL", &db.url), ("LEFORGE_ADMIN_KEY", key)],
+    );
     assert!(server.printed_key().is_none());
     let http = reqwest::Client::new();
     let health: Value = http
@@ -181,7 +197,10 @@ async fn configured_admin_key_and_postgres_url_are_used() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(!dir.path().join("leforge.db").exists(), "no SQLite file with PostgreSQL");
+    assert!(
+        !dir.path().join("leforge.db").exists(),
+        "no SQLite file with PostgreSQL"
+    );
     assert!(server.terminate().success());
 }
 

@@ -2,6 +2,8 @@
 //! Column types are chosen so one `FromRow` decodes on SQLite and PostgreSQL alike.
 
 use chrono::{DateTime, Utc};
+use leforge_core::forgehook::Manifest;
+use leforge_core::installed::InstalledForgehook;
 use leforge_core::{
     Agent, AgentConfig, ApiKey, ApiKeyScope, Provider, Run, RunStatus, RunStep, StoreError,
 };
@@ -193,4 +195,31 @@ pub(crate) fn now() -> DateTime<Utc> {
     let now = Utc::now();
     let micros = now.timestamp_subsec_micros();
     now.with_nanosecond(micros * 1_000).unwrap_or(now)
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ForgehookRow {
+    pub id: String,
+    pub manifest: Json<Manifest>,
+    pub wasm_sha256: Option<String>,
+    pub enabled: bool,
+    pub builtin: bool,
+    pub config: Json<std::collections::BTreeMap<String, String>>,
+    pub installed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ForgehookRow {
+    pub fn into_installed(self) -> InstalledForgehook {
+        InstalledForgehook {
+            id: self.id,
+            manifest: self.manifest.0,
+            wasm_sha256: self.wasm_sha256,
+            enabled: self.enabled,
+            builtin: self.builtin,
+            config: self.config.0,
+            installed_at: self.installed_at,
+            updated_at: self.updated_at,
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! differences (JSON array tests) are macro arguments.
 
 use async_trait::async_trait;
+use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook};
 use leforge_core::store::AgentVisibility;
 use leforge_core::{
     Agent, AgentPatch, ApiKey, ApiKeyScope, NewAgent, NewApiKey, NewRun, Page, PageRequest, Run,
@@ -13,7 +14,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db_err;
-use crate::rows::{now, AgentRow, ApiKeyRow, RunRow, StepRow};
+use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunRow, StepRow};
 
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
     tools, config, is_public, api_key_required, allowed_api_keys, created_by, created_at, updated_at";
@@ -22,6 +23,8 @@ const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, outpu
     triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at";
 const STEP_COLS: &str = "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
+const HOOK_COLS: &str =
+    "id, manifest, wasm_sha256, enabled, builtin, config, installed_at, updated_at";
 
 /// Maps a failed write to the domain error: unique violations become `Conflict` naming the
 /// field (both drivers mention the index or column in the constraint name or message).
@@ -487,6 +490,138 @@ macro_rules! sql_store {
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "api key" })?;
                 Ok(row.into_key()?.1)
+            }
+
+            async fn upsert_forgehook(
+                &self,
+                hook: NewInstalledForgehook,
+            ) -> Result<InstalledForgehook, StoreError> {
+                let ts = now();
+                let m = &hook.manifest;
+                let row = sqlx::query_as::<$db, ForgehookRow>(&format!(
+                    "INSERT INTO forgehooks (id, name, version, runtime, manifest, wasm_sha256, \
+                     builtin, installed_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, \
+                     runtime = excluded.runtime, manifest = excluded.manifest, \
+                     wasm_sha256 = excluded.wasm_sha256, updated_at = excluded.updated_at \
+                     RETURNING {HOOK_COLS}"
+                ))
+                .bind(&m.id)
+                .bind(&m.name)
+                .bind(&m.version)
+                .bind(m.runtime.as_str())
+                .bind(Json(m))
+                .bind(&hook.wasm_sha256)
+                .bind(hook.builtin)
+                .bind(ts)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| write_err(e, "forgehook"))?;
+                Ok(row.into_installed())
+            }
+
+            async fn get_forgehook(&self, id: &str) -> Result<Option<InstalledForgehook>, StoreError> {
+                let row = sqlx::query_as::<$db, ForgehookRow>(&format!(
+                    "SELECT {HOOK_COLS} FROM forgehooks WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(row.map(ForgehookRow::into_installed))
+            }
+
+            async fn list_forgehooks(&self) -> Result<Vec<InstalledForgehook>, StoreError> {
+                let rows = sqlx::query_as::<$db, ForgehookRow>(&format!(
+                    "SELECT {HOOK_COLS} FROM forgehooks ORDER BY id"
+                ))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(rows.into_iter().map(ForgehookRow::into_installed).collect())
+            }
+
+            async fn delete_forgehook(&self, id: &str) -> Result<InstalledForgehook, StoreError> {
+                let row = sqlx::query_as::<$db, ForgehookRow>(&format!(
+                    "DELETE FROM forgehooks WHERE id = $1 RETURNING {HOOK_COLS}"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound { entity: "forgehook" })?;
+                Ok(row.into_installed())
+            }
+
+            async fn set_forgehook_enabled(
+                &self,
+                id: &str,
+                enabled: bool,
+            ) -> Result<InstalledForgehook, StoreError> {
+                let row = sqlx::query_as::<$db, ForgehookRow>(&format!(
+                    "UPDATE forgehooks SET enabled = $2, updated_at = $3 WHERE id = $1 \
+                     RETURNING {HOOK_COLS}"
+                ))
+                .bind(id)
+                .bind(enabled)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound { entity: "forgehook" })?;
+                Ok(row.into_installed())
+            }
+
+            async fn put_wasm_blob(&self, sha256: &str, wasm: &[u8]) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO forgehook_blobs (sha256, wasm, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sha256) DO NOTHING",
+                )
+                .bind(sha256)
+                .bind(wasm)
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn get_wasm_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                let row: Option<(Vec<u8>,)> =
+                    sqlx::query_as("SELECT wasm FROM forgehook_blobs WHERE sha256 = $1")
+                        .bind(sha256)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_err)?;
+                Ok(row.map(|(w,)| w))
+            }
+
+            async fn delete_wasm_blob(&self, sha256: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM forgehook_blobs WHERE sha256 = $1")
+                    .bind(sha256)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn set_forgehook_config(
+                &self,
+                id: &str,
+                config: std::collections::BTreeMap<String, String>,
+            ) -> Result<InstalledForgehook, StoreError> {
+                let row = sqlx::query_as::<$db, ForgehookRow>(&format!(
+                    "UPDATE forgehooks SET config = $2, updated_at = $3 WHERE id = $1 \
+                     RETURNING {HOOK_COLS}"
+                ))
+                .bind(id)
+                .bind(Json(&config))
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound { entity: "forgehook" })?;
+                Ok(row.into_installed())
             }
         }
     };

@@ -459,3 +459,105 @@ async fn api_keys_store_only_hashes_and_revoke_at_once() {
     })
     .await;
 }
+
+fn manifest(id: &str, version: &str) -> leforge_core::forgehook::Manifest {
+    leforge_core::forgehook::Manifest::from_json(
+        &json!({
+            "id": id, "name": "Echo", "version": version, "description": "echo",
+            "endpoints": [{"name": "echo", "description": "Echo it back.",
+                           "input_schema": {"type": "object"}, "output_schema": {"type": "object"}}],
+            "capabilities": {"config": [{"name": "token", "secret": true}, {"name": "region"}]}
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn forgehooks_install_upgrade_configure_and_remove() {
+    use leforge_core::installed::NewInstalledForgehook;
+    each_backend(|store| async move {
+        let installed = store
+            .upsert_forgehook(NewInstalledForgehook {
+                manifest: manifest("echo", "1.0.0"),
+                wasm_sha256: Some("aa".repeat(32)),
+                builtin: false,
+            })
+            .await
+            .unwrap();
+        assert!(installed.enabled);
+        assert_eq!(installed.manifest.version, "1.0.0");
+        let disabled = store.set_forgehook_enabled("echo", false).await.unwrap();
+        assert!(!disabled.enabled);
+        let config = [
+            ("token".to_string(), "s3cret".to_string()),
+            ("region".to_string(), "eu".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let configured = store.set_forgehook_config("echo", config).await.unwrap();
+        assert_eq!(configured.config["token"], "s3cret");
+        assert_eq!(
+            configured.public_config()["token"],
+            leforge_core::installed::SECRET_MASK
+        );
+        assert_eq!(configured.public_config()["region"], "eu");
+
+        // An upgrade replaces manifest and code, keeps state and configuration.
+        let upgraded = store
+            .upsert_forgehook(NewInstalledForgehook {
+                manifest: manifest("echo", "1.1.0"),
+                wasm_sha256: Some("bb".repeat(32)),
+                builtin: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(upgraded.manifest.version, "1.1.0");
+        assert_eq!(upgraded.wasm_sha256, Some("bb".repeat(32)));
+        assert!(!upgraded.enabled);
+        assert_eq!(upgraded.config["region"], "eu");
+        assert_eq!(upgraded.installed_at, installed.installed_at);
+
+        store
+            .upsert_forgehook(NewInstalledForgehook {
+                manifest: manifest("another", "0.1.0"),
+                wasm_sha256: None,
+                builtin: true,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<_> = store
+            .list_forgehooks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(ids, ["another", "echo"]);
+        let removed = store.delete_forgehook("echo").await.unwrap();
+        assert_eq!(removed.id, "echo");
+        assert!(store.get_forgehook("echo").await.unwrap().is_none());
+        assert!(matches!(
+            store.delete_forgehook("echo").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            store.set_forgehook_enabled("echo", true).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wasm_blobs_are_content_addressed() {
+    each_backend(|store| async move {
+        let bytes = vec![0u8, 97, 115, 109, 1, 2, 3];
+        store.put_wasm_blob("abc", &bytes).await.unwrap();
+        store.put_wasm_blob("abc", &bytes).await.unwrap();
+        assert_eq!(store.get_wasm_blob("abc").await.unwrap(), Some(bytes));
+        store.delete_wasm_blob("abc").await.unwrap();
+        assert_eq!(store.get_wasm_blob("abc").await.unwrap(), None);
+    })
+    .await;
+}

@@ -15,6 +15,8 @@ use tower::ServiceExt;
 
 pub struct TestApp {
     pub app: axum::Router,
+    pub state: AppState,
+    pub data_dir: tempfile::TempDir,
     pub store: Arc<dyn Store>,
     pub admin_key: String,
     pub backend: &'static str,
@@ -36,16 +38,20 @@ impl Reply {
 
 impl TestApp {
     pub async fn new(db: TestStore) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("data dir");
         let mut config = Config::resolve(&ServerArgs::default()).expect("config");
         config.max_body_bytes = 64 * 1024;
+        config.data_dir = data_dir.path().to_path_buf();
         let store = db.store.clone();
         let admin_key = leforge_server::auth::bootstrap_admin(store.as_ref(), None)
             .await
             .expect("bootstrap")
             .expect("first start generates a key");
-        let state = AppState::new(store.clone(), config);
+        let state = AppState::build(store.clone(), config).expect("state");
         TestApp {
-            app: router(state),
+            app: router(state.clone()),
+            state,
+            data_dir,
             store,
             admin_key,
             backend: db.backend,
