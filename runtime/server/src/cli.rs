@@ -27,6 +27,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate(args).await,
+            Command::Forgehook(cmd) => crate::forgehook_cli::run(cmd).await,
         }
     });
     match result {
@@ -54,7 +55,9 @@ fn init_tracing() {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn leforge_core::Store>> {
+pub(crate) async fn open_store(
+    config: &Config,
+) -> anyhow::Result<std::sync::Arc<dyn leforge_core::Store>> {
     if config.uses_sqlite() {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())

@@ -25,6 +25,43 @@ pub enum Command {
     Serve(ServerArgs),
     /// Bring the database schema up to date and exit.
     Migrate(ServerArgs),
+    /// Install and list ForgeHooks, through a running server or directly in the database.
+    #[command(subcommand)]
+    Forgehook(ForgehookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForgehookCommand {
+    /// Install (or upgrade) a ForgeHook from a .wasm component.
+    Install {
+        /// The component file.
+        file: PathBuf,
+        /// A manifest JSON file that replaces the component's own describe().
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List installed ForgeHooks.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Where a CLI command acts: a running server (`--server`) or, without it, the database the
+/// server settings name. Through the database, a running server sees the change after
+/// its next restart; through `--server` at once.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Base URL of a running server, e.g. http://127.0.0.1:4000
+    #[arg(long, env = "LEFORGE_SERVER_URL")]
+    pub server: Option<String>,
+    /// Admin API key for --server.
+    #[arg(long, env = "LEFORGE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub db: ServerArgs,
 }
 
 /// Flags shared by the commands that open the database.

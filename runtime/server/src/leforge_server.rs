@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod forgehook_cli;
 pub mod forgehooks;
 pub mod openapi;
 pub mod routes;

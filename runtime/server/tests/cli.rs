@@ -218,3 +218,116 @@ fn bad_config_fails_fast_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown_key"), "{stderr}");
 }
+
+#[tokio::test]
+async fn forgehook_cli_installs_and_lists_directly_and_through_a_server() {
+    let echo = leforge_test_guests::ECHO;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_leforge"));
+        cmd.args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("LEFORGE_SERVER_URL")
+            .env_remove("LEFORGE_API_KEY");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let data_dir = dir.path().to_str().unwrap().to_string();
+
+    // Directly against the database (no server running).
+    let out = run(
+        &["forgehook", "install", echo, "--data-dir", &data_dir],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("installed echo 1.0.0 (4 endpoints)"));
+    let out = run(&["forgehook", "list", "--data-dir", &data_dir], &[]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing.contains("echo") && listing.contains("1.0.0") && listing.contains("wasm"),
+        "{listing}"
+    );
+    let again = run(
+        &["forgehook", "install", echo, "--data-dir", &data_dir],
+        &[],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already installed"));
+
+    // Through a running server, which serves the ForgeHook installed before it started.
+    let key = "cli-test-admin-key-0123456789";
+    let server = start(dir.path(), &[("LEFORGE_ADMIN_KEY", key)]);
+    let http = reqwest::Client::new();
+    let r: Value = http
+        .post(format!(
+            "{}/api/v1/forgehooks/echo/invoke/echo",
+            server.base
+        ))
+        .header("x-api-key", key)
+        .json(&json!({"message": "from the cli"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["data"]["output"]["message"], "from the cli");
+    let manifest_dir = tempfile::tempdir().unwrap();
+    let manifest_path = manifest_dir.path().join("m.json");
+    let described: Value = http
+        .get(format!("{}/api/v1/forgehooks/echo", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // An upgrade through the server with a manifest file: same component, version 1.1.0.
+    let d = &described["data"];
+    let manifest = json!({
+        "id": "echo", "name": d["name"], "version": "1.1.0", "description": d["description"],
+        "endpoints": d["endpoints"].as_array().unwrap().iter().map(|e| json!({
+            "name": e["name"], "description": e["description"],
+            "input_schema": e["input_schema"], "output_schema": e["output_schema"]})).collect::<Vec<_>>(),
+        "capabilities": d["capabilities"],
+    });
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let remote = [
+        ("LEFORGE_SERVER_URL", server.base.as_str()),
+        ("LEFORGE_API_KEY", key),
+    ];
+    let out = run(
+        &[
+            "forgehook",
+            "install",
+            echo,
+            "--manifest",
+            manifest_path.to_str().unwrap(),
+        ],
+        &remote,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("installed echo 1.1.0"));
+    let out = run(&["forgehook", "list"], &remote);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1.1.0"));
+    let out = run(
+        &["forgehook", "list"],
+        &[
+            ("LEFORGE_SERVER_URL", server.base.as_str()),
+            ("LEFORGE_API_KEY", "wrong"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401 UNAUTHORIZED"));
+    assert!(server.terminate().success());
+}

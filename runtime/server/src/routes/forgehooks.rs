@@ -106,7 +106,11 @@ pub struct InvokeResult {
 #[utoipa::path(get, path = "/api/v1/forgehooks", tag = "forgehooks",
     responses((status = 200, description = "Installed ForgeHooks, by id", body = [ForgehookView])),
     security((), ("api_key" = []), ("bearer" = [])))]
-pub async fn list(State(state): State<AppState>) -> ApiResult<Ok<Vec<ForgehookView>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    // Anyone may read the catalogue, but a key that is presented must be valid.
+    Auth(_caller): Auth,
+) -> ApiResult<Ok<Vec<ForgehookView>>> {
     let hooks = state.forgehooks.list().await?;
     let views: Vec<_> = hooks.iter().map(ForgehookView::from_installed).collect();
     Result::Ok(Ok::page(leforge_core::Page {
@@ -123,6 +127,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Ok<Vec<ForgehookVi
     security((), ("api_key" = []), ("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
+    Auth(_caller): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Ok<ForgehookView>> {
     let hook = state.forgehooks.get(&id).await?;
