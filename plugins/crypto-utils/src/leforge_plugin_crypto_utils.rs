@@ -433,6 +433,13 @@ mod tests {
     }
 
     #[test]
+    fn manifest_passes_the_servers_rules() {
+        let manifest = leforge_core::forgehook::Manifest::from_json(&hook().manifest_json())
+            .expect("the manifest parses");
+        assert_eq!(manifest.validate(), vec![]);
+    }
+
+    #[test]
     fn manifest_is_complete() {
         let m = hook().manifest();
         assert_eq!(m["id"], "crypto-utils");
