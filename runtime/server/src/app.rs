@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::envelope::REQUEST_ID;
 use crate::error::ApiError;
-use crate::routes::{agents, api_keys, forgehooks, health, runs};
+use crate::routes::{agents, api_keys, forgehooks, health, llm, runs};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -49,7 +49,9 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/forgehooks/{id}/invoke/{endpoint}",
             post(forgehooks::invoke),
-        );
+        )
+        .route("/llm/providers", get(llm::providers))
+        .route("/llm/models/{provider}", get(llm::models));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

@@ -104,6 +104,9 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub forgehook_max_memory_mb: Option<u64>,
     pub forgehook_max_timeout_ms: Option<u64>,
+    /// Model aliases over the built-in table: `[model_aliases.global]` for every provider,
+    /// `[model_aliases.per_provider.<provider>]` for one.
+    pub model_aliases: Option<leforge_llm::ModelAliases>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -135,6 +138,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub forgehook_max_memory_mb: u64,
     pub forgehook_max_timeout_ms: u64,
+    pub model_aliases: Option<leforge_llm::ModelAliases>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +210,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            model_aliases: file.model_aliases,
             forgehook_max_memory_mb,
             forgehook_max_timeout_ms,
             listen,

@@ -19,6 +19,7 @@ use crate::routes;
         routes::forgehooks::list, routes::forgehooks::get, routes::forgehooks::install,
         routes::forgehooks::remove, routes::forgehooks::enable, routes::forgehooks::disable,
         routes::forgehooks::configure, routes::forgehooks::invoke,
+        routes::llm::providers, routes::llm::models,
     ),
     components(schemas(
         leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,
@@ -30,10 +31,11 @@ use crate::routes;
         routes::forgehooks::ForgehookView, routes::forgehooks::EndpointView,
         routes::forgehooks::InvokeResult,
         leforge_core::forgehook::Manifest, leforge_core::forgehook::Capabilities,
+        leforge_core::llm::ProviderInfo, leforge_core::llm::ModelInfo,
     )),
     modifiers(&Security),
     tags(
-        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"), (name = "forgehooks"),
+        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"), (name = "forgehooks"), (name = "llm"),
     )
 )]
 pub struct ApiDoc;

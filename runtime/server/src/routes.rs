@@ -5,6 +5,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod forgehooks;
 pub mod health;
+pub mod llm;
 pub mod runs;
 
 use leforge_core::PageRequest;

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use leforge_core::Store;
-use leforge_wasm::{HostError, WasmHost, WasmHostConfig};
+use leforge_llm::{LlmConfig, LlmRouter};
+use leforge_wasm::{WasmHost, WasmHostConfig};
 
 use crate::config::Config;
 use crate::forgehooks::Forgehooks;
@@ -14,18 +15,41 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub forgehooks: Forgehooks,
+    pub llm: LlmRouter,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Wasm(#[from] leforge_wasm::HostError),
+    #[error(transparent)]
+    Llm(#[from] leforge_llm::InitError),
 }
 
 impl AppState {
+    /// Builds the state with LLM providers configured from the environment.
+    pub fn build(store: Arc<dyn Store>, config: Config) -> Result<Self, StateError> {
+        Self::build_with_llm(store, config, LlmConfig::from_env())
+    }
+
     /// Builds the state: the WASM host keeps its precompiled components under
-    /// `<data-dir>/wasm-cache`.
-    pub fn build(store: Arc<dyn Store>, config: Config) -> Result<Self, HostError> {
+    /// `<data-dir>/wasm-cache`; model aliases from the config file are laid over the defaults.
+    pub fn build_with_llm(
+        store: Arc<dyn Store>,
+        config: Config,
+        mut llm_config: LlmConfig,
+    ) -> Result<Self, StateError> {
+        if let Some(aliases) = &config.model_aliases {
+            llm_config.aliases.merge(aliases);
+        }
+        let llm = LlmRouter::new(llm_config)?;
         let mut wasm_config = WasmHostConfig::new(config.data_dir.join("wasm-cache"));
         wasm_config.max_memory_mb = config.forgehook_max_memory_mb;
         wasm_config.max_timeout_ms = config.forgehook_max_timeout_ms;
         let wasm = WasmHost::new(wasm_config)?;
         Ok(AppState {
             forgehooks: Forgehooks::new(store.clone(), wasm),
+            llm,
             store,
             config: Arc::new(config),
         })

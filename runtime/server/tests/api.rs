@@ -772,3 +772,31 @@ async fn bootstrap_generates_one_key_or_registers_the_configured_one() {
         .unwrap();
     assert_eq!(found.scope, leforge_core::ApiKeyScope::Admin);
 }
+
+#[tokio::test]
+async fn llm_providers_and_models_never_show_keys() {
+    let fake = leforge_fake_provider::FakeProvider::start().await;
+    fake.set_models(vec!["model-a".into(), "model-b".into()]);
+    let db = leforge_store::testing::sqlite().await;
+    let mut llm = leforge_llm::LlmConfig::for_test_server(&fake.base_url());
+    if let Some(openai) = llm.openai.as_mut() {
+        openai.api_key = Some(leforge_llm::Secret::new("sk-test-very-secret"));
+    }
+    let t = TestApp::with_llm(db, llm).await;
+    let r = t.admin_get("/api/v1/llm/providers").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let names: Vec<_> = r.body["data"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    for p in ["anthropic", "openai", "azure", "bedrock", "ollama", "lmstudio", "openai-compatible"] {
+        assert!(names.contains(&p.to_string()), "{p} missing");
+    }
+    let openai = r.body["data"].as_array().unwrap().iter().find(|p| p["name"] == "openai").unwrap();
+    assert_eq!(openai["configured"], true);
+    assert!(!r.body.to_string().contains("sk-test-very-secret"));
+
+    let r = t.admin_get("/api/v1/llm/models/openai").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ids: Vec<_> = r.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["model-a", "model-b"]);
+    assert_eq!(t.admin_get("/api/v1/llm/models/skynet").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.get("/api/v1/llm/providers", None).await.status, StatusCode::UNAUTHORIZED);
+}

@@ -38,6 +38,11 @@ impl Reply {
 
 impl TestApp {
     pub async fn new(db: TestStore) -> TestApp {
+        Self::with_llm(db, leforge_llm::LlmConfig::default()).await
+    }
+
+    /// An app whose LLM providers point where the test says (the fake provider).
+    pub async fn with_llm(db: TestStore, llm: leforge_llm::LlmConfig) -> TestApp {
         let data_dir = tempfile::tempdir().expect("data dir");
         let mut config = Config::resolve(&ServerArgs::default()).expect("config");
         config.max_body_bytes = 64 * 1024;
@@ -47,7 +52,7 @@ impl TestApp {
             .await
             .expect("bootstrap")
             .expect("first start generates a key");
-        let state = AppState::build(store.clone(), config).expect("state");
+        let state = AppState::build_with_llm(store.clone(), config, llm).expect("state");
         TestApp {
             app: router(state.clone()),
             state,
