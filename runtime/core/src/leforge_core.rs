@@ -21,6 +21,7 @@ pub mod validation;
 pub use access::Caller;
 pub use agent::{Agent, AgentConfig, AgentConfigPatch, AgentPatch, NewAgent, Provider};
 pub use api_key::{ApiKey, ApiKeyScope, NewApiKey};
+pub use hook::{HookError, HookRunner};
 pub use llm::{
     ChatRequest, ChatResponse, LlmClient, LlmError, Message, ModelInfo, ProviderInfo, StopReason,
     ToolCall, ToolResult, ToolSpec, Usage,
