@@ -111,8 +111,8 @@ fn main() {
         });
         if !status.success() {
             panic!(
-                "building the built-in ForgeHook {} ({}) for {WASM_TARGET} failed; is the target \
-                 installed? `rustup target add {WASM_TARGET}`, or \
+                "building the built-in ForgeHook {} ({}) for {WASM_TARGET} failed: see cargo's \
+                 output above. If the target is missing: `rustup target add {WASM_TARGET}`, or \
                  /work/shared/toolchain/install-wasm32-wasip2.sh",
                 p.id, p.package
             );

@@ -90,17 +90,6 @@ pub fn hook() -> ForgeHook {
 #[cfg(target_arch = "wasm32")]
 leforge_forgehook_sdk::forgehook!(hook);
 
-/// Integral values as JSON integers (`2700`, not `2700.0`), others as floats; `None` for
-/// NaN and infinities, which JSON cannot carry.
-pub(crate) fn json_number(x: f64) -> Option<serde_json::Number> {
-    // 2^53: beyond it not every integer is representable, so i64 would invent precision.
-    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
-        Some(serde_json::Number::from(x as i64))
-    } else {
-        serde_json::Number::from_f64(x)
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test_support {
     use serde_json::Value;
@@ -154,13 +143,5 @@ mod tests {
         assert_eq!(csv["header"]["default"], true);
         assert_eq!(csv["infer_types"]["default"], true);
         assert!(csv["csv"]["description"].is_string());
-    }
-
-    #[test]
-    fn json_number_keeps_integers_integral() {
-        assert_eq!(json_number(2700.0).unwrap().to_string(), "2700");
-        assert_eq!(json_number(-3.0).unwrap().to_string(), "-3");
-        assert_eq!(json_number(2.5).unwrap().to_string(), "2.5");
-        assert!(json_number(f64::NAN).is_none());
     }
 }
