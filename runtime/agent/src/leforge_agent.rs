@@ -1,1 +1,634 @@
-//! The agent loop; depends on core traits only, never on a concrete backend.
+//! The agent loop: from one instruction to a finished run.
+//!
+//! It sees only core traits — `Store`, `LlmClient`, `ToolExecutor`, `ToolCatalog` — never a
+//! concrete backend, so it runs the same against SQLite or PostgreSQL, any provider, and
+//! WASM or container tools. Everything observable is persisted as it happens: the run row
+//! moves `pending` → `running` → terminal, each step row is written when its tool call
+//! ends, and token and step counts are updated as they accrue.
+
+mod output;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use leforge_core::forgehook::Manifest;
+use leforge_core::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, Message, ToolSpec};
+use leforge_core::tool::{ToolCatalog, ToolError, ToolExecutor};
+use leforge_core::{Agent, Run, RunStatus, RunStep, RunUpdate, Store, StoreError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use output::parse_final_output;
+
+/// The limits of one run: the agent's config, possibly lowered by the request.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RunLimits {
+    pub max_steps: u32,
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub timeout_ms: u64,
+    /// Input plus output tokens over every LLM call of the run.
+    pub max_total_tokens: Option<u64>,
+    pub retry_on_error: bool,
+    pub max_retries: u32,
+}
+
+/// Everything one run needs besides its dependencies.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    pub run_id: Uuid,
+    pub agent: Agent,
+    pub output_schema: Option<Value>,
+    pub input: String,
+    pub data: Option<Value>,
+    pub limits: RunLimits,
+    /// Ask the provider to stream, so text deltas reach `RunEvent::LlmDelta`.
+    pub stream: bool,
+}
+
+/// The backends a run talks to, as traits.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub llm: Arc<dyn LlmClient>,
+    pub tools: Arc<dyn ToolExecutor>,
+    pub catalog: Arc<dyn ToolCatalog>,
+}
+
+/// What a live run reports, in order, for streaming to clients.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        run_id: Uuid,
+    },
+    LlmDelta {
+        text: String,
+    },
+    StepStarted {
+        step: i32,
+        tool: String,
+        action: String,
+        input: Value,
+    },
+    StepCompleted {
+        step: i32,
+        tool: String,
+        action: String,
+        output: Option<Value>,
+        error: Option<String>,
+        duration_ms: i64,
+    },
+    /// The terminal run, with every step.
+    Finished {
+        run: Box<Run>,
+    },
+}
+
+/// Error codes a run can end with (besides the status itself).
+pub mod codes {
+    pub const PROVIDER_ERROR: &str = "PROVIDER_ERROR";
+    pub const TOOLS_UNAVAILABLE: &str = "TOOLS_UNAVAILABLE";
+    pub const TOO_MANY_TOOLS: &str = "TOO_MANY_TOOLS";
+    pub const PROVIDER_NOT_CONFIGURED: &str = "PROVIDER_NOT_CONFIGURED";
+    pub const TRUNCATED_OUTPUT: &str = "TRUNCATED_OUTPUT";
+    pub const OUTPUT_SCHEMA_MISMATCH: &str = "OUTPUT_SCHEMA_MISMATCH";
+    pub const TOKEN_BUDGET_EXCEEDED: &str = "TOKEN_BUDGET_EXCEEDED";
+    pub const MAX_STEPS_EXCEEDED: &str = "MAX_STEPS_EXCEEDED";
+    pub const RUN_TIMEOUT: &str = "RUN_TIMEOUT";
+    pub const RUN_CANCELLED: &str = "RUN_CANCELLED";
+    pub const INVALID_SCHEMA: &str = "INVALID_OUTPUT_SCHEMA";
+}
+
+/// How the loop ended.
+#[derive(Debug)]
+enum Finish {
+    Completed { output: Value, text: String },
+    Failed { code: &'static str, message: String },
+    MaxSteps { message: String },
+    Timeout,
+    Cancelled,
+}
+
+/// Counters that must survive the loop future being dropped at a deadline or cancel.
+#[derive(Debug, Default)]
+struct Progress {
+    steps: i32,
+    tokens_in: u64,
+    tokens_out: u64,
+    last_text: String,
+}
+
+fn emit(events: &Option<broadcast::Sender<RunEvent>>, event: RunEvent) {
+    if let Some(tx) = events {
+        // No subscriber is fine: events are a view, the store is the record.
+        let _ = tx.send(event);
+    }
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// The first user message: the instruction, then the data as pretty JSON.
+pub fn user_message(input: &str, data: Option<&Value>) -> String {
+    match data {
+        Some(d) if !d.is_null() => format!(
+            "{input}\n\nData:\n{}",
+            serde_json::to_string_pretty(d).unwrap_or_else(|_| d.to_string())
+        ),
+        _ => input.to_string(),
+    }
+}
+
+/// Runs an agent to a terminal status and returns the stored run. Only store failures are
+/// errors; everything else (provider down, tool crash, timeout, cancel) is a run outcome.
+pub async fn execute(
+    deps: &Deps,
+    input: RunInput,
+    cancel: CancellationToken,
+    events: Option<broadcast::Sender<RunEvent>>,
+) -> Result<Run, StoreError> {
+    let started = Instant::now();
+    let run_id = input.run_id;
+    match deps
+        .store
+        .update_run(
+            run_id,
+            RunUpdate {
+                status: Some(RunStatus::Running),
+                started_at: Some(now()),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Cancelled (or otherwise finished) before it started: nothing to do.
+        Err(StoreError::InvalidState(_)) => {
+            return deps
+                .store
+                .get_run(run_id)
+                .await?
+                .ok_or(StoreError::NotFound { entity: "run" })
+        }
+        Err(e) => return Err(e),
+    }
+    emit(&events, RunEvent::RunStarted { run_id });
+
+    let progress = Arc::new(Mutex::new(Progress::default()));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(input.limits.timeout_ms);
+    let body = run_loop(deps, &input, progress.clone(), &events);
+    let finish = tokio::select! {
+        finish = body => finish,
+        _ = tokio::time::sleep_until(deadline) => Finish::Timeout,
+        _ = cancel.cancelled() => Finish::Cancelled,
+    };
+
+    let p = std::mem::take(&mut *progress.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut update = RunUpdate {
+        total_steps: Some(p.steps),
+        tokens_input: Some(p.tokens_in as i64),
+        tokens_output: Some(p.tokens_out as i64),
+        duration_ms: Some(started.elapsed().as_millis() as i64),
+        completed_at: Some(now()),
+        output_text: Some(p.last_text.clone()),
+        ..Default::default()
+    };
+    match finish {
+        Finish::Completed { output, text } => {
+            update.status = Some(RunStatus::Completed);
+            update.output = Some(output);
+            update.output_text = Some(text);
+        }
+        Finish::Failed { code, message } => {
+            update.status = Some(RunStatus::Failed);
+            update.error_code = Some(code.to_string());
+            update.error_message = Some(message);
+        }
+        Finish::MaxSteps { message } => {
+            update.status = Some(RunStatus::MaxSteps);
+            update.error_code = Some(codes::MAX_STEPS_EXCEEDED.to_string());
+            update.error_message = Some(message);
+        }
+        Finish::Timeout => {
+            update.status = Some(RunStatus::Timeout);
+            update.error_code = Some(codes::RUN_TIMEOUT.to_string());
+            update.error_message = Some(format!(
+                "the run exceeded its time limit of {} ms",
+                input.limits.timeout_ms
+            ));
+        }
+        Finish::Cancelled => {
+            update.status = Some(RunStatus::Cancelled);
+            update.error_code = Some(codes::RUN_CANCELLED.to_string());
+            update.error_message = Some("the run was cancelled".to_string());
+        }
+    }
+    let run = match deps.store.update_run(run_id, update.clone()).await {
+        Ok(run) => run,
+        // Someone else made it terminal first (a cancel through the API): keep their status,
+        // but record the metrics this worker gathered.
+        Err(StoreError::InvalidState(_)) => {
+            let metrics = RunUpdate {
+                total_steps: update.total_steps,
+                tokens_input: update.tokens_input,
+                tokens_output: update.tokens_output,
+                duration_ms: update.duration_ms,
+                ..Default::default()
+            };
+            deps.store.update_run(run_id, metrics).await?
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(run_id = %run_id, status = %run.status, steps = run.total_steps, "run finished");
+    emit(
+        &events,
+        RunEvent::Finished {
+            run: Box::new(run.clone()),
+        },
+    );
+    Ok(run)
+}
+
+/// The tools of a run: what the model is offered and how its names map back.
+struct Toolbox {
+    specs: Vec<ToolSpec>,
+    by_name: HashMap<String, (String, String)>,
+}
+
+impl Toolbox {
+    fn new(manifests: &[Arc<Manifest>]) -> Toolbox {
+        let mut specs = Vec::new();
+        let mut by_name = HashMap::new();
+        for m in manifests {
+            for ep in &m.endpoints {
+                let name = m.tool_name(&ep.name);
+                specs.push(ToolSpec {
+                    name: name.clone(),
+                    description: ep.description.clone(),
+                    parameters: ep.input_schema.clone(),
+                });
+                by_name.insert(name, (m.id.clone(), ep.name.clone()));
+            }
+        }
+        Toolbox { specs, by_name }
+    }
+}
+
+fn llm_failure(e: LlmError) -> Finish {
+    let code = match &e {
+        LlmError::TooManyTools { .. } => codes::TOO_MANY_TOOLS,
+        LlmError::NotConfigured { .. } => codes::PROVIDER_NOT_CONFIGURED,
+        _ => codes::PROVIDER_ERROR,
+    };
+    Finish::Failed {
+        code,
+        message: e.to_string(),
+    }
+}
+
+async fn chat(
+    deps: &Deps,
+    request: ChatRequest,
+    events: &Option<broadcast::Sender<RunEvent>>,
+) -> Result<ChatResponse, LlmError> {
+    match events {
+        Some(tx) if request.stream => {
+            let (delta_tx, mut delta_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let forward = async {
+                while let Some(text) = delta_rx.recv().await {
+                    let _ = tx.send(RunEvent::LlmDelta { text });
+                }
+            };
+            // The adapter drops its sender when the call ends, which ends `forward`.
+            let (response, ()) = tokio::join!(deps.llm.chat(request, Some(delta_tx)), forward);
+            response
+        }
+        _ => deps.llm.chat(request, None).await,
+    }
+}
+
+async fn run_loop(
+    deps: &Deps,
+    input: &RunInput,
+    progress: Arc<Mutex<Progress>>,
+    events: &Option<broadcast::Sender<RunEvent>>,
+) -> Finish {
+    let limits = &input.limits;
+    let schema = match &input.output_schema {
+        None => None,
+        Some(s) => match jsonschema::validator_for(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                return Finish::Failed {
+                    code: codes::INVALID_SCHEMA,
+                    message: format!("the agent's output_schema is not a valid JSON Schema: {e}"),
+                }
+            }
+        },
+    };
+    let manifests = match deps.catalog.resolve(&input.agent.tools).await {
+        Ok(m) => m,
+        Err(missing) => {
+            let list: Vec<_> = missing
+                .iter()
+                .map(|u| format!("{} ({})", u.id, u.reason))
+                .collect();
+            return Finish::Failed {
+                code: codes::TOOLS_UNAVAILABLE,
+                message: format!(
+                    "the agent's ForgeHooks are not available: {}",
+                    list.join(", ")
+                ),
+            };
+        }
+    };
+    let toolbox = Arc::new(Toolbox::new(&manifests));
+    let mut messages = vec![Message::user(user_message(
+        &input.input,
+        input.data.as_ref(),
+    ))];
+    let mut resent_truncated = false;
+    let mut repaired_output = false;
+    let mut steps_done: u32 = 0;
+
+    loop {
+        if let Some(budget) = limits.max_total_tokens {
+            let used = {
+                let p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                p.tokens_in + p.tokens_out
+            };
+            if used >= budget {
+                return Finish::Failed {
+                    code: codes::TOKEN_BUDGET_EXCEEDED,
+                    message: format!("the run used {used} tokens; its budget is {budget}"),
+                };
+            }
+        }
+        let request = ChatRequest {
+            provider: input.agent.provider,
+            model: input.agent.model.clone(),
+            system: input.agent.system_prompt.clone(),
+            messages: messages.clone(),
+            tools: toolbox.specs.clone(),
+            max_tokens: limits.max_tokens,
+            temperature: Some(limits.temperature),
+            parallel_tool_calls: None,
+            stream: input.stream,
+        };
+        let response = match chat(deps, request, events).await {
+            Ok(r) => r,
+            Err(e) => return llm_failure(e),
+        };
+        let (tokens_in, tokens_out) = {
+            let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+            p.tokens_in += response.usage.input_tokens;
+            p.tokens_out += response.usage.output_tokens;
+            if !response.text.is_empty() {
+                p.last_text = response.text.clone();
+            }
+            (p.tokens_in, p.tokens_out)
+        };
+        let _ = deps
+            .store
+            .update_run(
+                input.run_id,
+                RunUpdate {
+                    tokens_input: Some(tokens_in as i64),
+                    tokens_output: Some(tokens_out as i64),
+                    ..Default::default()
+                },
+            )
+            .await;
+
+        // A cut-off turn is never acted on: its tool arguments may be partial.
+        if response.truncated {
+            if resent_truncated {
+                return Finish::Failed {
+                    code: codes::TRUNCATED_OUTPUT,
+                    message: "the model's reply was cut off twice (max_tokens); nothing from it was executed".into(),
+                };
+            }
+            resent_truncated = true;
+            messages.push(Message::user(
+                "Your previous reply was cut off because it reached the token limit, so none of it was used. \
+                 Send it again, more concisely.",
+            ));
+            continue;
+        }
+
+        if response.tool_calls.is_empty() {
+            let output = parse_final_output(&response.text);
+            if let Some(validator) = &schema {
+                let problems = output::schema_problems(validator, &output);
+                if !problems.is_empty() {
+                    if repaired_output {
+                        return Finish::Failed {
+                            code: codes::OUTPUT_SCHEMA_MISMATCH,
+                            message: format!(
+                                "the final output does not match the agent's output_schema: {}",
+                                problems.join("; ")
+                            ),
+                        };
+                    }
+                    repaired_output = true;
+                    messages.push(Message::assistant_text(response.text.clone()));
+                    messages.push(Message::user(format!(
+                        "Your answer does not match the required JSON Schema:\n- {}\nReply with only the corrected JSON.",
+                        problems.join("\n- ")
+                    )));
+                    continue;
+                }
+            }
+            return Finish::Completed {
+                output,
+                text: response.text,
+            };
+        }
+
+        if steps_done >= limits.max_steps {
+            return Finish::MaxSteps {
+                message: format!(
+                    "the agent reached its limit of {} tool calls and the model asked for more",
+                    limits.max_steps
+                ),
+            };
+        }
+        messages.push(Message::from_response(&response));
+        let remaining = (limits.max_steps - steps_done) as usize;
+        let calls: Vec<_> = response
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let within_budget = i < remaining;
+                let step = (steps_done as usize + i + 1) as i32;
+                let deps = deps.clone();
+                let toolbox = toolbox.clone();
+                let progress = progress.clone();
+                async move {
+                    if !within_budget {
+                        return Message::tool_result(
+                            call.id.clone(),
+                            json!({"error": {"code": "NOT_EXECUTED", "message": "not executed: the run's step limit was reached"}}),
+                            true,
+                        );
+                    }
+                    let result = run_step(&deps, input, &toolbox, step, call, events).await;
+                    progress.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
+                    result
+                }
+            })
+            .collect();
+        let executed = calls.len().min(remaining) as u32;
+        // Concurrently, answered together in call order, as providers require.
+        let results = join_all(calls).await;
+        steps_done += executed;
+        messages.extend(results);
+        let _ = deps
+            .store
+            .update_run(
+                input.run_id,
+                RunUpdate {
+                    total_steps: Some(steps_done as i32),
+                    ..Default::default()
+                },
+            )
+            .await;
+    }
+}
+
+/// Splits a tool name the model used into (ForgeHook, endpoint) for the trace, even when it
+/// is not one of ours.
+fn split_name(name: &str) -> (String, String) {
+    match name.split_once("__") {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (name.to_string(), String::new()),
+    }
+}
+
+/// Executes one tool call, persists its step, and returns the result for the model.
+async fn run_step(
+    deps: &Deps,
+    input: &RunInput,
+    toolbox: &Toolbox,
+    step: i32,
+    call: &leforge_core::llm::ToolCall,
+    events: &Option<broadcast::Sender<RunEvent>>,
+) -> Message {
+    let started_at = now();
+    let clock = Instant::now();
+    let (tool, action, outcome) = match toolbox.by_name.get(&call.name) {
+        None => {
+            let (tool, action) = split_name(&call.name);
+            emit_started(events, step, &tool, &action, &call.arguments);
+            let mut offered: Vec<_> = toolbox.by_name.keys().cloned().collect();
+            offered.sort();
+            let message = format!(
+                "'{}' is not a tool of this agent; its tools are: {}",
+                call.name,
+                offered.join(", ")
+            );
+            (tool, action, Err(("UNKNOWN_TOOL".to_string(), message)))
+        }
+        Some((id, endpoint)) => {
+            emit_started(events, step, id, endpoint, &call.arguments);
+            let outcome = invoke_with_retries(deps, input, id, endpoint, &call.arguments).await;
+            (
+                id.clone(),
+                endpoint.clone(),
+                outcome.map_err(|e| (e.code().as_str().to_string(), e.to_string())),
+            )
+        }
+    };
+    let duration_ms = clock.elapsed().as_millis() as i64;
+    let (output, error) = match &outcome {
+        Ok(v) => (Some(v.clone()), None),
+        Err((_, message)) => (None, Some(message.clone())),
+    };
+    let record = RunStep {
+        step,
+        tool: tool.clone(),
+        action: action.clone(),
+        input: call.arguments.clone(),
+        output: output.clone(),
+        error: error.clone(),
+        duration_ms,
+        started_at,
+    };
+    if let Err(e) = deps.store.append_step(input.run_id, record).await {
+        tracing::error!(run_id = %input.run_id, step, error = %e, "could not persist step");
+    }
+    emit(
+        events,
+        RunEvent::StepCompleted {
+            step,
+            tool,
+            action,
+            output,
+            error,
+            duration_ms,
+        },
+    );
+    match outcome {
+        Ok(v) => Message::tool_result(call.id.clone(), v, false),
+        Err((code, message)) => Message::tool_result(
+            call.id.clone(),
+            json!({"error": {"code": code, "message": message}}),
+            true,
+        ),
+    }
+}
+
+fn emit_started(
+    events: &Option<broadcast::Sender<RunEvent>>,
+    step: i32,
+    tool: &str,
+    action: &str,
+    input: &Value,
+) {
+    emit(
+        events,
+        RunEvent::StepStarted {
+            step,
+            tool: tool.to_string(),
+            action: action.to_string(),
+            input: input.clone(),
+        },
+    );
+}
+
+/// Transient failures (timeouts, an unavailable container) are retried with backoff when the
+/// agent allows; input errors and guest errors are deterministic and go straight back.
+async fn invoke_with_retries(
+    deps: &Deps,
+    input: &RunInput,
+    id: &str,
+    endpoint: &str,
+    arguments: &Value,
+) -> Result<Value, ToolError> {
+    let mut attempt = 0;
+    loop {
+        match deps.tools.invoke(id, endpoint, arguments.clone()).await {
+            Ok(out) => return Ok(out.output),
+            Err(e) => {
+                let retry = input.limits.retry_on_error
+                    && e.code().is_transient()
+                    && attempt < input.limits.max_retries;
+                if !retry {
+                    return Err(e);
+                }
+                attempt += 1;
+                let backoff = Duration::from_millis(100 * (1 << attempt.min(6)));
+                tracing::warn!(forgehook = id, endpoint, attempt, error = %e, "retrying tool call");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}

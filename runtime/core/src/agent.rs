@@ -73,6 +73,9 @@ pub struct AgentConfig {
     pub retry_on_error: bool,
     /// How many times a transient tool failure is retried (0–10).
     pub max_retries: u32,
+    /// Optional budget of input plus output tokens over a whole run (1–100000000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_total_tokens: Option<u64>,
 }
 
 impl Default for AgentConfig {
@@ -84,6 +87,7 @@ impl Default for AgentConfig {
             timeout_ms: 60_000,
             retry_on_error: true,
             max_retries: 2,
+            max_total_tokens: None,
         }
     }
 }
@@ -98,6 +102,7 @@ pub struct AgentConfigPatch {
     pub timeout_ms: Option<u64>,
     pub retry_on_error: Option<bool>,
     pub max_retries: Option<u32>,
+    pub max_total_tokens: Option<u64>,
 }
 
 impl AgentConfig {
@@ -110,6 +115,7 @@ impl AgentConfig {
             timeout_ms: patch.timeout_ms.unwrap_or(self.timeout_ms),
             retry_on_error: patch.retry_on_error.unwrap_or(self.retry_on_error),
             max_retries: patch.max_retries.unwrap_or(self.max_retries),
+            max_total_tokens: patch.max_total_tokens.or(self.max_total_tokens),
         }
     }
 
@@ -138,6 +144,9 @@ impl AgentConfig {
         }
         check(errors, "timeout_ms", self.timeout_ms, 1_000, 3_600_000);
         check(errors, "max_retries", self.max_retries, 0, 10);
+        if let Some(budget) = self.max_total_tokens {
+            check(errors, "max_total_tokens", budget, 1, 100_000_000);
+        }
     }
 }
 
@@ -160,6 +169,9 @@ pub struct Agent {
     pub api_key_required: bool,
     /// Ids of the invoke keys that may run this agent; empty means any invoke key.
     pub allowed_api_keys: Vec<Uuid>,
+    /// JSON Schema the final output must match (one repair turn, then the run fails).
+    #[schema(value_type = Option<Object>)]
+    pub output_schema: Option<serde_json::Value>,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -184,6 +196,7 @@ pub struct NewAgent {
     pub is_public: bool,
     pub api_key_required: bool,
     pub allowed_api_keys: Vec<Uuid>,
+    pub output_schema: Option<serde_json::Value>,
     pub created_by: Option<String>,
 }
 
@@ -202,6 +215,7 @@ pub struct AgentPatch {
     pub is_public: Option<bool>,
     pub api_key_required: Option<bool>,
     pub allowed_api_keys: Option<Vec<Uuid>>,
+    pub output_schema: Option<Option<serde_json::Value>>,
 }
 
 impl AgentPatch {
@@ -238,6 +252,9 @@ impl AgentPatch {
         }
         if let Some(v) = &self.allowed_api_keys {
             agent.allowed_api_keys = v.clone();
+        }
+        if let Some(v) = &self.output_schema {
+            agent.output_schema = v.clone();
         }
     }
 }
@@ -324,6 +341,7 @@ mod tests {
             timeout_ms: 10,
             retry_on_error: true,
             max_retries: 11,
+            max_total_tokens: None,
         };
         let mut errors = Vec::new();
         cfg.validate(&mut errors);

@@ -61,6 +61,47 @@ impl std::fmt::Display for RunStatus {
     }
 }
 
+/// How the caller waits for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// The request waits for the result.
+    Sync,
+    /// 202 at once; a worker claims the run from the queue.
+    Async,
+    /// The request receives server-sent events.
+    Stream,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Sync => "sync",
+            RunMode::Async => "async",
+            RunMode::Stream => "stream",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunMode> {
+        match s {
+            "sync" => Some(RunMode::Sync),
+            "async" => Some(RunMode::Async),
+            "stream" => Some(RunMode::Stream),
+            _ => None,
+        }
+    }
+}
+
+/// One attempt to deliver a run's result to its `callback_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CallbackAttempt {
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    /// The HTTP status the receiver answered, if it answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
 /// One finished step of a run: a tool call with what went in and what came out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RunStep {
@@ -102,6 +143,16 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    pub mode: RunMode,
+    /// The effective limits of the run, fixed at creation.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<Value>,
+    pub callback_url: Option<String>,
+    pub callback_attempts: Vec<CallbackAttempt>,
+    pub idempotency_key: Option<String>,
+    /// Hash of the request body, to tell an idempotent replay from a conflicting reuse.
+    #[serde(skip)]
+    pub request_hash: Option<String>,
     pub steps: Vec<RunStep>,
 }
 
@@ -114,6 +165,30 @@ pub struct NewRun {
     pub triggered_by: Option<String>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+    pub mode: RunMode,
+    pub limits: Option<Value>,
+    pub callback_url: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+}
+
+impl NewRun {
+    /// A synchronous run with no options, as tests and simple callers create them.
+    pub fn simple(agent_id: Uuid, input_text: impl Into<String>) -> NewRun {
+        NewRun {
+            agent_id,
+            input_text: input_text.into(),
+            input_data: None,
+            triggered_by: None,
+            ip_address: None,
+            user_agent: None,
+            mode: RunMode::Sync,
+            limits: None,
+            callback_url: None,
+            idempotency_key: None,
+            request_hash: None,
+        }
+    }
 }
 
 /// The mutable part of a run, written as it progresses.
@@ -130,6 +205,8 @@ pub struct RunUpdate {
     pub duration_ms: Option<i64>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Take (or renew) the lease: `(owner, expires_at)`.
+    pub lease: Option<(String, DateTime<Utc>)>,
 }
 
 /// Filters for listing runs; every set field must match.

@@ -10,7 +10,7 @@ use crate::agent::{Agent, AgentPatch, NewAgent};
 use crate::api_key::{ApiKey, ApiKeyScope, NewApiKey};
 use crate::installed::{InstalledForgehook, NewInstalledForgehook};
 use crate::page::{Page, PageRequest};
-use crate::run::{NewRun, Run, RunFilter, RunStep, RunUpdate};
+use crate::run::{CallbackAttempt, NewRun, Run, RunFilter, RunStep, RunUpdate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,4 +103,45 @@ pub trait Store: Send + Sync + 'static {
     async fn put_wasm_blob(&self, sha256: &str, wasm: &[u8]) -> Result<(), StoreError>;
     async fn get_wasm_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn delete_wasm_blob(&self, sha256: &str) -> Result<(), StoreError>;
+
+    /// The newest run of `agent_id` created with `key` since `since`.
+    async fn find_run_by_idempotency_key(
+        &self,
+        agent_id: Uuid,
+        key: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Run>, StoreError>;
+    /// Frees `key` on runs older than `before`, so an expired key can be used again.
+    async fn expire_idempotency_key(
+        &self,
+        agent_id: Uuid,
+        key: &str,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
+    /// Claims up to `limit` queued async runs for `owner`: each becomes `running` with a
+    /// lease until `lease_until`. Safe with several servers on one database.
+    async fn claim_queued_runs(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Run>, StoreError>;
+    /// Extends the lease of runs `owner` holds; returns how many it still holds.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        run_ids: &[Uuid],
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Running runs whose lease expired (their worker died) become `interrupted`, keeping
+    /// their steps. Returns their ids.
+    async fn interrupt_expired_runs(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Uuid>, StoreError>;
+    async fn record_callback_attempt(
+        &self,
+        run_id: Uuid,
+        attempt: CallbackAttempt,
+    ) -> Result<(), StoreError>;
 }

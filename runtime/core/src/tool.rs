@@ -174,3 +174,22 @@ mod tests {
         assert!(!ToolErrorCode::Trap.is_transient());
     }
 }
+
+/// Why a ForgeHook an agent lists cannot be offered to its model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnavailableTool {
+    pub id: String,
+    /// `not installed` or `disabled`.
+    pub reason: String,
+}
+
+/// What the agent loop needs to know about tools before a run: the manifests of the
+/// ForgeHooks an agent lists. Implemented by the server's registry.
+#[async_trait]
+pub trait ToolCatalog: Send + Sync + 'static {
+    /// The manifests of `ids`, in order; an error lists every id that cannot be used.
+    async fn resolve(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<std::sync::Arc<crate::forgehook::Manifest>>, Vec<UnavailableTool>>;
+}

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::envelope::REQUEST_ID;
 use crate::error::ApiError;
-use crate::routes::{agents, api_keys, forgehooks, health, llm, runs};
+use crate::routes::{agent_runs, agents, api_keys, forgehooks, health, llm, runs};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -30,8 +30,12 @@ pub fn router(state: AppState) -> Router {
             get(agents::get).put(agents::update).delete(agents::delete),
         )
         .route("/agents/{id_or_slug}/runs", get(runs::list_for_agent))
+        .route("/agents/{id_or_slug}/run", post(agent_runs::run))
         .route("/runs", get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
+        .route("/runs/{run_id}/result", get(agent_runs::result))
+        .route("/runs/{run_id}/events", get(agent_runs::events))
+        .route("/runs/{run_id}/cancel", post(agent_runs::cancel))
         .route("/api-keys", get(api_keys::list).post(api_keys::create))
         .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route(

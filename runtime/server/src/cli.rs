@@ -89,6 +89,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let state = AppState::build(store, config)?;
     let loaded = state.forgehooks.load_installed().await?;
     tracing::info!(forgehooks = loaded, "ForgeHooks loaded");
+    // Runs left running by a previous process whose lease has lapsed.
+    let reaped = state.runner.reap_once().await;
+    if reaped > 0 {
+        tracing::warn!(
+            runs = reaped,
+            "runs interrupted by an earlier stop were marked interrupted"
+        );
+    }
+    state.runner.start_background();
+    let runner = state.runner.clone();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -98,7 +108,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         listener,
         crate::app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Stop taking runs and let running ones finish (bounded) before the listener closes.
+        runner.shutdown().await;
+    })
     .await?;
     tracing::info!("server stopped");
     Result::Ok(())

@@ -91,6 +91,15 @@ pub struct ServerArgs {
     /// Cap on any ForgeHook call's time, whatever its manifest asks [default: 60000]
     #[arg(long, env = "LEFORGE_FORGEHOOK_MAX_TIMEOUT_MS")]
     pub forgehook_max_timeout_ms: Option<u64>,
+    /// Secret for the X-LeForge-Signature HMAC of run callbacks; callbacks need it.
+    #[arg(long, env = "LEFORGE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Comma-separated hosts callback_url may point at (default: any).
+    #[arg(long, env = "LEFORGE_CALLBACK_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub callback_allowed_hosts: Option<Vec<String>>,
+    /// How long shutdown waits for running runs before interrupting them [default: 30000]
+    #[arg(long, env = "LEFORGE_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
@@ -107,6 +116,9 @@ pub struct FileConfig {
     /// Model aliases over the built-in table: `[model_aliases.global]` for every provider,
     /// `[model_aliases.per_provider.<provider>]` for one.
     pub model_aliases: Option<leforge_llm::ModelAliases>,
+    pub webhook_secret: Option<String>,
+    pub callback_allowed_hosts: Option<Vec<String>>,
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -139,6 +151,9 @@ pub struct Config {
     pub forgehook_max_memory_mb: u64,
     pub forgehook_max_timeout_ms: u64,
     pub model_aliases: Option<leforge_llm::ModelAliases>,
+    pub webhook_secret: Option<Secret>,
+    pub callback_allowed_hosts: Option<Vec<String>>,
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +225,27 @@ impl Config {
             ));
         }
         Ok(Config {
+            webhook_secret: args
+                .webhook_secret
+                .clone()
+                .or(file.webhook_secret)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            callback_allowed_hosts: args
+                .callback_allowed_hosts
+                .clone()
+                .or(file.callback_allowed_hosts)
+                .map(|hosts| {
+                    hosts
+                        .into_iter()
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                }),
+            shutdown_grace_ms: args
+                .shutdown_grace_ms
+                .or(file.shutdown_grace_ms)
+                .unwrap_or(30_000),
             model_aliases: file.model_aliases,
             forgehook_max_memory_mb,
             forgehook_max_timeout_ms,

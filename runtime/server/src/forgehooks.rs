@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use axum::http::StatusCode;
 use leforge_core::forgehook::{Manifest, RuntimeKind};
 use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook, SECRET_MASK};
-use leforge_core::tool::{ToolError, ToolExecutor, ToolOutput};
+use leforge_core::tool::{ToolCatalog, ToolError, ToolExecutor, ToolOutput, UnavailableTool};
 use leforge_core::{FieldError, Store};
 use leforge_wasm::{InstallError, WasmHost};
 use serde_json::{json, Value};
@@ -323,5 +323,35 @@ impl ToolExecutor for Forgehooks {
             }
         }
         result
+    }
+}
+
+#[async_trait]
+impl ToolCatalog for Forgehooks {
+    async fn resolve(&self, ids: &[String]) -> Result<Vec<Arc<Manifest>>, Vec<UnavailableTool>> {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            // Loaded means installed and enabled: the common case needs no database read.
+            if let Some(m) = self.wasm.manifest(id) {
+                found.push(m);
+                continue;
+            }
+            let reason = match self.store.get_forgehook(id).await {
+                Ok(Some(h)) if !h.enabled => "disabled",
+                Ok(Some(_)) => "failed to load",
+                Ok(None) => "not installed",
+                Err(_) => "unknown (database error)",
+            };
+            missing.push(UnavailableTool {
+                id: id.clone(),
+                reason: reason.to_string(),
+            });
+        }
+        if missing.is_empty() {
+            Ok(found)
+        } else {
+            Err(missing)
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod forgehook_cli;
 pub mod forgehooks;
 pub mod openapi;
 pub mod routes;
+pub mod runner;
 pub mod state;
 
 pub use app::router;

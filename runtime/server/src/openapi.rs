@@ -20,6 +20,8 @@ use crate::routes;
         routes::forgehooks::remove, routes::forgehooks::enable, routes::forgehooks::disable,
         routes::forgehooks::configure, routes::forgehooks::invoke,
         routes::llm::providers, routes::llm::models,
+        routes::agent_runs::run, routes::agent_runs::result, routes::agent_runs::events,
+        routes::agent_runs::cancel,
     ),
     components(schemas(
         leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,
@@ -32,6 +34,8 @@ use crate::routes;
         routes::forgehooks::InvokeResult,
         leforge_core::forgehook::Manifest, leforge_core::forgehook::Capabilities,
         leforge_core::llm::ProviderInfo, leforge_core::llm::ModelInfo,
+        routes::agent_runs::RunRequest, routes::agent_runs::RunView, routes::agent_runs::RunMetrics,
+        leforge_core::RunMode, leforge_core::CallbackAttempt,
     )),
     modifiers(&Security),
     tags(

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource. Handlers translate HTTP to calls on core and the
 //! backends; rules about agents, keys and runs live in core, not here.
 
+pub mod agent_runs;
 pub mod agents;
 pub mod api_keys;
 pub mod forgehooks;

@@ -9,6 +9,7 @@ use leforge_wasm::{WasmHost, WasmHostConfig};
 
 use crate::config::Config;
 use crate::forgehooks::Forgehooks;
+use crate::runner::{Runner, RunnerSettings};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,6 +17,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub forgehooks: Forgehooks,
     pub llm: LlmRouter,
+    pub runner: Runner,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +45,30 @@ impl AppState {
             llm_config.aliases.merge(aliases);
         }
         let llm = LlmRouter::new(llm_config)?;
+        let settings = RunnerSettings {
+            webhook_secret: config.webhook_secret.clone(),
+            callback_hosts: config.callback_allowed_hosts.clone(),
+            shutdown_grace: std::time::Duration::from_millis(config.shutdown_grace_ms),
+            ..RunnerSettings::default()
+        };
         let mut wasm_config = WasmHostConfig::new(config.data_dir.join("wasm-cache"));
         wasm_config.max_memory_mb = config.forgehook_max_memory_mb;
         wasm_config.max_timeout_ms = config.forgehook_max_timeout_ms;
         let wasm = WasmHost::new(wasm_config)?;
+        let forgehooks = Forgehooks::new(store.clone(), wasm);
+        let runner = Runner::new(
+            leforge_agent::Deps {
+                store: store.clone(),
+                llm: Arc::new(llm.clone()),
+                tools: Arc::new(forgehooks.clone()),
+                catalog: Arc::new(forgehooks.clone()),
+            },
+            settings,
+        );
         Ok(AppState {
-            forgehooks: Forgehooks::new(store.clone(), wasm),
+            forgehooks,
             llm,
+            runner,
             store,
             config: Arc::new(config),
         })

@@ -322,14 +322,7 @@ async fn delete_is_soft_and_frees_the_name() {
         let id = a["id"].as_str().unwrap().to_string();
         let run = t
             .store
-            .create_run(NewRun {
-                agent_id: Uuid::parse_str(&id).unwrap(),
-                input_text: "x".into(),
-                input_data: None,
-                triggered_by: None,
-                ip_address: None,
-                user_agent: None,
-            })
+            .create_run(NewRun::simple(Uuid::parse_str(&id).unwrap(), "x"))
             .await
             .unwrap();
         let r = t
@@ -447,12 +440,11 @@ async fn seed_run(t: &TestApp, agent_id: &str, by: Option<String>, steps: &[(i32
     let run = t
         .store
         .create_run(NewRun {
-            agent_id: Uuid::parse_str(agent_id).unwrap(),
-            input_text: "Clean this CSV".into(),
             input_data: Some(json!({"csv": "a,b"})),
             triggered_by: by,
             ip_address: Some("10.0.0.1".into()),
             user_agent: Some("n8n".into()),
+            ..NewRun::simple(Uuid::parse_str(agent_id).unwrap(), "Clean this CSV")
         })
         .await
         .unwrap();
@@ -785,18 +777,47 @@ async fn llm_providers_and_models_never_show_keys() {
     let t = TestApp::with_llm(db, llm).await;
     let r = t.admin_get("/api/v1/llm/providers").await;
     assert_eq!(r.status, StatusCode::OK);
-    let names: Vec<_> = r.body["data"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
-    for p in ["anthropic", "openai", "azure", "bedrock", "ollama", "lmstudio", "openai-compatible"] {
+    let names: Vec<_> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    for p in [
+        "anthropic",
+        "openai",
+        "azure",
+        "bedrock",
+        "ollama",
+        "lmstudio",
+        "openai-compatible",
+    ] {
         assert!(names.contains(&p.to_string()), "{p} missing");
     }
-    let openai = r.body["data"].as_array().unwrap().iter().find(|p| p["name"] == "openai").unwrap();
+    let openai = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "openai")
+        .unwrap();
     assert_eq!(openai["configured"], true);
     assert!(!r.body.to_string().contains("sk-test-very-secret"));
 
     let r = t.admin_get("/api/v1/llm/models/openai").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let ids: Vec<_> = r.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<_> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["model-a", "model-b"]);
-    assert_eq!(t.admin_get("/api/v1/llm/models/skynet").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(t.get("/api/v1/llm/providers", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.admin_get("/api/v1/llm/models/skynet").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.get("/api/v1/llm/providers", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use leforge_core::forgehook::Manifest;
 use leforge_core::installed::InstalledForgehook;
 use leforge_core::{
-    Agent, AgentConfig, ApiKey, ApiKeyScope, Provider, Run, RunStatus, RunStep, StoreError,
+    Agent, AgentConfig, ApiKey, ApiKeyScope, CallbackAttempt, Provider, Run, RunMode, RunStatus,
+    RunStep, StoreError,
 };
 use serde_json::Value;
 use sqlx::types::Json;
@@ -26,6 +27,7 @@ pub(crate) struct AgentRow {
     pub is_public: bool,
     pub api_key_required: bool,
     pub allowed_api_keys: Json<Vec<Uuid>>,
+    pub output_schema: Option<Json<Value>>,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -54,6 +56,7 @@ impl AgentRow {
                 is_public: self.is_public,
                 api_key_required: self.api_key_required,
                 allowed_api_keys: self.allowed_api_keys.0,
+                output_schema: self.output_schema.map(|j| j.0),
                 created_by: self.created_by,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
@@ -85,6 +88,12 @@ pub(crate) struct RunRow {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    pub mode: String,
+    pub limits: Option<Json<Value>>,
+    pub callback_url: Option<String>,
+    pub callback_attempts: Json<Vec<CallbackAttempt>>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
 }
 
 impl RunRow {
@@ -118,6 +127,12 @@ impl RunRow {
                 started_at: self.started_at,
                 completed_at: self.completed_at,
                 updated_at: self.updated_at,
+                mode: RunMode::parse(&self.mode).unwrap_or(RunMode::Sync),
+                limits: self.limits.map(|j| j.0),
+                callback_url: self.callback_url,
+                callback_attempts: self.callback_attempts.0,
+                idempotency_key: self.idempotency_key,
+                request_hash: self.request_hash,
                 steps,
             },
         ))

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook};
 use leforge_core::store::AgentVisibility;
 use leforge_core::{
-    Agent, AgentPatch, ApiKey, ApiKeyScope, NewAgent, NewApiKey, NewRun, Page, PageRequest, Run,
-    RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
+    Agent, AgentPatch, ApiKey, ApiKeyScope, CallbackAttempt, NewAgent, NewApiKey, NewRun, Page,
+    PageRequest, Run, RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
 };
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
@@ -17,10 +17,12 @@ use crate::db_err;
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunRow, StepRow};
 
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
-    tools, config, is_public, api_key_required, allowed_api_keys, created_by, created_at, updated_at";
+    tools, config, is_public, api_key_required, allowed_api_keys, output_schema, created_by, \
+    created_at, updated_at";
 const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, output, output_text, \
     error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
-    triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at";
+    triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at, \
+    mode, limits, callback_url, callback_attempts, idempotency_key, request_hash";
 const STEP_COLS: &str = "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
 const HOOK_COLS: &str =
@@ -56,7 +58,7 @@ fn collect<T>(
 }
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal)) => {
+    ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal), skip_locked: $skip_locked:literal) => {
         #[doc = concat!("The `Store` on ", $backend, ".")]
         #[derive(Debug, Clone)]
         pub struct $store {
@@ -136,8 +138,8 @@ macro_rules! sql_store {
                 let row = sqlx::query_as::<$db, AgentRow>(&format!(
                     "INSERT INTO agents (id, name, slug, description, model, provider, system_prompt, \
                      tools, config, is_public, api_key_required, allowed_api_keys, created_by, \
-                     created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+                     created_at, updated_at, output_schema) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) \
                      RETURNING {AGENT_COLS}"
                 ))
                 .bind(id)
@@ -154,6 +156,7 @@ macro_rules! sql_store {
                 .bind(Json(&agent.allowed_api_keys))
                 .bind(&agent.created_by)
                 .bind(ts)
+                .bind(agent.output_schema.as_ref().map(Json))
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| write_err(e, "agent"))?;
@@ -216,7 +219,8 @@ macro_rules! sql_store {
                 let row = sqlx::query_as::<$db, AgentRow>(&format!(
                     "UPDATE agents SET name = $2, slug = $3, description = $4, model = $5, \
                      provider = $6, system_prompt = $7, tools = $8, config = $9, is_public = $10, \
-                     api_key_required = $11, allowed_api_keys = $12, updated_at = $13 \
+                     api_key_required = $11, allowed_api_keys = $12, updated_at = $13, \
+                     output_schema = $14 \
                      WHERE id = $1 AND deleted_at IS NULL RETURNING {AGENT_COLS}"
                 ))
                 .bind(id)
@@ -232,6 +236,7 @@ macro_rules! sql_store {
                 .bind(agent.api_key_required)
                 .bind(Json(&agent.allowed_api_keys))
                 .bind(agent.updated_at)
+                .bind(agent.output_schema.as_ref().map(Json))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| write_err(e, "agent"))?
@@ -259,8 +264,10 @@ macro_rules! sql_store {
                 let ts = now();
                 let row = sqlx::query_as::<$db, RunRow>(&format!(
                     "INSERT INTO agent_runs (id, agent_id, status, input_text, input_data, \
-                     triggered_by, ip_address, user_agent, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {RUN_COLS}"
+                     triggered_by, ip_address, user_agent, created_at, updated_at, mode, limits, \
+                     callback_url, idempotency_key, request_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14) \
+                     RETURNING {RUN_COLS}"
                 ))
                 .bind(id)
                 .bind(run.agent_id)
@@ -271,9 +278,21 @@ macro_rules! sql_store {
                 .bind(&run.ip_address)
                 .bind(&run.user_agent)
                 .bind(ts)
+                .bind(run.mode.as_str())
+                .bind(run.limits.as_ref().map(Json))
+                .bind(&run.callback_url)
+                .bind(&run.idempotency_key)
+                .bind(&run.request_hash)
                 .fetch_one(&self.pool)
                 .await
-                .map_err(|e| write_err(e, "run"))?;
+                .map_err(|e| match write_err(e, "run") {
+                    // The unique index on (agent, idempotency key): another request won.
+                    StoreError::Conflict { entity, .. } => StoreError::Conflict {
+                        entity,
+                        field: "idempotency_key".into(),
+                    },
+                    other => other,
+                })?;
                 Ok(row.into_run(Vec::new())?.1)
             }
 
@@ -355,6 +374,10 @@ macro_rules! sql_store {
                 }
                 if let Some(v) = update.completed_at {
                     qb.push(", completed_at = ").push_bind(v);
+                }
+                if let Some((owner, until)) = update.lease {
+                    qb.push(", lease_owner = ").push_bind(owner);
+                    qb.push(", lease_expires_at = ").push_bind(until);
                 }
                 qb.push(" WHERE id = ").push_bind(id);
                 // A terminal status is final: a late writer (say, a worker finishing after a
@@ -490,6 +513,138 @@ macro_rules! sql_store {
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "api key" })?;
                 Ok(row.into_key()?.1)
+            }
+
+            async fn find_run_by_idempotency_key(
+                &self,
+                agent_id: Uuid,
+                key: &str,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<Run>, StoreError> {
+                let row = sqlx::query_as::<$db, RunRow>(&format!(
+                    "SELECT {RUN_COLS} FROM agent_runs WHERE agent_id = $1 AND idempotency_key = $2 \
+                     AND created_at >= $3 ORDER BY seq DESC LIMIT 1"
+                ))
+                .bind(agent_id)
+                .bind(key)
+                .bind(since)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                match row {
+                    None => Ok(None),
+                    Some(row) => Ok(self.runs_with_steps(vec![row]).await?.pop().map(|(_, r)| r)),
+                }
+            }
+
+            async fn expire_idempotency_key(
+                &self,
+                agent_id: Uuid,
+                key: &str,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE agent_runs SET idempotency_key = NULL WHERE agent_id = $1 \
+                     AND idempotency_key = $2 AND created_at < $3",
+                )
+                .bind(agent_id)
+                .bind(key)
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn claim_queued_runs(
+                &self,
+                owner: &str,
+                limit: u32,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<Run>, StoreError> {
+                let ts = now();
+                let rows = sqlx::query_as::<$db, RunRow>(&format!(
+                    "UPDATE agent_runs SET status = 'running', lease_owner = $1, \
+                     lease_expires_at = $2, started_at = $3, updated_at = $3 \
+                     WHERE id IN (SELECT id FROM agent_runs WHERE status = 'pending' \
+                     AND mode = 'async' ORDER BY seq LIMIT $4{}) RETURNING {RUN_COLS}",
+                    $skip_locked
+                ))
+                .bind(owner)
+                .bind(lease_until)
+                .bind(ts)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                let mut runs = rows
+                    .into_iter()
+                    .map(|r| r.into_run(Vec::new()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                runs.sort_by_key(|(seq, _)| *seq);
+                Ok(runs.into_iter().map(|(_, r)| r).collect())
+            }
+
+            async fn renew_leases(
+                &self,
+                owner: &str,
+                run_ids: &[Uuid],
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, StoreError> {
+                if run_ids.is_empty() {
+                    return Ok(0);
+                }
+                let mut qb = QueryBuilder::<$db>::new("UPDATE agent_runs SET lease_expires_at = ");
+                qb.push_bind(lease_until);
+                qb.push(" WHERE status = 'running' AND lease_owner = ").push_bind(owner);
+                qb.push(" AND id IN (");
+                let mut sep = qb.separated(", ");
+                for id in run_ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                let done = qb.build().execute(&self.pool).await.map_err(db_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn interrupt_expired_runs(
+                &self,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<Uuid>, StoreError> {
+                let rows: Vec<(Uuid,)> = sqlx::query_as(
+                    "UPDATE agent_runs SET status = 'interrupted', error_code = 'INTERRUPTED', \
+                     error_message = 'the server running this run stopped before it finished; \
+                     finished steps are kept', completed_at = $1, updated_at = $1 \
+                     WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+                     RETURNING id",
+                )
+                .bind(at)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn record_callback_attempt(
+                &self,
+                run_id: Uuid,
+                attempt: CallbackAttempt,
+            ) -> Result<(), StoreError> {
+                let (Json(mut attempts),): (Json<Vec<CallbackAttempt>>,) =
+                    sqlx::query_as("SELECT callback_attempts FROM agent_runs WHERE id = $1")
+                        .bind(run_id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_err)?
+                        .ok_or(StoreError::NotFound { entity: "run" })?;
+                attempts.push(attempt);
+                sqlx::query("UPDATE agent_runs SET callback_attempts = $2 WHERE id = $1")
+                    .bind(run_id)
+                    .bind(Json(&attempts))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
             }
 
             async fn upsert_forgehook(
@@ -632,12 +787,15 @@ sql_store!(
     sqlx::Sqlite,
     "sqlite",
     keys_empty: "json_array_length(allowed_api_keys) = 0",
-    keys_contain: ("EXISTS (SELECT 1 FROM json_each(agents.allowed_api_keys) WHERE value = ", ")")
+    keys_contain: ("EXISTS (SELECT 1 FROM json_each(agents.allowed_api_keys) WHERE value = ", ")"),
+    // SQLite has one writer at a time, so a plain UPDATE … WHERE id IN (…) claims atomically.
+    skip_locked: ""
 );
 sql_store!(
     PgStore,
     sqlx::Postgres,
     "postgres",
     keys_empty: "jsonb_array_length(allowed_api_keys) = 0",
-    keys_contain: ("allowed_api_keys ? ", "")
+    keys_contain: ("allowed_api_keys ? ", ""),
+    skip_locked: " FOR UPDATE SKIP LOCKED"
 );

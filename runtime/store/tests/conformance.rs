@@ -26,6 +26,7 @@ fn new_agent(name: &str) -> NewAgent {
         is_public: false,
         api_key_required: false,
         allowed_api_keys: vec![],
+        output_schema: None,
         created_by: Some("test".into()),
     }
 }
@@ -101,17 +102,7 @@ async fn duplicate_name_or_slug_is_a_conflict_naming_the_field() {
 async fn soft_delete_hides_the_agent_and_frees_its_name() {
     each_backend(|store| async move {
         let a = store.create_agent(new_agent("Temp Agent")).await.unwrap();
-        let run = store
-            .create_run(NewRun {
-                agent_id: a.id,
-                input_text: "hi".into(),
-                input_data: None,
-                triggered_by: None,
-                ip_address: None,
-                user_agent: None,
-            })
-            .await
-            .unwrap();
+        let run = store.create_run(NewRun::simple(a.id, "hi")).await.unwrap();
         store.delete_agent(a.id).await.unwrap();
         assert!(store.find_agent(&a.id.to_string()).await.unwrap().is_none());
         assert!(store.find_agent("temp-agent").await.unwrap().is_none());
@@ -247,12 +238,11 @@ async fn runs_keep_steps_in_order_and_filter() {
         let a = store.create_agent(new_agent("Runner")).await.unwrap();
         let b = store.create_agent(new_agent("Other")).await.unwrap();
         let new_run = |agent_id, by: Option<&str>| NewRun {
-            agent_id,
-            input_text: "Clean this CSV".into(),
             input_data: Some(json!({"csv": "x"})),
             triggered_by: by.map(str::to_string),
             ip_address: Some("127.0.0.1".into()),
             user_agent: Some("n8n".into()),
+            ..NewRun::simple(agent_id, "Clean this CSV")
         };
         let r1 = store
             .create_run(new_run(a.id, Some("key-1")))
@@ -558,6 +548,128 @@ async fn wasm_blobs_are_content_addressed() {
         assert_eq!(store.get_wasm_blob("abc").await.unwrap(), Some(bytes));
         store.delete_wasm_blob("abc").await.unwrap();
         assert_eq!(store.get_wasm_blob("abc").await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn queued_runs_are_claimed_once_leased_and_reaped() {
+    use leforge_core::{CallbackAttempt, RunMode};
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Queue")).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let run = store
+                .create_run(NewRun {
+                    mode: RunMode::Async,
+                    ..NewRun::simple(a.id, format!("job {i}"))
+                })
+                .await
+                .unwrap();
+            ids.push(run.id);
+        }
+        // A sync run is never claimed by queue workers.
+        store
+            .create_run(NewRun::simple(a.id, "sync"))
+            .await
+            .unwrap();
+        let lease = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+        let first = store.claim_queued_runs("w1", 3, lease).await.unwrap();
+        let second = store.claim_queued_runs("w2", 10, lease).await.unwrap();
+        assert_eq!(first.iter().map(|r| r.id).collect::<Vec<_>>(), ids[..3]);
+        assert_eq!(second.iter().map(|r| r.id).collect::<Vec<_>>(), ids[3..]);
+        assert!(first.iter().all(|r| r.status == RunStatus::Running));
+        assert!(store
+            .claim_queued_runs("w3", 10, lease)
+            .await
+            .unwrap()
+            .is_empty());
+
+        assert_eq!(store.renew_leases("w1", &ids, lease).await.unwrap(), 3);
+        assert_eq!(
+            store.renew_leases("w2", &ids[..3], lease).await.unwrap(),
+            0,
+            "not its runs"
+        );
+
+        // w2 dies: its leases expire; w1 keeps renewing.
+        let past = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+        store.renew_leases("w2", &ids, past).await.unwrap();
+        store
+            .append_step(ids[3], step(1, "data-transform"))
+            .await
+            .unwrap();
+        let reaped = store
+            .interrupt_expired_runs(chrono::Utc::now())
+            .await
+            .unwrap();
+        let mut expect = ids[3..].to_vec();
+        let mut got = reaped.clone();
+        expect.sort();
+        got.sort();
+        assert_eq!(got, expect);
+        let interrupted = store.get_run(ids[3]).await.unwrap().unwrap();
+        assert_eq!(interrupted.status, RunStatus::Interrupted);
+        assert_eq!(interrupted.steps.len(), 1, "finished steps are kept");
+        assert_eq!(
+            store.get_run(ids[0]).await.unwrap().unwrap().status,
+            RunStatus::Running
+        );
+
+        store
+            .record_callback_attempt(
+                ids[0],
+                CallbackAttempt {
+                    attempt: 1,
+                    at: chrono::Utc::now(),
+                    status: Some(500),
+                    error: None,
+                },
+            )
+            .await
+            .unwrap();
+        let run = store.get_run(ids[0]).await.unwrap().unwrap();
+        assert_eq!(run.callback_attempts.len(), 1);
+        assert_eq!(run.callback_attempts[0].status, Some(500));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_unique_per_agent_until_expired() {
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Idem")).await.unwrap();
+        let b = store.create_agent(new_agent("Other Idem")).await.unwrap();
+        let keyed = |agent_id| NewRun {
+            idempotency_key: Some("order-42".into()),
+            request_hash: Some("h1".into()),
+            ..NewRun::simple(agent_id, "x")
+        };
+        let first = store.create_run(keyed(a.id)).await.unwrap();
+        match store.create_run(keyed(a.id)).await {
+            Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "idempotency_key"),
+            other => panic!("expected conflict, got {other:?}"),
+        }
+        store.create_run(keyed(b.id)).await.unwrap();
+        let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
+        let found = store
+            .find_run_by_idempotency_key(a.id, "order-42", since)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, first.id);
+        assert_eq!(found.request_hash.as_deref(), Some("h1"));
+        let future = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+        assert!(store
+            .find_run_by_idempotency_key(a.id, "order-42", future)
+            .await
+            .unwrap()
+            .is_none());
+        store
+            .expire_idempotency_key(a.id, "order-42", future)
+            .await
+            .unwrap();
+        store.create_run(keyed(a.id)).await.unwrap();
     })
     .await;
 }

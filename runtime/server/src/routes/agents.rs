@@ -39,6 +39,9 @@ pub struct CreateAgentRequest {
     pub api_key_required: Option<bool>,
     /// Ids of the API keys allowed to run this agent (empty: any invoke key).
     pub allowed_api_keys: Option<Vec<String>>,
+    /// JSON Schema the final output must match.
+    #[schema(value_type = Option<Object>)]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 /// Body of `PUT /api/v1/agents/{id_or_slug}`: every field optional; absent fields keep their
@@ -58,6 +61,10 @@ pub struct UpdateAgentRequest {
     pub is_public: Option<bool>,
     pub api_key_required: Option<bool>,
     pub allowed_api_keys: Option<Vec<String>>,
+    /// `null` removes the schema.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub output_schema: Option<Option<serde_json::Value>>,
 }
 
 /// Distinguishes "absent" (`None`) from "null" (`Some(None)`).
@@ -99,6 +106,21 @@ fn parse_key_ids(ids: &[String], errors: &mut Vec<FieldError>) -> Vec<Uuid> {
             }
         })
         .collect()
+}
+
+fn validate_output_schema(schema: Option<&serde_json::Value>, errors: &mut Vec<FieldError>) {
+    let Some(schema) = schema else { return };
+    if !schema.is_object() {
+        errors.push(FieldError::new(
+            "output_schema",
+            "must be a JSON Schema object",
+        ));
+    } else if let Err(e) = jsonschema::validator_for(schema) {
+        errors.push(FieldError::new(
+            "output_schema",
+            format!("is not a valid JSON Schema: {e}"),
+        ));
+    }
 }
 
 fn validate_description(description: Option<&str>, errors: &mut Vec<FieldError>) {
@@ -149,6 +171,7 @@ pub fn validate_create(req: CreateAgentRequest, caller: &Caller) -> Result<NewAg
     let config = AgentConfig::default().merged(&req.config.unwrap_or_default());
     config.validate(&mut errors);
     let allowed_api_keys = parse_key_ids(&req.allowed_api_keys.unwrap_or_default(), &mut errors);
+    validate_output_schema(req.output_schema.as_ref(), &mut errors);
     match provider {
         Some(provider) if errors.is_empty() => {
             let name = name.trim().to_string();
@@ -164,6 +187,7 @@ pub fn validate_create(req: CreateAgentRequest, caller: &Caller) -> Result<NewAg
                 is_public: req.is_public.unwrap_or(false),
                 api_key_required: req.api_key_required.unwrap_or(false),
                 allowed_api_keys,
+                output_schema: req.output_schema,
                 created_by: caller.key_id().map(|id| id.to_string()),
             })
         }
@@ -203,6 +227,10 @@ pub fn validate_update(req: UpdateAgentRequest, current: &Agent) -> Result<Agent
         .allowed_api_keys
         .as_ref()
         .map(|ids| parse_key_ids(ids, &mut errors));
+    validate_output_schema(
+        req.output_schema.as_ref().and_then(|s| s.as_ref()),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
@@ -224,6 +252,7 @@ pub fn validate_update(req: UpdateAgentRequest, current: &Agent) -> Result<Agent
         is_public: req.is_public,
         api_key_required: req.api_key_required,
         allowed_api_keys,
+        output_schema: req.output_schema,
     })
 }
 

@@ -58,9 +58,11 @@ pub async fn models(
 /// Maps a provider failure for routes that talk to a provider directly.
 pub fn llm_error(e: LlmError) -> ApiError {
     match &e {
-        LlmError::NotConfigured { .. } => {
-            ApiError::new(StatusCode::BAD_REQUEST, "PROVIDER_NOT_CONFIGURED", e.to_string())
-        }
+        LlmError::NotConfigured { .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "PROVIDER_NOT_CONFIGURED",
+            e.to_string(),
+        ),
         LlmError::Unsupported { .. } => ApiError::not_found(e.to_string()),
         _ => ApiError::new(StatusCode::BAD_GATEWAY, "PROVIDER_ERROR", e.to_string()),
     }

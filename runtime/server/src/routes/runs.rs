@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::envelope::{ApiQuery, Ok};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::agent_runs::RunView;
 use crate::routes::agents::readable_agent;
 use crate::routes::PageParams;
 use crate::state::AppState;
@@ -55,7 +56,7 @@ async fn list_with(
     caller: &Caller,
     mut filter: RunFilter,
     params: &RunParams,
-) -> ApiResult<Ok<Vec<Run>>> {
+) -> ApiResult<Ok<Vec<RunView>>> {
     scope_filter(caller, &mut filter)?;
     filter.status = parse_status(params.status.as_deref())?;
     let page = PageParams {
@@ -63,19 +64,21 @@ async fn list_with(
         cursor: params.cursor.clone(),
     }
     .to_request()?;
-    Result::Ok(Ok::page(state.store.list_runs(filter, page).await?))
+    Result::Ok(Ok::page(
+        state.store.list_runs(filter, page).await?.map(RunView::new),
+    ))
 }
 
 /// List runs, newest first.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunParams),
-    responses((status = 200, description = "Runs with their steps", body = [Run]),
+    responses((status = 200, description = "Runs with their steps", body = [RunView]),
               (status = 401, description = "No API key")),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiQuery(params): ApiQuery<RunParams>,
-) -> ApiResult<Ok<Vec<Run>>> {
+) -> ApiResult<Ok<Vec<RunView>>> {
     let mut filter = RunFilter::default();
     if let Some(agent) = params.agent.as_deref().filter(|a| !a.is_empty()) {
         // A deleted agent's runs stay listable by id.
@@ -93,7 +96,7 @@ pub async fn list(
 /// List the runs of one agent, newest first.
 #[utoipa::path(get, path = "/api/v1/agents/{id_or_slug}/runs", tag = "runs",
     params(("id_or_slug" = String, Path, description = "Agent id or slug"), RunParams),
-    responses((status = 200, description = "Runs with their steps", body = [Run]),
+    responses((status = 200, description = "Runs with their steps", body = [RunView]),
               (status = 404, description = "No such agent")),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn list_for_agent(
@@ -101,7 +104,7 @@ pub async fn list_for_agent(
     Auth(caller): Auth,
     Path(id_or_slug): Path<String>,
     ApiQuery(params): ApiQuery<RunParams>,
-) -> ApiResult<Ok<Vec<Run>>> {
+) -> ApiResult<Ok<Vec<RunView>>> {
     if caller == Caller::Anonymous {
         return Err(ApiError::unauthorized(
             "an API key is required to list runs",
@@ -140,13 +143,14 @@ pub async fn readable_run(state: &AppState, caller: &Caller, run_id: &str) -> Ap
 /// Read a run with its steps in order.
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}", tag = "runs",
     params(("run_id" = String, Path, description = "Run id")),
-    responses((status = 200, description = "The run", body = Run),
+    responses((status = 200, description = "The run", body = RunView),
               (status = 404, description = "No such run")),
     security((), ("api_key" = []), ("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(run_id): Path<String>,
-) -> ApiResult<Ok<Run>> {
-    Result::Ok(Ok::new(readable_run(&state, &caller, &run_id).await?))
+) -> ApiResult<Ok<RunView>> {
+    let run = readable_run(&state, &caller, &run_id).await?;
+    Result::Ok(Ok::new(RunView::new(run)))
 }

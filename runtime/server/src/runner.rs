@@ -1,0 +1,532 @@
+//! Runs in this process: starting them (now, or from the async queue), following them live,
+//! cancelling them, keeping their leases, delivering callbacks, and stopping cleanly.
+//!
+//! Every running run holds a lease in the database that this process renews while it
+//! works. A run whose lease lapses — its server was killed — is made `interrupted` by the
+//! reaper of any server sharing the database, with its finished steps kept. Interrupted
+//! runs are not resumed automatically: the tool calls of an unfinished turn may have had
+//! effects, so repeating them must be the caller's decision (start a new run).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use leforge_agent::{Deps, RunEvent, RunInput, RunLimits};
+use leforge_core::{CallbackAttempt, Run, RunStatus, RunUpdate, Store, StoreError};
+use sha2::Sha256;
+use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::Secret;
+
+/// Tunables, with production defaults; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often leases are renewed (well inside `lease_ttl`).
+    pub renew_every: Duration,
+    /// How often the queue is polled for work queued by other servers.
+    pub poll_every: Duration,
+    /// How often expired leases are looked for.
+    pub reap_every: Duration,
+    /// Async runs this process executes at once.
+    pub max_concurrent_async: usize,
+    /// Shutdown waits this long for running runs before interrupting them.
+    pub shutdown_grace: Duration,
+    pub webhook_secret: Option<Secret>,
+    /// Hosts `callback_url` may point at; `None` allows any.
+    pub callback_hosts: Option<Vec<String>>,
+    pub callback_attempts: u32,
+    pub callback_backoff: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            lease_ttl: Duration::from_secs(30),
+            renew_every: Duration::from_secs(10),
+            poll_every: Duration::from_millis(500),
+            reap_every: Duration::from_secs(15),
+            max_concurrent_async: 1024,
+            shutdown_grace: Duration::from_secs(30),
+            webhook_secret: None,
+            callback_hosts: None,
+            callback_attempts: 5,
+            callback_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+struct LiveRun {
+    cancel: CancellationToken,
+    events: broadcast::Sender<RunEvent>,
+}
+
+struct Inner {
+    deps: Deps,
+    settings: RunnerSettings,
+    /// Names this process's leases.
+    instance: String,
+    live: Mutex<HashMap<Uuid, LiveRun>>,
+    /// Stops claiming and starting runs (shutdown).
+    closing: CancellationToken,
+    queued: Notify,
+    slots: Arc<Semaphore>,
+    http: reqwest::Client,
+    /// Runs (and their callbacks) still being worked on, for shutdown to wait for.
+    tasks: tokio_util::task::TaskTracker,
+}
+
+/// Cheap to clone; every clone is the same runner.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+/// The JSON body a terminal run answers with, and its status: shared by the sync response,
+/// the async result route and callbacks, so all three say exactly the same.
+pub type Rendered = (axum::http::StatusCode, serde_json::Value);
+
+impl Runner {
+    pub fn new(deps: Deps, settings: RunnerSettings) -> Runner {
+        let slots = Arc::new(Semaphore::new(settings.max_concurrent_async));
+        Runner {
+            inner: Arc::new(Inner {
+                deps,
+                settings,
+                instance: format!("leforge-{}", Uuid::new_v4().simple()),
+                live: Mutex::new(HashMap::new()),
+                closing: CancellationToken::new(),
+                queued: Notify::new(),
+                slots,
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap_or_default(),
+                tasks: tokio_util::task::TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.deps.store
+    }
+
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.inner.settings
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.is_cancelled()
+    }
+
+    /// Subscribes to a run executing in this process.
+    pub fn subscribe(&self, run_id: Uuid) -> Option<broadcast::Receiver<RunEvent>> {
+        self.live().get(&run_id).map(|l| l.events.subscribe())
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, LiveRun>> {
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a run as live before it starts, so a subscriber sees every event.
+    pub fn prepare(&self, run_id: Uuid) -> broadcast::Receiver<RunEvent> {
+        let (tx, rx) = broadcast::channel(1024);
+        self.live().insert(
+            run_id,
+            LiveRun {
+                cancel: CancellationToken::new(),
+                events: tx,
+            },
+        );
+        rx
+    }
+
+    /// Executes a created run in a task of its own (so a caller that disconnects does not
+    /// abandon it) and returns its handle.
+    pub fn spawn(&self, run: Run) -> tokio::task::JoinHandle<Result<Run, StoreError>> {
+        let runner = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { runner.execute(run).await })
+    }
+
+    async fn execute(&self, run: Run) -> Result<Run, StoreError> {
+        let run_id = run.id;
+        let (cancel, events) = {
+            let mut live = self.live();
+            let entry = live.entry(run_id).or_insert_with(|| LiveRun {
+                cancel: CancellationToken::new(),
+                events: broadcast::channel(1024).0,
+            });
+            (entry.cancel.clone(), entry.events.clone())
+        };
+        let result = self.execute_inner(run, cancel.clone(), events).await;
+        self.live().remove(&run_id);
+        cancel.cancel();
+        let run = result?;
+        if run.callback_url.is_some() {
+            let runner = self.clone();
+            let delivered = run.clone();
+            self.inner
+                .tasks
+                .spawn(async move { runner.deliver_callback(delivered).await });
+        }
+        Ok(run)
+    }
+
+    async fn execute_inner(
+        &self,
+        run: Run,
+        cancel: CancellationToken,
+        events: broadcast::Sender<RunEvent>,
+    ) -> Result<Run, StoreError> {
+        let store = &self.inner.deps.store;
+        let input = match self.run_input(&run).await {
+            Ok(input) => input,
+            Err(message) => {
+                return store
+                    .update_run(
+                        run.id,
+                        RunUpdate {
+                            status: Some(RunStatus::Failed),
+                            error_code: Some("AGENT_UNAVAILABLE".into()),
+                            error_message: Some(message),
+                            completed_at: Some(chrono::Utc::now()),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+            }
+        };
+        // Take the lease before any work, then keep it fresh while the loop runs.
+        self.lease(run.id).await?;
+        let renewer = self.keep_lease(run.id, cancel.clone());
+        let result = leforge_agent::execute(&self.inner.deps, input, cancel, Some(events)).await;
+        renewer.abort();
+        result
+    }
+
+    async fn lease(&self, run_id: Uuid) -> Result<(), StoreError> {
+        let until = chrono::Utc::now() + self.lease_ttl();
+        match self
+            .inner
+            .deps
+            .store
+            .update_run(
+                run_id,
+                RunUpdate {
+                    lease: Some((self.inner.instance.clone(), until)),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn lease_ttl(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.inner.settings.lease_ttl)
+            .unwrap_or(chrono::TimeDelta::seconds(30))
+    }
+
+    /// Renews the lease periodically. When the renewal finds the run no longer ours —
+    /// cancelled through another server, or reaped — the local work is cancelled too.
+    fn keep_lease(&self, run_id: Uuid, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(runner.inner.settings.renew_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let until = chrono::Utc::now() + runner.lease_ttl();
+                match runner
+                    .inner
+                    .deps
+                    .store
+                    .renew_leases(&runner.inner.instance, &[run_id], until)
+                    .await
+                {
+                    Ok(0) => {
+                        cancel.cancel();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(run_id = %run_id, error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    }
+
+    /// Rebuilds what the loop needs from the stored run: the agent as it is now and the
+    /// limits fixed when the run was created.
+    async fn run_input(&self, run: &Run) -> Result<RunInput, String> {
+        let agent = self
+            .inner
+            .deps
+            .store
+            .find_agent(&run.agent_id.to_string())
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the agent of this run no longer exists".to_string())?;
+        let limits = match &run.limits {
+            Some(v) => serde_json::from_value::<RunLimits>(v.clone())
+                .map_err(|e| format!("stored limits are unreadable: {e}"))?,
+            None => limits_of(&agent.config),
+        };
+        Ok(RunInput {
+            run_id: run.id,
+            output_schema: agent.output_schema.clone(),
+            agent,
+            input: run.input_text.clone(),
+            data: run.input_data.clone(),
+            limits,
+            stream: run.mode == leforge_core::RunMode::Stream,
+        })
+    }
+
+    /// Cancels a run wherever it is: the database status first (so any server sees it),
+    /// then the local task if it runs here. Terminal runs are a conflict.
+    pub async fn cancel(&self, run_id: Uuid) -> Result<Run, StoreError> {
+        let run = self
+            .inner
+            .deps
+            .store
+            .update_run(
+                run_id,
+                RunUpdate {
+                    status: Some(RunStatus::Cancelled),
+                    error_code: Some(leforge_agent::codes::RUN_CANCELLED.into()),
+                    error_message: Some("the run was cancelled".into()),
+                    completed_at: Some(chrono::Utc::now()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if let Some(live) = self.live().get(&run_id) {
+            live.cancel.cancel();
+        }
+        Ok(run)
+    }
+
+    /// Wakes the local queue worker (a run was just queued here).
+    pub fn notify_queued(&self) {
+        self.inner.queued.notify_one();
+    }
+
+    /// Starts the background work: the queue worker and the lease reaper.
+    pub fn start_background(&self) {
+        let worker = self.clone();
+        tokio::spawn(async move { worker.queue_worker().await });
+        let reaper = self.clone();
+        tokio::spawn(async move { reaper.reaper().await });
+    }
+
+    async fn queue_worker(&self) {
+        loop {
+            if self.is_closing() {
+                return;
+            }
+            let free = self.inner.slots.available_permits();
+            if free > 0 {
+                let until = chrono::Utc::now() + self.lease_ttl();
+                let claim_size = free.min(64) as u32;
+                match self
+                    .inner
+                    .deps
+                    .store
+                    .claim_queued_runs(&self.inner.instance, claim_size, until)
+                    .await
+                {
+                    Ok(runs) => {
+                        let claimed = runs.len();
+                        for run in runs {
+                            let Ok(permit) = self.inner.slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let runner = self.clone();
+                            self.inner.tasks.spawn(async move {
+                                let _permit = permit;
+                                if let Err(e) = runner.execute(run).await {
+                                    tracing::error!(error = %e, "async run failed to persist");
+                                }
+                            });
+                        }
+                        if claimed as u32 == claim_size {
+                            continue; // More may be waiting.
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming queued runs failed"),
+                }
+            }
+            tokio::select! {
+                _ = self.inner.queued.notified() => {}
+                _ = tokio::time::sleep(self.inner.settings.poll_every) => {}
+                _ = self.inner.closing.cancelled() => return,
+            }
+        }
+    }
+
+    async fn reaper(&self) {
+        loop {
+            self.reap_once().await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.settings.reap_every) => {}
+                _ = self.inner.closing.cancelled() => return,
+            }
+        }
+    }
+
+    /// Marks runs whose lease lapsed as interrupted; returns how many.
+    pub async fn reap_once(&self) -> usize {
+        match self
+            .inner
+            .deps
+            .store
+            .interrupt_expired_runs(chrono::Utc::now())
+            .await
+        {
+            Ok(ids) => {
+                for id in &ids {
+                    tracing::warn!(run_id = %id, "run interrupted: its lease expired");
+                }
+                ids.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reaping expired runs failed");
+                0
+            }
+        }
+    }
+
+    /// Graceful shutdown: take no new runs, let running ones finish within the grace
+    /// period, then mark the rest interrupted (finished steps kept) and stop them.
+    pub async fn shutdown(&self) {
+        self.inner.closing.cancel();
+        self.inner.tasks.close();
+        let grace = self.inner.settings.shutdown_grace;
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let left: Vec<(Uuid, CancellationToken)> = self
+            .live()
+            .iter()
+            .map(|(id, l)| (*id, l.cancel.clone()))
+            .collect();
+        for (id, cancel) in left {
+            let _ = self
+                .inner
+                .deps
+                .store
+                .update_run(
+                    id,
+                    RunUpdate {
+                        status: Some(RunStatus::Interrupted),
+                        error_code: Some("INTERRUPTED".into()),
+                        error_message: Some(
+                            "the server shut down before the run finished; finished steps are kept"
+                                .into(),
+                        ),
+                        completed_at: Some(chrono::Utc::now()),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            cancel.cancel();
+            tracing::warn!(run_id = %id, "run interrupted by shutdown");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tasks.wait()).await;
+    }
+
+    /// POSTs the terminal body to the run's callback URL, signed, retrying with backoff.
+    async fn deliver_callback(&self, run: Run) {
+        let Some(url) = run.callback_url.clone() else {
+            return;
+        };
+        let Some(secret) = self.inner.settings.webhook_secret.clone() else {
+            return;
+        };
+        let (_, body) = crate::routes::agent_runs::render_terminal(&run);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let signature = sign(secret.expose(), &bytes);
+        let attempts = self.inner.settings.callback_attempts.max(1);
+        for attempt in 1..=attempts {
+            let result = self
+                .inner
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-leforge-signature", format!("sha256={signature}"))
+                .header("x-leforge-run-id", run.id.to_string())
+                .body(bytes.clone())
+                .send()
+                .await;
+            let (status, error, ok) = match result {
+                Ok(resp) => {
+                    let s = resp.status();
+                    (Some(s.as_u16()), None, s.is_success())
+                }
+                Err(e) => (None, Some(e.without_url().to_string()), false),
+            };
+            let _ = self
+                .inner
+                .deps
+                .store
+                .record_callback_attempt(
+                    run.id,
+                    CallbackAttempt {
+                        attempt,
+                        at: chrono::Utc::now(),
+                        status,
+                        error,
+                    },
+                )
+                .await;
+            if ok {
+                return;
+            }
+            if attempt < attempts {
+                let backoff = self.inner.settings.callback_backoff * 2u32.pow(attempt - 1);
+                tokio::time::sleep(backoff).await;
+            }
+        }
+        tracing::warn!(run_id = %run.id, "callback not delivered after {attempts} attempts");
+    }
+}
+
+/// Lowercase hex HMAC-SHA256 of `body` under `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        // HMAC accepts keys of any length; this cannot happen.
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The limits of an agent's config, as the loop takes them.
+pub fn limits_of(config: &leforge_core::AgentConfig) -> RunLimits {
+    RunLimits {
+        max_steps: config.max_steps,
+        max_tokens: config.max_tokens,
+        temperature: config.temperature,
+        timeout_ms: config.timeout_ms,
+        max_total_tokens: config.max_total_tokens,
+        retry_on_error: config.retry_on_error,
+        max_retries: config.max_retries,
+    }
+}
