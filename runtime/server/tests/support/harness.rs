@@ -43,16 +43,27 @@ impl TestApp {
 
     /// An app whose LLM providers point where the test says (the fake provider).
     pub async fn with_llm(db: TestStore, llm: leforge_llm::LlmConfig) -> TestApp {
+        Self::with_settings(db, llm, |_| {}).await
+    }
+
+    /// As `with_llm`, with a chance to adjust the configuration first.
+    pub async fn with_settings(
+        db: TestStore,
+        llm: leforge_llm::LlmConfig,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let data_dir = tempfile::tempdir().expect("data dir");
         let mut config = Config::resolve(&ServerArgs::default()).expect("config");
         config.max_body_bytes = 64 * 1024;
         config.data_dir = data_dir.path().to_path_buf();
+        adjust(&mut config);
         let store = db.store.clone();
         let admin_key = leforge_server::auth::bootstrap_admin(store.as_ref(), None)
             .await
             .expect("bootstrap")
             .expect("first start generates a key");
         let state = AppState::build_with_llm(store.clone(), config, llm).expect("state");
+        state.runner.start_background();
         TestApp {
             app: router(state.clone()),
             state,

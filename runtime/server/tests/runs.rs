@@ -1,0 +1,712 @@
+//! Agent runs end to end: the real router and store, the real wasmtime host with a real
+//! component, and the wire-level fake LLM provider scripting the model's turns.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use harness::{Reply, TestApp};
+use leforge_fake_provider::{FakeProvider, Script};
+use leforge_test_guests as guests;
+use serde_json::{json, Value};
+
+struct Env {
+    t: TestApp,
+    fake: FakeProvider,
+}
+
+async fn env_with(db: leforge_store::testing::TestStore) -> Env {
+    let fake = FakeProvider::start().await;
+    let t = TestApp::with_llm(
+        db,
+        leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
+    )
+    .await;
+    let r = t
+        .raw(
+            Request::post("/api/v1/forgehooks")
+                .header("x-api-key", &t.admin_key)
+                .header("content-type", "application/wasm")
+                .body(Body::from(guests::read(guests::ECHO)))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    Env { t, fake }
+}
+
+async fn env() -> Env {
+    env_with(leforge_store::testing::sqlite().await).await
+}
+
+async fn all_envs() -> Vec<Env> {
+    let mut envs = Vec::new();
+    for db in leforge_store::testing::all().await {
+        envs.push(env_with(db).await);
+    }
+    envs
+}
+
+impl Env {
+    async fn agent(&self, name: &str, extra: Value) -> String {
+        let mut body = json!({
+            "name": name,
+            "system_prompt": "You echo things.",
+            "provider": "anthropic",
+            "model": "claude-sonnet",
+            "tools": ["echo"],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        self.t.create_agent(body).await["slug"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn run(&self, slug: &str, body: Value) -> Reply {
+        self.t
+            .call(
+                Method::POST,
+                &format!("/api/v1/agents/{slug}/run"),
+                Some(&self.t.admin_key.clone()),
+                Some(body),
+            )
+            .await
+    }
+
+    async fn run_with_headers(&self, slug: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::post(format!("/api/v1/agents/{slug}/run"))
+            .header("x-api-key", &self.t.admin_key)
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.t
+            .raw(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    /// Polls the result route until the run is terminal.
+    async fn poll(&self, run_id: &str) -> Reply {
+        for _ in 0..600 {
+            let r = self
+                .t
+                .admin_get(&format!("/api/v1/runs/{run_id}/result"))
+                .await;
+            if r.status != StatusCode::ACCEPTED {
+                return r;
+            }
+            assert_eq!(r.headers["retry-after"], "2");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("run {run_id} did not finish");
+    }
+
+    async fn wait_status(&self, run_id: &str, status: &str) {
+        for _ in 0..600 {
+            let r = self.t.admin_get(&format!("/api/v1/runs/{run_id}")).await;
+            if r.body["data"]["status"] == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("run {run_id} never became {status}");
+    }
+}
+
+fn run_of(r: &Reply) -> &Value {
+    if r.body["success"] == true {
+        &r.body["data"]
+    } else {
+        &r.body["error"]["details"]["run"]
+    }
+}
+
+#[tokio::test]
+async fn sync_run_calls_the_tool_and_returns_the_parsed_output() {
+    for e in all_envs().await {
+        let slug = e.agent("Echoer", json!({})).await;
+        e.fake
+            .push(Script::tool_call("echo__echo", json!({"message": "hello"})));
+        e.fake
+            .push(Script::text("Done:\n```json\n{\"echoed\": \"hello\"}\n```"));
+        let r = e
+            .run(&slug, json!({"input": "Echo hello", "data": {"k": 1}}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let run = &r.body["data"];
+        assert_eq!(run["status"], "completed");
+        assert_eq!(run["output"], json!({"echoed": "hello"}));
+        assert!(run["output_text"].as_str().unwrap().contains("```json"));
+        assert_eq!(run["metrics"]["total_steps"], 1);
+        assert!(run["metrics"]["tokens_input"].as_i64().unwrap() > 0);
+        let step = &run["steps"][0];
+        assert_eq!(
+            (
+                step["step"].as_i64(),
+                step["tool"].as_str(),
+                step["action"].as_str()
+            ),
+            (Some(1), Some("echo"), Some("echo"))
+        );
+        assert_eq!(step["output"]["message"], "hello");
+        assert_eq!(step["error"], Value::Null);
+
+        // What the model was sent: the data as pretty JSON, then the tool result paired.
+        let reqs = e.fake.accepted();
+        assert_eq!(reqs.len(), 2);
+        let first = reqs[0].body.to_string();
+        assert!(
+            first.contains("Echo hello") && first.contains("Data:"),
+            "{first}"
+        );
+        assert!(reqs[0].body["tools"][0]["name"] == "echo__echo");
+        let second = reqs[1].body.to_string();
+        assert!(second.contains("tool_result"), "{second}");
+
+        // Persisted exactly as returned.
+        let id = run["run_id"].as_str().unwrap();
+        let stored = e.t.admin_get(&format!("/api/v1/runs/{id}")).await;
+        assert_eq!(stored.body["data"]["steps"], run["steps"]);
+        assert_eq!(stored.body["data"]["status"], "completed");
+    }
+}
+
+#[tokio::test]
+async fn step_limit_is_an_error_status_with_the_partial_run() {
+    let e = env().await;
+    let slug = e
+        .agent("Limited", json!({"config": {"max_steps": 1}}))
+        .await;
+    e.fake
+        .push(Script::tool_call("echo__echo", json!({"message": "one"})));
+    e.fake
+        .push(Script::tool_call("echo__echo", json!({"message": "two"})));
+    let r = e.run(&slug, json!({"input": "loop"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.code(), "MAX_STEPS_EXCEEDED");
+    let run = run_of(&r);
+    assert_eq!(run["status"], "max_steps");
+    assert_eq!(run["steps"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_tools_and_invalid_arguments_are_fed_back_not_executed() {
+    let e = env().await;
+    let slug = e.agent("Careful", json!({})).await;
+    e.fake.push(Script::tool_calls([
+        ("rm_rf__everything", json!({"path": "/"})),
+        ("echo__echo", json!({"wrong": true})),
+    ]));
+    e.fake.push(Script::text("{\"gave_up\": true}"));
+    let r = e.run(&slug, json!({"input": "do it"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let steps = r.body["data"]["steps"].as_array().unwrap().clone();
+    assert_eq!(steps.len(), 2, "both count as steps");
+    assert_eq!(steps[0]["tool"], "rm_rf");
+    assert!(steps[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a tool of this agent"));
+    assert!(steps[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("invalid input"));
+    assert_eq!(steps[1]["output"], Value::Null);
+    // The model saw both errors as error results.
+    let last = e.fake.accepted().last().unwrap().body.to_string();
+    assert!(
+        last.contains("UNKNOWN_TOOL") && last.contains("INVALID_INPUT"),
+        "{last}"
+    );
+    assert!(last.contains("\"is_error\":true"));
+}
+
+#[tokio::test]
+async fn parallel_calls_run_concurrently_and_answer_in_call_order() {
+    let e = env().await;
+    let slug = e.agent("Parallel", json!({})).await;
+    e.fake.push(Script::tool_calls([
+        ("echo__echo", json!({"message": "first"})),
+        ("echo__echo", json!({"message": "second"})),
+        ("echo__echo", json!({"message": "third"})),
+    ]));
+    e.fake.push(Script::text("{\"n\": 3}"));
+    let r = e.run(&slug, json!({"input": "three at once"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let msgs: Vec<_> = r.body["data"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["output"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(msgs, ["first", "second", "third"]);
+    // One user message with all three results, in order (Anthropic's rule).
+    let body = &e.fake.accepted()[1].body;
+    let results = body["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|b| b["type"] == "tool_result"));
+}
+
+#[tokio::test]
+async fn provider_failure_timeout_and_truncation_map_to_their_statuses() {
+    let e = env().await;
+    let slug = e.agent("Fragile", json!({})).await;
+
+    e.fake
+        .push(Script::error(400, "model not found: claude-nope"));
+    let r = e.run(&slug, json!({"input": "x"})).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert_eq!(r.code(), "PROVIDER_ERROR");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("model not found"));
+    assert_eq!(run_of(&r)["status"], "failed");
+
+    e.fake.push(Script::hang());
+    let r = e
+        .run(
+            &slug,
+            json!({"input": "x", "config_override": {"timeout_ms": 1000}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert_eq!(r.code(), "RUN_TIMEOUT");
+    assert_eq!(run_of(&r)["status"], "timeout");
+
+    e.fake.push(Script::max_tokens_mid_tool_call(
+        "echo__echo",
+        json!({"message": "cut"}),
+    ));
+    e.fake.push(Script::max_tokens_mid_tool_call(
+        "echo__echo",
+        json!({"message": "cut"}),
+    ));
+    let r = e.run(&slug, json!({"input": "x"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.code(), "RUN_FAILED");
+    let run = run_of(&r);
+    assert_eq!(run["error_code"], "TRUNCATED_OUTPUT");
+    assert_eq!(
+        run["steps"].as_array().unwrap().len(),
+        0,
+        "a truncated turn is never executed"
+    );
+
+    let r = e
+        .run(
+            &slug,
+            json!({"input": "x", "config_override": {"max_steps": 500}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body["error"]["details"][0]["field"],
+        "config_override.max_steps"
+    );
+    let r = e.run(&slug, json!({"input": "  "})).await;
+    assert_eq!(r.body["error"]["details"][0]["field"], "input");
+}
+
+#[tokio::test]
+async fn missing_or_disabled_forgehooks_fail_the_run_before_any_llm_call() {
+    let e = env().await;
+    let slug = e
+        .agent("Needs Tools", json!({"tools": ["echo", "ghost-tool"]}))
+        .await;
+    let r = e.run(&slug, json!({"input": "x"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let run = run_of(&r);
+    assert_eq!(run["error_code"], "TOOLS_UNAVAILABLE");
+    assert!(run["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("ghost-tool (not installed)"));
+    e.t.call(
+        Method::POST,
+        "/api/v1/forgehooks/echo/disable",
+        Some(&e.t.admin_key),
+        None,
+    )
+    .await;
+    let slug2 = e.agent("Needs Echo", json!({})).await;
+    let r = e.run(&slug2, json!({"input": "x"})).await;
+    assert!(run_of(&r)["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("echo (disabled)"));
+    assert_eq!(e.fake.request_count(), 0);
+}
+
+#[tokio::test]
+async fn output_schema_gets_one_repair_turn() {
+    let e = env().await;
+    let schema = json!({"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}});
+    let slug = e.agent("Strict", json!({"output_schema": schema})).await;
+    e.fake.push(Script::text("{\"sum\": 5}"));
+    e.fake.push(Script::text("{\"total\": 5}"));
+    let r = e.run(&slug, json!({"input": "add"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["output"], json!({"total": 5}));
+    assert!(e.fake.accepted()[1]
+        .body
+        .to_string()
+        .contains("does not match the required JSON Schema"));
+
+    e.fake.push(Script::text("{\"sum\": 5}"));
+    e.fake.push(Script::text("{\"still\": \"wrong\"}"));
+    let r = e.run(&slug, json!({"input": "add"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(run_of(&r)["error_code"], "OUTPUT_SCHEMA_MISMATCH");
+    let r = e.t.admin_post("/api/v1/agents", json!({"name": "Bad Schema", "system_prompt": "x", "output_schema": {"type": "nonsense"}})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"]["details"][0]["field"], "output_schema");
+}
+
+#[tokio::test]
+async fn async_runs_are_polled_until_done() {
+    for e in all_envs().await {
+        let slug = e.agent("Background", json!({})).await;
+        e.fake
+            .push(Script::tool_call("echo__echo", json!({"message": "later"})));
+        e.fake.push(Script::text("{\"ok\": true}"));
+        let r = e.run(&slug, json!({"input": "go", "mode": "async"})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+        assert_eq!(r.body["data"]["status"], "pending");
+        assert_eq!(
+            r.headers["location"],
+            format!("/api/v1/runs/{run_id}/result")
+        );
+        assert_eq!(r.headers["retry-after"], "2");
+        let done = e.poll(&run_id).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        assert_eq!(done.body["data"]["output"], json!({"ok": true}));
+        assert_eq!(done.body["data"]["mode"], "async");
+
+        // `Prefer: respond-async` does the same.
+        e.fake.push(Script::text("{\"ok\": 2}"));
+        let r = e
+            .run_with_headers(
+                &slug,
+                json!({"input": "go"}),
+                &[("prefer", "respond-async")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        let done = e.poll(r.body["data"]["run_id"].as_str().unwrap()).await;
+        assert_eq!(done.body["data"]["output"], json!({"ok": 2}));
+    }
+}
+
+#[tokio::test]
+async fn cancel_abandons_the_inflight_call() {
+    let e = env().await;
+    let slug = e.agent("Slowpoke", json!({})).await;
+    e.fake.push(Script::hang());
+    let r = e
+        .run(&slug, json!({"input": "wait", "mode": "async"}))
+        .await;
+    let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+    e.wait_status(&run_id, "running").await;
+    let r =
+        e.t.call(
+            Method::POST,
+            &format!("/api/v1/runs/{run_id}/cancel"),
+            Some(&e.t.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["status"], "cancelled");
+    let done = e.poll(&run_id).await;
+    assert_eq!(done.status, StatusCode::CONFLICT);
+    assert_eq!(done.code(), "RUN_CANCELLED");
+    let again =
+        e.t.call(
+            Method::POST,
+            &format!("/api/v1/runs/{run_id}/cancel"),
+            Some(&e.t.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    // The server is not stuck on the hung call.
+    e.fake.push(Script::text("{\"fine\": true}"));
+    assert_eq!(
+        e.run(&slug, json!({"input": "next"})).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn idempotent_requests_never_execute_twice() {
+    for e in all_envs().await {
+        let slug = e.agent("Once Only", json!({})).await;
+        e.fake
+            .push(Script::tool_call("echo__echo", json!({"message": "x"})));
+        e.fake.push(Script::text("{\"n\": 1}"));
+        let body = json!({"input": "charge the card"});
+        let key = [("idempotency-key", "order-7")];
+        let first = e.run_with_headers(&slug, body.clone(), &key).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        let calls = e.fake.request_count();
+        let second = e.run_with_headers(&slug, body.clone(), &key).await;
+        assert_eq!(second.status, StatusCode::OK);
+        assert_eq!(second.body["data"]["run_id"], first.body["data"]["run_id"]);
+        assert_eq!(e.fake.request_count(), calls, "no second execution");
+        let conflict = e
+            .run_with_headers(&slug, json!({"input": "something else"}), &key)
+            .await;
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert_eq!(conflict.code(), "IDEMPOTENCY_CONFLICT");
+        // Async replay returns the same run id.
+        let a1 = e
+            .run_with_headers(
+                &slug,
+                json!({"input": "a", "mode": "async"}),
+                &[("idempotency-key", "job-1")],
+            )
+            .await;
+        e.fake.push(Script::text("{}"));
+        let a2 = e
+            .run_with_headers(
+                &slug,
+                json!({"input": "a", "mode": "async"}),
+                &[("idempotency-key", "job-1")],
+            )
+            .await;
+        assert_eq!(a1.body["data"]["run_id"], a2.body["data"]["run_id"]);
+        e.poll(a1.body["data"]["run_id"].as_str().unwrap()).await;
+    }
+}
+
+fn parse_sse(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = Some(n.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            Some((name?, serde_json::from_str(&data).unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn streamed_runs_emit_events_in_order_and_can_be_replayed() {
+    let e = env().await;
+    let slug = e.agent("Streamer", json!({})).await;
+    e.fake
+        .push(Script::tool_call("echo__echo", json!({"message": "s"})));
+    e.fake.push(Script::text("{\"streamed\": true}"));
+    let r = e
+        .run(&slug, json!({"input": "stream it", "stream": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events = parse_sse(r.body.as_str().unwrap());
+    let names: Vec<_> = events
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| *n != "llm_delta")
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "run_started",
+            "step_started",
+            "step_completed",
+            "run_completed"
+        ]
+    );
+    assert!(
+        events.iter().any(|(n, _)| n == "llm_delta"),
+        "the provider streamed text"
+    );
+    let (_, done) = events.last().unwrap();
+    assert_eq!(done["output"], json!({"streamed": true}));
+    assert_eq!(events[2].1["output"]["message"], "s");
+    assert!(e.fake.accepted()[0].wants_stream());
+
+    let run_id = done["run_id"].as_str().unwrap();
+    let replay =
+        e.t.admin_get(&format!("/api/v1/runs/{run_id}/events"))
+            .await;
+    let names: Vec<_> = parse_sse(replay.body.as_str().unwrap())
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "run_started",
+            "step_started",
+            "step_completed",
+            "run_completed"
+        ]
+    );
+
+    // Accept: text/event-stream works too, and a failure ends with run_failed.
+    e.fake.push(Script::error(400, "nope"));
+    let req = Request::post(format!("/api/v1/agents/{slug}/run"))
+        .header("x-api-key", &e.t.admin_key)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(Body::from(json!({"input": "x"}).to_string()))
+        .unwrap();
+    let r = e.t.raw(req).await;
+    let events = parse_sse(r.body.as_str().unwrap());
+    assert_eq!(events.last().unwrap().0, "run_failed");
+}
+
+#[tokio::test]
+async fn callbacks_are_signed_and_recorded() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>> = Arc::default();
+    let sink = received.clone();
+    let hook = axum::Router::new().route(
+        "/resume",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let mut all = sink.lock().unwrap();
+                    all.push((headers, body.to_vec()));
+                    // Fail the first delivery to exercise the retry.
+                    if all.len() == 1 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let fake = FakeProvider::start().await;
+    let db = leforge_store::testing::sqlite().await;
+    let t = TestApp::with_settings(
+        db,
+        leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
+        |c| {
+            c.webhook_secret = Some(leforge_server::config::Secret::new("whsec-test".into()));
+        },
+    )
+    .await;
+    let slug = t
+        .create_agent(json!({"name": "Caller Back", "system_prompt": "x"}))
+        .await["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fake.push(Script::text("{\"called\": \"back\"}"));
+    let url = format!("http://{addr}/resume");
+    let r = t
+        .admin_post(
+            &format!("/api/v1/agents/{slug}/run"),
+            json!({"input": "go", "mode": "async", "callback_url": url}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+    for _ in 0..400 {
+        if received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "one failure, one retry");
+    let (headers, body) = &got[1];
+    assert_eq!(headers["x-leforge-run-id"], run_id.as_str());
+    let expected = format!(
+        "sha256={}",
+        leforge_server::runner::sign("whsec-test", body)
+    );
+    assert_eq!(headers["x-leforge-signature"], expected.as_str());
+    let payload: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(payload["success"], true);
+    assert_eq!(payload["data"]["output"], json!({"called": "back"}));
+    for _ in 0..100 {
+        let run = t.admin_get(&format!("/api/v1/runs/{run_id}")).await;
+        if run.body["data"]["callback_attempts"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+        {
+            assert_eq!(run.body["data"]["callback_attempts"][0]["status"], 503);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("callback attempts not recorded");
+}
+
+#[tokio::test]
+async fn run_access_follows_the_agent_rules() {
+    let e = env().await;
+    let public = e.agent("Open Runner", json!({"is_public": true})).await;
+    let private = e.agent("Closed Runner", json!({})).await;
+    e.fake.push(Script::text("{\"anon\": true}"));
+    let r =
+        e.t.call(
+            Method::POST,
+            &format!("/api/v1/agents/{public}/run"),
+            None,
+            Some(json!({"input": "hi"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["triggered_by"], Value::Null);
+    let r =
+        e.t.call(
+            Method::POST,
+            &format!("/api/v1/agents/{private}/run"),
+            None,
+            Some(json!({"input": "hi"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let (other_id, _) = e.t.create_key("invoke").await;
+    let (_, mine) = e.t.create_key("invoke").await;
+    let r =
+        e.t.call(
+            Method::PUT,
+            &format!("/api/v1/agents/{private}"),
+            Some(&e.t.admin_key),
+            Some(json!({"allowed_api_keys": [other_id]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r =
+        e.t.call(
+            Method::POST,
+            &format!("/api/v1/agents/{private}/run"),
+            Some(&mine),
+            Some(json!({"input": "hi"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
