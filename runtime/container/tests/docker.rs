@@ -617,3 +617,52 @@ async fn gateway_calls_a_local_http_server() {
     assert!(gw.uninstall("dead-gateway"));
     assert!(!gw.is_loaded("dead-gateway"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publish_loopback_mode_calls_through_127_0_0_1() {
+    if !docker_ready().await {
+        return;
+    }
+    example_image();
+    let (inst, _cleanup) = instance("publish");
+    let mut config = ContainerRuntimeConfig::new(&inst);
+    config.access = leforge_container::ContainerAccess::PublishLoopback;
+    let rt = ContainerRuntime::new(config).unwrap();
+    let status = rt
+        .install(manifest(example_manifest()), &HashMap::new())
+        .await
+        .unwrap();
+    assert!(
+        status
+            .address
+            .as_deref()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"),
+        "{status:?}"
+    );
+    let out = rt
+        .invoke(
+            "container-example",
+            "text_stats",
+            json!({"text": "via loopback"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.output["words"], 2);
+    let docker = rt.docker().await.unwrap();
+    let bindings = inspect(&docker, &status.container_id.unwrap())
+        .await
+        .unwrap()
+        .host_config
+        .unwrap()
+        .port_bindings
+        .unwrap();
+    let bound = bindings["8080/tcp"].clone().unwrap();
+    assert!(
+        bound
+            .iter()
+            .all(|b| b.host_ip.as_deref() == Some("127.0.0.1")),
+        "{bound:?}"
+    );
+    rt.uninstall("container-example").await.unwrap();
+}
