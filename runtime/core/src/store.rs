@@ -144,4 +144,7 @@ pub trait Store: Send + Sync + 'static {
         run_id: Uuid,
         attempt: CallbackAttempt,
     ) -> Result<(), StoreError>;
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }

@@ -89,6 +89,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let state = AppState::build(store, config)?;
     let loaded = state.forgehooks.load_installed().await?;
     tracing::info!(forgehooks = loaded, "ForgeHooks loaded");
+    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
+        .iter()
+        .map(|b| (b.id, b.wasm))
+        .collect();
+    let added = state
+        .forgehooks
+        .install_builtins(&builtins)
+        .await
+        .map_err(|e| anyhow::anyhow!("installing built-in ForgeHooks: {}", e.message))?;
+    if !added.is_empty() {
+        tracing::info!(forgehooks = ?added, "built-in ForgeHooks installed");
+    }
     // Runs left running by a previous process whose lease has lapsed.
     let reaped = state.runner.reap_once().await;
     if reaped > 0 {

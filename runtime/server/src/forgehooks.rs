@@ -92,6 +92,52 @@ impl Forgehooks {
         }
     }
 
+    /// Installs the built-in ForgeHooks embedded in the binary: each one this database has
+    /// never had (so a newcomer's first start lists them all, and one an admin removed stays
+    /// removed), and upgrades installed built-ins whose embedded component changed.
+    pub async fn install_builtins(&self, builtins: &[(&str, &[u8])]) -> ApiResult<Vec<String>> {
+        const SEEN: &str = "builtins_installed";
+        let mut seen: Vec<String> = self
+            .store
+            .get_meta(SEEN)
+            .await?
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut installed = Vec::new();
+        for (id, wasm) in builtins {
+            let existing = self.store.get_forgehook(id).await?;
+            let wanted = match &existing {
+                None => !seen.iter().any(|s| s == id),
+                Some(h) => {
+                    h.builtin
+                        && h.wasm_sha256.as_deref() != Some(leforge_wasm::sha256_hex(wasm).as_str())
+                }
+            };
+            if wanted {
+                match self.install_wasm(wasm, None, true).await {
+                    Ok((hook, _)) => {
+                        installed.push(format!("{} {}", hook.id, hook.manifest.version))
+                    }
+                    // Same version with other bytes (a rebuild): keep what is installed.
+                    Err(e) if e.status == StatusCode::CONFLICT => {}
+                    Err(e) => {
+                        tracing::error!(forgehook = %id, error = %e, "cannot install built-in ForgeHook")
+                    }
+                }
+            }
+            if !seen.iter().any(|s| s == id) {
+                seen.push(id.to_string());
+            }
+        }
+        self.store.set_meta(SEEN, &seen.join(",")).await?;
+        Ok(installed)
+    }
+
     pub async fn list(&self) -> ApiResult<Vec<InstalledForgehook>> {
         Ok(self.store.list_forgehooks().await?)
     }

@@ -125,6 +125,46 @@ async fn first_start_prints_a_key_once_and_data_survives_a_restart() {
         .unwrap();
     assert_eq!(health["database"], "sqlite");
     assert_eq!(health["status"], "ok");
+    // A newcomer's first start has the built-in ForgeHooks, with no extra step.
+    let hooks: Value = http
+        .get(format!("{}/api/v1/forgehooks", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<_> = hooks["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "crypto-utils",
+            "data-transform",
+            "date-utils",
+            "encoding-utils",
+            "formula-engine",
+            "json-utils",
+            "string-utils"
+        ]
+    );
+    assert!(hooks["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["builtin"] == true));
+    // An admin who removes a built-in keeps it removed across restarts.
+    let removed = http
+        .delete(format!("{}/api/v1/forgehooks/crypto-utils", server.base))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 200);
     let created = http
         .post(format!("{}/api/v1/agents", server.base))
         .header("x-api-key", &key)

@@ -647,6 +647,31 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT value FROM server_meta WHERE key = $1")
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_err)?;
+                Ok(row.map(|(v,)| v))
+            }
+
+            async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO server_meta (key, value, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(key)
+                .bind(value)
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
             async fn upsert_forgehook(
                 &self,
                 hook: NewInstalledForgehook,

@@ -37,11 +37,12 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::Engine;
 
 use crate::bindings::{Forgehook, ForgehookPre};
-use crate::cache::{sha256_hex, ArtifactCache};
+use crate::cache::ArtifactCache;
 use crate::call::{Call, CallEnv, Returned};
 use crate::engine::EpochTicker;
 use crate::host_impl::{Grants, HostState, HttpPolicy};
 
+pub use crate::cache::sha256_hex;
 pub use crate::engine::EPOCH_TICK;
 pub use crate::error::{HostError, InstallError};
 pub use crate::limits::CallLimits;

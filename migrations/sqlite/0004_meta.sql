@@ -1,0 +1,5 @@
+CREATE TABLE server_meta (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
