@@ -39,8 +39,15 @@ fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, String> {
             "the value is nested deeper than {MAX_DEPTH} levels"
         ));
     }
-    // Captured variables of closures are shared cells; read through them.
-    let value = value.flatten_clone();
+    // Captured variables of closures are shared cells; read through them. Everything else
+    // is read in place: cloning each level would copy a subtree once per level above it.
+    let flat;
+    let value = if value.is_shared() {
+        flat = value.flatten_clone();
+        &flat
+    } else {
+        value
+    };
     if value.is_unit() {
         return Ok(Value::Null);
     }
@@ -58,24 +65,22 @@ fn to_json_at(value: &Dynamic, depth: usize) -> Result<Value, String> {
     if let Ok(c) = value.as_char() {
         return Ok(Value::String(c.to_string()));
     }
-    if value.is_string() {
-        return Ok(Value::String(value.into_string().unwrap_or_default()));
+    if let Ok(s) = value.clone().into_immutable_string() {
+        return Ok(Value::String(s.to_string()));
     }
-    if value.is_array() {
-        let items = value.into_array().unwrap_or_default();
+    if let Some(items) = value.read_lock::<Array>() {
         return items
             .iter()
             .map(|item| to_json_at(item, depth + 1))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array);
     }
-    if value.is_blob() {
-        let bytes = value.into_blob().unwrap_or_default();
+    if let Some(bytes) = value.read_lock::<rhai::Blob>() {
         return Ok(Value::Array(
-            bytes.into_iter().map(|b| Value::Number(b.into())).collect(),
+            bytes.iter().map(|b| Value::Number((*b).into())).collect(),
         ));
     }
-    if let Some(map) = value.clone().try_cast::<Map>() {
+    if let Some(map) = value.read_lock::<Map>() {
         let mut out = JsonMap::with_capacity(map.len());
         for (k, v) in map.iter() {
             out.insert(k.to_string(), to_json_at(v, depth + 1)?);
@@ -99,6 +104,12 @@ mod tests {
         let back = to_json(&to_dynamic(&v)).unwrap();
         assert_eq!(back["a"], v["a"]);
         assert_eq!(back["big"], json!(18446744073709551615.0));
+    }
+
+    #[test]
+    fn shared_values_are_read_through() {
+        let shared = Dynamic::from_array(vec![Dynamic::from_int(1)]).into_shared();
+        assert_eq!(to_json(&shared).unwrap(), json!([1]));
     }
 
     #[test]
