@@ -153,6 +153,8 @@ pub struct Run {
     /// Hash of the request body, to tell an idempotent replay from a conflicting reuse.
     #[serde(skip)]
     pub request_hash: Option<String>,
+    /// The server process that executes (or executed) the run.
+    pub worker: Option<String>,
     pub steps: Vec<RunStep>,
 }
 

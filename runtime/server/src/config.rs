@@ -100,6 +100,13 @@ pub struct ServerArgs {
     /// How long shutdown waits for running runs before interrupting them [default: 30000]
     #[arg(long, env = "LEFORGE_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// A running run's lease; a run whose server stops renewing it for this long becomes
+    /// `interrupted` [default: 30000]
+    #[arg(long, env = "LEFORGE_RUN_LEASE_MS")]
+    pub run_lease_ms: Option<u64>,
+    /// Async runs one server executes at once [default: 1024]
+    #[arg(long, env = "LEFORGE_MAX_CONCURRENT_RUNS")]
+    pub max_concurrent_runs: Option<usize>,
 }
 
 /// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
@@ -119,6 +126,8 @@ pub struct FileConfig {
     pub webhook_secret: Option<String>,
     pub callback_allowed_hosts: Option<Vec<String>>,
     pub shutdown_grace_ms: Option<u64>,
+    pub run_lease_ms: Option<u64>,
+    pub max_concurrent_runs: Option<usize>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -154,6 +163,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     pub callback_allowed_hosts: Option<Vec<String>>,
     pub shutdown_grace_ms: u64,
+    pub run_lease_ms: u64,
+    pub max_concurrent_runs: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +257,16 @@ impl Config {
                 .shutdown_grace_ms
                 .or(file.shutdown_grace_ms)
                 .unwrap_or(30_000),
+            run_lease_ms: args
+                .run_lease_ms
+                .or(file.run_lease_ms)
+                .unwrap_or(30_000)
+                .max(300),
+            max_concurrent_runs: args
+                .max_concurrent_runs
+                .or(file.max_concurrent_runs)
+                .unwrap_or(1024)
+                .max(1),
             model_aliases: file.model_aliases,
             forgehook_max_memory_mb,
             forgehook_max_timeout_ms,

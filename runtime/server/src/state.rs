@@ -49,6 +49,10 @@ impl AppState {
             webhook_secret: config.webhook_secret.clone(),
             callback_hosts: config.callback_allowed_hosts.clone(),
             shutdown_grace: std::time::Duration::from_millis(config.shutdown_grace_ms),
+            lease_ttl: std::time::Duration::from_millis(config.run_lease_ms),
+            renew_every: std::time::Duration::from_millis(config.run_lease_ms / 3),
+            reap_every: std::time::Duration::from_millis(config.run_lease_ms / 2),
+            max_concurrent_async: config.max_concurrent_runs,
             ..RunnerSettings::default()
         };
         let mut wasm_config = WasmHostConfig::new(config.data_dir.join("wasm-cache"));

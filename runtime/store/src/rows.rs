@@ -94,6 +94,7 @@ pub(crate) struct RunRow {
     pub callback_attempts: Json<Vec<CallbackAttempt>>,
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
+    pub lease_owner: Option<String>,
 }
 
 impl RunRow {
@@ -133,6 +134,7 @@ impl RunRow {
                 callback_attempts: self.callback_attempts.0,
                 idempotency_key: self.idempotency_key,
                 request_hash: self.request_hash,
+                worker: self.lease_owner,
                 steps,
             },
         ))

@@ -22,7 +22,7 @@ const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, sys
 const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, output, output_text, \
     error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
     triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at, \
-    mode, limits, callback_url, callback_attempts, idempotency_key, request_hash";
+    mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner";
 const STEP_COLS: &str = "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
 const HOOK_COLS: &str =

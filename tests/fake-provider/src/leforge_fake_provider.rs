@@ -74,10 +74,21 @@ impl RecordedRequest {
     }
 }
 
+/// Decides the reply to a chat request from its body, for conversations whose turns are
+/// not known in advance (many concurrent runs).
+type Responder = Arc<dyn Fn(&Value) -> Script + Send + Sync>;
+
 struct Inner {
     scripts: VecDeque<Script>,
     requests: Vec<RecordedRequest>,
     models: Vec<String>,
+    /// Used when no script is queued.
+    responder: Option<Responder>,
+    /// Added before every chat reply, like a real model's thinking time.
+    latency: std::time::Duration,
+    /// Load tests turn this off so memory stays flat.
+    keep_requests: bool,
+    chat_count: usize,
 }
 
 struct Shared {
@@ -116,6 +127,10 @@ impl FakeProvider {
                 scripts: VecDeque::new(),
                 requests: Vec::new(),
                 models: vec!["fake-model-large".into(), "fake-model-small".into()],
+                responder: None,
+                latency: std::time::Duration::ZERO,
+                keep_requests: true,
+                chat_count: 0,
             }),
             next_id: AtomicU64::new(1),
         });
@@ -192,6 +207,27 @@ impl FakeProvider {
     /// The ids the model-list endpoints return.
     pub fn set_models(&self, models: Vec<String>) {
         self.shared.lock().models = models;
+    }
+
+    /// Answers chat requests for which no script is queued by calling `f` with the request
+    /// body: scripts whole conversations when many run at once.
+    pub fn set_responder(&self, f: impl Fn(&Value) -> Script + Send + Sync + 'static) {
+        self.shared.lock().responder = Some(Arc::new(f));
+    }
+
+    /// Delays every chat reply by `latency`.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.lock().latency = latency;
+    }
+
+    /// Whether to keep every request for inspection (default true); load tests turn it off.
+    pub fn set_keep_requests(&self, keep: bool) {
+        self.shared.lock().keep_requests = keep;
+    }
+
+    /// Chat requests answered so far (counted even when requests are not kept).
+    pub fn chat_count(&self) -> usize {
+        self.shared.lock().chat_count
     }
 }
 
@@ -406,11 +442,21 @@ async fn handle(
         return json_response(reject.status, &b, &h);
     }
     let stream = record.wants_stream();
-    let script = {
+    let (script, latency) = {
         let mut inner = shared.lock();
-        inner.requests.push(record);
-        inner.scripts.pop_front()
+        inner.chat_count += 1;
+        if inner.keep_requests {
+            inner.requests.push(record);
+        }
+        let script = match inner.scripts.pop_front() {
+            Some(s) => Some(s),
+            None => inner.responder.clone().map(|r| r(&body_json)),
+        };
+        (script, inner.latency)
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let Some(script) = script else {
         let (b, h) = render::error_body(
             format,

@@ -1,3 +1,6 @@
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+
 //! In-process test harness: the real router over a real store (SQLite or PostgreSQL), called
 //! without a socket.
 
