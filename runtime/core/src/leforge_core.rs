@@ -27,8 +27,6 @@ pub use llm::{
     ToolCall, ToolResult, ToolSpec, Usage,
 };
 pub use page::{Page, PageRequest};
-pub use run::{
-    CallbackAttempt, NewRun, Run, RunFilter, RunMode, RunStatus, RunStep, RunUpdate,
-};
+pub use run::{CallbackAttempt, NewRun, Run, RunFilter, RunMode, RunStatus, RunStep, RunUpdate};
 pub use store::{AgentVisibility, Store, StoreError};
 pub use validation::FieldError;
