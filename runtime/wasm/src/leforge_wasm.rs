@@ -123,6 +123,9 @@ struct Inner {
     cache: ArtifactCache,
     http: Arc<HttpPolicy>,
     hooks: RwLock<HashMap<String, Arc<Loaded>>>,
+    /// One permit per pooled instance: calls beyond the pool wait their turn instead of
+    /// failing, so a burst of runs queues rather than erroring.
+    slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -171,6 +174,9 @@ impl WasmHost {
             max_response_bytes: config.max_http_response_bytes,
         });
         let ticker = EpochTicker::start(engine.clone())?;
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_calls.max(1) as usize,
+        ));
         Ok(WasmHost {
             inner: Arc::new(Inner {
                 engine,
@@ -179,6 +185,7 @@ impl WasmHost {
                 cache,
                 http,
                 hooks: RwLock::new(HashMap::new()),
+                slots,
                 _ticker: ticker,
             }),
         })
@@ -381,6 +388,15 @@ impl WasmHost {
             message: e.to_string(),
         })?;
 
+        let _slot = self
+            .inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ToolError::Unavailable {
+                message: "the WASM host is shutting down".into(),
+            })?;
         let returned = call::run(
             self.env(&loaded, loaded.limits),
             Call::Invoke {
