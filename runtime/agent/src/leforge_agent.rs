@@ -395,17 +395,8 @@ async fn run_loop(
             }
             (p.tokens_in, p.tokens_out)
         };
-        let _ = deps
-            .store
-            .update_run(
-                input.run_id,
-                RunUpdate {
-                    tokens_input: Some(tokens_in as i64),
-                    tokens_output: Some(tokens_out as i64),
-                    ..Default::default()
-                },
-            )
-            .await;
+        // The final turn's counters are written with the terminal status; a turn with tool
+        // calls writes them together with the step count after its tools ran.
 
         // A cut-off turn is never acted on: its tool arguments may be partial.
         if response.truncated {
@@ -491,16 +482,19 @@ async fn run_loop(
         let results = join_all(calls).await;
         steps_done += executed;
         messages.extend(results);
-        let _ = deps
+        // One small write per turn keeps GET /runs/{id} current for a live run.
+        if let Err(e) = deps
             .store
-            .update_run(
+            .record_progress(
                 input.run_id,
-                RunUpdate {
-                    total_steps: Some(steps_done as i32),
-                    ..Default::default()
-                },
+                steps_done as i32,
+                tokens_in as i64,
+                tokens_out as i64,
             )
-            .await;
+            .await
+        {
+            tracing::warn!(run_id = %input.run_id, error = %e, "could not record progress");
+        }
     }
 }
 

@@ -65,6 +65,15 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<Run>, StoreError>;
     async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError>;
+    /// Writes a running run's counters, and nothing else: the cheap write the loop makes
+    /// after every turn (no read back).
+    async fn record_progress(
+        &self,
+        id: Uuid,
+        total_steps: i32,
+        tokens_input: i64,
+        tokens_output: i64,
+    ) -> Result<(), StoreError>;
     /// Persists one finished step. Written as each step ends so a crash keeps the trace.
     async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError>;
 

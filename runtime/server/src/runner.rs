@@ -21,6 +21,11 @@ use uuid::Uuid;
 
 use crate::config::Secret;
 
+/// Events buffered per live run for slow subscribers. Small on purpose: tokio allocates the
+/// whole buffer per run, and a lagging subscriber only misses text deltas (steps and the
+/// result are in the store).
+const EVENT_BUFFER: usize = 64;
+
 /// Tunables, with production defaults; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -139,7 +144,7 @@ impl Runner {
 
     /// Registers a run as live before it starts, so a subscriber sees every event.
     pub fn prepare(&self, run_id: Uuid) -> broadcast::Receiver<RunEvent> {
-        let (tx, rx) = broadcast::channel(1024);
+        let (tx, rx) = broadcast::channel(EVENT_BUFFER);
         self.live().insert(
             run_id,
             LiveRun {
@@ -165,7 +170,7 @@ impl Runner {
             let mut live = self.live();
             let entry = live.entry(run_id).or_insert_with(|| LiveRun {
                 cancel: CancellationToken::new(),
-                events: broadcast::channel(1024).0,
+                events: broadcast::channel(EVENT_BUFFER).0,
             });
             (entry.cancel.clone(), entry.events.clone())
         };

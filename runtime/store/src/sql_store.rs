@@ -399,6 +399,28 @@ macro_rules! sql_store {
                 Ok(run)
             }
 
+            async fn record_progress(
+                &self,
+                id: Uuid,
+                total_steps: i32,
+                tokens_input: i64,
+                tokens_output: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE agent_runs SET total_steps = $2, tokens_input = $3, \
+                     tokens_output = $4, updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(total_steps)
+                .bind(tokens_input)
+                .bind(tokens_output)
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
             async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \

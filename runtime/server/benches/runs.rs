@@ -1,0 +1,255 @@
+//! Agent-loop benchmarks (a bench binary: `cargo bench -p leforge-server --bench runs`).
+//!
+//! 1. Per-step runtime overhead: runs of 20 tool steps against the fake provider answering
+//!    at once, a built-in WASM tool (string-utils slugify), and the store
+//!    (PostgreSQL when LEFORGE_BENCH_DATABASE_URL or LEFORGE_TEST_DATABASE_URL is set,
+//!    SQLite otherwise). Reported per step: one model turn plus one tool call, persisted.
+//! 2. 1,000 concurrent async runs of 3 steps with the fake provider answering in 200 ms,
+//!    against the `leforge` binary as its own process: wall time to complete them all (the
+//!    LLM-bound time is 4 turns x 200 ms) and the server's peak RSS.
+
+use std::time::{Duration, Instant};
+
+use leforge_core::{NewRun, RunStatus};
+use leforge_fake_provider::{FakeProvider, Script};
+use leforge_server::config::{Config, ServerArgs};
+use leforge_server::AppState;
+use serde_json::json;
+
+fn tool_results(body: &serde_json::Value) -> usize {
+    body.to_string().matches("\"tool_result\"").count()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+async fn state(
+    fake: &FakeProvider,
+    postgres: bool,
+) -> (AppState, leforge_store::testing::TestStore, tempfile::TempDir) {
+    let db = if postgres {
+        leforge_store::testing::postgres().await.expect("postgres")
+    } else {
+        leforge_store::testing::sqlite().await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::resolve(&ServerArgs::default()).unwrap();
+    config.data_dir = dir.path().to_path_buf();
+    let state = AppState::build_with_llm(
+        db.store.clone(),
+        config,
+        leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
+    )
+    .unwrap();
+    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
+        .iter()
+        .filter(|b| b.id == "string-utils")
+        .map(|b| (b.id, b.wasm))
+        .collect();
+    state.forgehooks.install_builtins(&builtins).await.unwrap();
+    (state, db, dir)
+}
+
+async fn agent(state: &AppState, name: &str) -> uuid::Uuid {
+    let new = leforge_core::NewAgent {
+        name: name.into(),
+        slug: leforge_core::agent::slugify(name),
+        description: None,
+        model: "claude-sonnet".into(),
+        provider: leforge_core::Provider::Anthropic,
+        system_prompt: "Slugify things.".into(),
+        tools: vec!["string-utils".into()],
+        config: leforge_core::AgentConfig {
+            max_steps: 50,
+            timeout_ms: 600_000,
+            ..Default::default()
+        },
+        is_public: false,
+        api_key_required: false,
+        allowed_api_keys: vec![],
+        output_schema: None,
+        created_by: None,
+    };
+    state.store.create_agent(new).await.unwrap().id
+}
+
+async fn per_step(fake: &FakeProvider, postgres: bool) {
+    const STEPS: usize = 20;
+    fake.set_latency(Duration::ZERO);
+    fake.set_responder(|body| {
+        if tool_results(body) < STEPS {
+            Script::tool_call("string-utils__slugify", json!({"text": "Hello Wide World"}))
+        } else {
+            Script::text("{\"done\": true}")
+        }
+    });
+    let (state, db, _dir) = state(fake, postgres).await;
+    let agent_id = agent(&state, "Stepper").await;
+    let mut per_step_ms = Vec::new();
+    for i in 0..25 {
+        let run = state.store.create_run(NewRun::simple(agent_id, "go")).await.unwrap();
+        let started = Instant::now();
+        let done = state.runner.spawn(run).await.unwrap().unwrap();
+        assert_eq!(done.status, RunStatus::Completed);
+        assert_eq!(done.total_steps as usize, STEPS);
+        if i >= 5 {
+            per_step_ms.push(started.elapsed().as_secs_f64() * 1000.0 / STEPS as f64);
+        }
+    }
+    per_step_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "per-step overhead ({}, {STEPS} steps/run, 20 runs): p50 {:.3} ms, p90 {:.3} ms, min {:.3} ms",
+        db.backend,
+        percentile(&per_step_ms, 0.5),
+        percentile(&per_step_ms, 0.9),
+        per_step_ms[0]
+    );
+}
+
+/// Runs the real `leforge` binary as its own process (so its RSS is the server's alone and
+/// the fake provider's CPU is visible as what it is: a second process on the same 2 cores).
+async fn thousand(fake: &FakeProvider, postgres: bool) {
+    const RUNS: usize = 1000;
+    const KEY: &str = "bench-admin-key-0123456789";
+    let latency = Duration::from_millis(200);
+    fake.set_keep_requests(false);
+    fake.set_latency(latency);
+    fake.set_responder(|body| {
+        if tool_results(body) < 3 {
+            Script::tool_call("string-utils__slugify", json!({"text": "Concurrent Run"}))
+        } else {
+            Script::text("{\"done\": true}")
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leforge"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("LEFORGE_ADMIN_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", fake.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-fake")
+        .env("LEFORGE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let backend = if postgres { "postgres" } else { "sqlite" };
+    let pg = if postgres { leforge_store::testing::postgres().await } else { None };
+    if let Some(db) = &pg {
+        cmd.env("DATABASE_URL", &db.url);
+    } else {
+        cmd.env_remove("DATABASE_URL");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r: serde_json::Value = http
+        .post(format!("{base}/agents"))
+        .header("x-api-key", KEY)
+        .json(&json!({"name": "Crowd", "system_prompt": "Slugify.", "tools": ["string-utils"],
+                      "config": {"timeout_ms": 600000}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    let before = fake.chat_count();
+    let started = Instant::now();
+    let posts: Vec<_> = (0..RUNS)
+        .map(|i| {
+            let http = http.clone();
+            let url = format!("{base}/agents/crowd/run");
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .header("x-api-key", KEY)
+                    .json(&json!({"input": format!("job {i}"), "mode": "async"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+            })
+        })
+        .collect();
+    for p in posts {
+        p.await.unwrap();
+    }
+    let created = started.elapsed();
+    while fake.chat_count() - before < RUNS * 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(started.elapsed() < Duration::from_secs(600), "stuck");
+    }
+    let mut completed = 0;
+    for _ in 0..600 {
+        completed = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{base}/runs?status=completed&limit=200");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let page: serde_json::Value =
+                http.get(url).header("x-api-key", KEY).send().await.unwrap().json().await.unwrap();
+            completed += page["count"].as_u64().unwrap_or(0) as usize;
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        if completed == RUNS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let rss = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    let bound = latency * 4;
+    println!(
+        "1000 concurrent async runs ({backend}, server as its own process): {completed} completed in {:.2} s \
+         (LLM-bound {:.2} s, ratio {:.2}x; the 1000 POSTs took {:.2} s); server peak RSS {:.0} MB, now {:.0} MB",
+        total.as_secs_f64(),
+        bound.as_secs_f64(),
+        total.as_secs_f64() / bound.as_secs_f64(),
+        created.as_secs_f64(),
+        rss("VmHWM:"),
+        rss("VmRSS:"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // PostgreSQL too when LEFORGE_TEST_DATABASE_URL points at a server.
+        let postgres = std::env::var("LEFORGE_TEST_DATABASE_URL").is_ok();
+        for pg in [false, true] {
+            if pg && !postgres {
+                continue;
+            }
+            let fake = FakeProvider::start().await;
+            per_step(&fake, pg).await;
+            let fake = FakeProvider::start().await;
+            thousand(&fake, pg).await;
+        }
+    });
+}
