@@ -471,7 +471,8 @@ async fn run_loop(
                             true,
                         );
                     }
-                    let result = run_step(&deps, input, &toolbox, step, call, events).await;
+                    let tokens = (tokens_in as i64, tokens_out as i64);
+                    let result = run_step(&deps, input, &toolbox, step, call, tokens, events).await;
                     progress.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
                     result
                 }
@@ -482,19 +483,6 @@ async fn run_loop(
         let results = join_all(calls).await;
         steps_done += executed;
         messages.extend(results);
-        // One small write per turn keeps GET /runs/{id} current for a live run.
-        if let Err(e) = deps
-            .store
-            .record_progress(
-                input.run_id,
-                steps_done as i32,
-                tokens_in as i64,
-                tokens_out as i64,
-            )
-            .await
-        {
-            tracing::warn!(run_id = %input.run_id, error = %e, "could not record progress");
-        }
     }
 }
 
@@ -514,6 +502,7 @@ async fn run_step(
     toolbox: &Toolbox,
     step: i32,
     call: &leforge_core::llm::ToolCall,
+    (tokens_in, tokens_out): (i64, i64),
     events: &Option<broadcast::Sender<RunEvent>>,
 ) -> Message {
     let started_at = now();
@@ -556,7 +545,13 @@ async fn run_step(
         duration_ms,
         started_at,
     };
-    if let Err(e) = deps.store.append_step(input.run_id, record).await {
+    // The step and the run's counters in one commit, so GET /runs/{id} of a live run is
+    // current at the cost of a single write per step.
+    if let Err(e) = deps
+        .store
+        .append_step_with_progress(input.run_id, record, tokens_in, tokens_out)
+        .await
+    {
         tracing::error!(run_id = %input.run_id, step, error = %e, "could not persist step");
     }
     emit(

@@ -65,17 +65,17 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<Run>, StoreError>;
     async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError>;
-    /// Writes a running run's counters, and nothing else: the cheap write the loop makes
-    /// after every turn (no read back).
-    async fn record_progress(
+    /// Persists one finished step. Written as each step ends so a crash keeps the trace.
+    async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError>;
+    /// Persists a finished step and, in the same transaction, the run's counters
+    /// (`total_steps` becomes the number of stored steps): one commit per step.
+    async fn append_step_with_progress(
         &self,
-        id: Uuid,
-        total_steps: i32,
+        run_id: Uuid,
+        step: RunStep,
         tokens_input: i64,
         tokens_output: i64,
     ) -> Result<(), StoreError>;
-    /// Persists one finished step. Written as each step ends so a crash keeps the trace.
-    async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError>;
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError>;
     async fn list_api_keys(&self, page: PageRequest) -> Result<Page<ApiKey>, StoreError>;

@@ -28,7 +28,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn state(
     fake: &FakeProvider,
     postgres: bool,
-) -> (AppState, leforge_store::testing::TestStore, tempfile::TempDir) {
+) -> (
+    AppState,
+    leforge_store::testing::TestStore,
+    tempfile::TempDir,
+) {
     let db = if postgres {
         leforge_store::testing::postgres().await.expect("postgres")
     } else {
@@ -89,7 +93,11 @@ async fn per_step(fake: &FakeProvider, postgres: bool) {
     let agent_id = agent(&state, "Stepper").await;
     let mut per_step_ms = Vec::new();
     for i in 0..25 {
-        let run = state.store.create_run(NewRun::simple(agent_id, "go")).await.unwrap();
+        let run = state
+            .store
+            .create_run(NewRun::simple(agent_id, "go"))
+            .await
+            .unwrap();
         let started = Instant::now();
         let done = state.runner.spawn(run).await.unwrap().unwrap();
         assert_eq!(done.status, RunStatus::Completed);
@@ -124,7 +132,11 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leforge"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -137,7 +149,11 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let backend = if postgres { "postgres" } else { "sqlite" };
-    let pg = if postgres { leforge_store::testing::postgres().await } else { None };
+    let pg = if postgres {
+        leforge_store::testing::postgres().await
+    } else {
+        None
+    };
     if let Some(db) = &pg {
         cmd.env("DATABASE_URL", &db.url);
     } else {
@@ -154,8 +170,10 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
     let r: serde_json::Value = http
         .post(format!("{base}/agents"))
         .header("x-api-key", KEY)
-        .json(&json!({"name": "Crowd", "system_prompt": "Slugify.", "tools": ["string-utils"],
-                      "config": {"timeout_ms": 600000}}))
+        .json(
+            &json!({"name": "Crowd", "system_prompt": "Slugify.", "tools": ["string-utils"],
+                      "config": {"timeout_ms": 600000}}),
+        )
         .send()
         .await
         .unwrap()
@@ -198,8 +216,15 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
             if let Some(c) = &cursor {
                 url.push_str(&format!("&cursor={c}"));
             }
-            let page: serde_json::Value =
-                http.get(url).header("x-api-key", KEY).send().await.unwrap().json().await.unwrap();
+            let page: serde_json::Value = http
+                .get(url)
+                .header("x-api-key", KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             completed += page["count"].as_u64().unwrap_or(0) as usize;
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
@@ -212,7 +237,8 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let rss = |field: &str| {
         status
             .lines()
@@ -238,7 +264,10 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         // PostgreSQL too when LEFORGE_TEST_DATABASE_URL points at a server.
         let postgres = std::env::var("LEFORGE_TEST_DATABASE_URL").is_ok();

@@ -222,8 +222,7 @@ impl Runner {
 
     async fn lease(&self, run_id: Uuid) -> Result<(), StoreError> {
         let until = chrono::Utc::now() + self.lease_ttl();
-        match self
-            .inner
+        self.inner
             .deps
             .store
             .update_run(
@@ -234,10 +233,7 @@ impl Runner {
                 },
             )
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        }
+            .map(|_| ())
     }
 
     fn lease_ttl(&self) -> chrono::TimeDelta {

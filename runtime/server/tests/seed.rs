@@ -154,20 +154,37 @@ async fn seed_example_runs_on_three_provider_formats() {
 #[tokio::test]
 async fn seed_pipeline_over_the_invoke_route() {
     let t = TestApp::new(leforge_store::testing::sqlite().await).await;
-    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all().iter().map(|b| (b.id, b.wasm)).collect();
-    t.state.forgehooks.install_builtins(&builtins).await.unwrap();
+    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
+        .iter()
+        .map(|b| (b.id, b.wasm))
+        .collect();
+    t.state
+        .forgehooks
+        .install_builtins(&builtins)
+        .await
+        .unwrap();
     let invoke = |id: &'static str, endpoint: &'static str, input: Value| {
         let t = &t;
         async move {
-            let r = t.admin_post(&format!("/api/v1/forgehooks/{id}/invoke/{endpoint}"), input).await;
+            let r = t
+                .admin_post(&format!("/api/v1/forgehooks/{id}/invoke/{endpoint}"), input)
+                .await;
             assert_eq!(r.status, StatusCode::OK, "{id}/{endpoint}: {}", r.body);
             r.body["data"]["output"].clone()
         }
     };
     let parsed = invoke("data-transform", "csv_to_json", json!({"csv": CSV})).await;
-    assert_eq!(parsed["columns"], json!(["name", "date", "amount", "region"]));
+    assert_eq!(
+        parsed["columns"],
+        json!(["name", "date", "amount", "region"])
+    );
     assert_eq!(parsed["rows"], rows());
-    let dated = invoke("date-utils", "parse_dates", json!({"records": parsed["rows"], "fields": ["date"]})).await;
+    let dated = invoke(
+        "date-utils",
+        "parse_dates",
+        json!({"records": parsed["rows"], "fields": ["date"]}),
+    )
+    .await;
     assert_eq!(dated["records"], iso_rows());
     assert_eq!(dated["failed"], json!([]));
     let totals = invoke(
@@ -179,7 +196,12 @@ async fn seed_pipeline_over_the_invoke_route() {
     assert_eq!(totals["groups"], json!({"West": 2700, "East": 2000}));
     assert_eq!(totals["total"], 4700);
     // Bad input is a clear INVALID_INPUT, never a trap.
-    let r = t.admin_post("/api/v1/forgehooks/data-transform/invoke/csv_to_json", json!({"csv": 5})).await;
+    let r = t
+        .admin_post(
+            "/api/v1/forgehooks/data-transform/invoke/csv_to_json",
+            json!({"csv": 5}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), "INVALID_INPUT");
 }

@@ -57,6 +57,47 @@ fn collect<T>(
     rows.into_iter().map(f).collect()
 }
 
+/// Inserts one step row on a connection (or inside a transaction) of either back end.
+async fn insert_step<DB>(
+    conn: &mut <DB as sqlx::Database>::Connection,
+    run_id: Uuid,
+    step: &RunStep,
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut <DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Json<&'q serde_json::Value>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \
+         error, duration_ms, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(run_id)
+    .bind(step.step)
+    .bind(step.tool.as_str())
+    .bind(step.action.as_str())
+    .bind(Json(&step.input))
+    .bind(step.output.as_ref().map(Json))
+    .bind(step.error.as_deref())
+    .bind(step.duration_ms)
+    .bind(step.started_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match write_err(e, "step") {
+        StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
+        other => other,
+    })?;
+    Ok(())
+}
+
 macro_rules! sql_store {
     ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal), skip_locked: $skip_locked:literal) => {
         #[doc = concat!("The `Store` on ", $backend, ".")]
@@ -399,49 +440,33 @@ macro_rules! sql_store {
                 Ok(run)
             }
 
-            async fn record_progress(
+            async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError> {
+                let mut conn = self.pool.acquire().await.map_err(db_err)?;
+                insert_step::<$db>(&mut conn, run_id, &step).await
+            }
+
+            async fn append_step_with_progress(
                 &self,
-                id: Uuid,
-                total_steps: i32,
+                run_id: Uuid,
+                step: RunStep,
                 tokens_input: i64,
                 tokens_output: i64,
             ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                insert_step::<$db>(&mut tx, run_id, &step).await?;
                 sqlx::query(
-                    "UPDATE agent_runs SET total_steps = $2, tokens_input = $3, \
-                     tokens_output = $4, updated_at = $5 WHERE id = $1",
+                    "UPDATE agent_runs SET total_steps = \
+                     (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1), \
+                     tokens_input = $2, tokens_output = $3, updated_at = $4 WHERE id = $1",
                 )
-                .bind(id)
-                .bind(total_steps)
+                .bind(run_id)
                 .bind(tokens_input)
                 .bind(tokens_output)
                 .bind(now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                Ok(())
-            }
-
-            async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \
-                     error, duration_ms, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(run_id)
-                .bind(step.step)
-                .bind(&step.tool)
-                .bind(&step.action)
-                .bind(Json(&step.input))
-                .bind(step.output.as_ref().map(Json))
-                .bind(&step.error)
-                .bind(step.duration_ms)
-                .bind(step.started_at)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| match write_err(e, "step") {
-                    StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
-                    other => other,
-                })?;
-                Ok(())
+                tx.commit().await.map_err(db_err)
             }
 
             async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {

@@ -276,13 +276,28 @@ async fn runs_keep_steps_in_order_and_filter() {
             store.append_step(Uuid::new_v4(), step(1, "x")).await,
             Err(StoreError::NotFound { .. })
         ));
+        store
+            .append_step_with_progress(r1.id, step(3, "formula-engine"), 120, 30)
+            .await
+            .unwrap();
         let got = store.get_run(r1.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.total_steps, got.tokens_input, got.tokens_output),
+            (3, 120, 30)
+        );
         let tools: Vec<_> = got
             .steps
             .iter()
             .map(|s| (s.step, s.tool.as_str()))
             .collect();
-        assert_eq!(tools, vec![(1, "data-transform"), (2, "date-utils")]);
+        assert_eq!(
+            tools,
+            vec![
+                (1, "data-transform"),
+                (2, "date-utils"),
+                (3, "formula-engine")
+            ]
+        );
         assert_eq!(
             got.steps[0].output,
             Some(json!({"rows": [{"a": 1, "b": 2}]}))
@@ -370,7 +385,7 @@ async fn runs_keep_steps_in_order_and_filter() {
             )
             .await
             .unwrap();
-        assert_eq!(listed.items[1].steps.len(), 2, "lists carry their steps");
+        assert_eq!(listed.items[1].steps.len(), 3, "lists carry their steps");
     })
     .await;
 }
