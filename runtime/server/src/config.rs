@@ -107,6 +107,9 @@ pub struct ServerArgs {
     /// Async runs one server executes at once [default: 1024]
     #[arg(long, env = "LEFORGE_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
+    /// Requests per minute per API key (or client address); 0 turns the limit off [default: 0]
+    #[arg(long, env = "LEFORGE_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
@@ -128,6 +131,7 @@ pub struct FileConfig {
     pub shutdown_grace_ms: Option<u64>,
     pub run_lease_ms: Option<u64>,
     pub max_concurrent_runs: Option<usize>,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -165,6 +169,7 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     pub run_lease_ms: u64,
     pub max_concurrent_runs: usize,
+    pub rate_limit_per_minute: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +272,10 @@ impl Config {
                 .or(file.max_concurrent_runs)
                 .unwrap_or(1024)
                 .max(1),
+            rate_limit_per_minute: args
+                .rate_limit_per_minute
+                .or(file.rate_limit_per_minute)
+                .unwrap_or(0),
             model_aliases: file.model_aliases,
             forgehook_max_memory_mb,
             forgehook_max_timeout_ms,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod forgehook_cli;
 pub mod forgehooks;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod runner;
 pub mod state;

@@ -18,6 +18,7 @@ pub struct AppState {
     pub forgehooks: Forgehooks,
     pub llm: LlmRouter,
     pub runner: Runner,
+    pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +70,11 @@ impl AppState {
             },
             settings,
         );
+        let rate_limiter = Arc::new(crate::rate_limit::RateLimiter::new(
+            config.rate_limit_per_minute,
+        ));
         Ok(AppState {
+            rate_limiter,
             forgehooks,
             llm,
             runner,

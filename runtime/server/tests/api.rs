@@ -821,3 +821,38 @@ async fn llm_providers_and_models_never_show_keys() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after_per_key() {
+    let db = leforge_store::testing::sqlite().await;
+    let t = TestApp::with_settings(db, leforge_llm::LlmConfig::default(), |c| {
+        c.rate_limit_per_minute = 3
+    })
+    .await;
+    let (_, other) = t.create_key("invoke").await; // 1 request of the admin key
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(t.admin_get("/api/v1/agents").await.status);
+    }
+    assert_eq!(statuses[..2], [StatusCode::OK, StatusCode::OK]);
+    let limited = t.admin_get("/api/v1/agents").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "RATE_LIMITED");
+    assert!(
+        limited.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            <= 60
+    );
+    // Another key has its own budget, and health is never limited.
+    assert_eq!(
+        t.get("/api/v1/agents", Some(&other)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.get("/api/v1/health", Some(&t.admin_key)).await.status,
+        StatusCode::OK
+    );
+}
