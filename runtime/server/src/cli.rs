@@ -45,8 +45,11 @@ fn init_tracing() {
     let filter = std::env::var("LEFORGE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,sqlx=warn".to_string());
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
+        // Colour codes only for a person at a terminal, not in files or log shippers.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("LEFORGE_LOG_FORMAT").as_deref() == Result::Ok("json") {
         builder.json().init();

@@ -369,3 +369,57 @@ async fn installed_forgehooks_survive_a_restart_and_reach_other_servers() {
         assert_eq!(out.output["message"], "back");
     }
 }
+
+/// A ForgeHook written in Python (componentize-py, against host-api/wit), installed over the
+/// API and invoked. Skipped with a SKIP line without componentize-py, unless
+/// LEFORGE_REQUIRE_PYTHON_GUEST=1 (CI).
+#[tokio::test]
+async fn python_forgehook_installs_over_the_api_and_runs() {
+    let available = std::process::Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !available {
+        assert!(
+            std::env::var("LEFORGE_REQUIRE_PYTHON_GUEST").as_deref() != Ok("1"),
+            "LEFORGE_REQUIRE_PYTHON_GUEST=1 but componentize-py is not installed"
+        );
+        println!("SKIP python_forgehook_installs_over_the_api_and_runs: componentize-py is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wasm_path = dir.path().join("py-text.wasm");
+    let status = std::process::Command::new("componentize-py")
+        .args([
+            "-d",
+            guests::WIT_DIR,
+            "-w",
+            "forgehook",
+            "componentize",
+            "app",
+            "-p",
+            guests::PYTHON_GUEST_DIR,
+            "-o",
+        ])
+        .arg(&wasm_path)
+        .arg("--stub-wasi")
+        .status()
+        .unwrap();
+    assert!(status.success(), "componentize-py failed");
+
+    let t = TestApp::new(leforge_store::testing::sqlite().await).await;
+    let r = install_raw(&t, std::fs::read(&wasm_path).unwrap()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["data"]["id"], "py-text");
+    let r = invoke(
+        &t,
+        "py-text",
+        "word_count",
+        json!({"text": "the quick brown fox"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["output"]["words"], 4);
+    assert_eq!(r.body["data"]["output"]["chars"], 19);
+}
