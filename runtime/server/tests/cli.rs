@@ -14,6 +14,11 @@ struct Server {
     stderr_lines: Vec<String>,
 }
 
+/// GET without a key, answered with JSON.
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -115,25 +120,11 @@ async fn first_start_prints_a_key_once_and_data_survives_a_restart() {
         .expect("first start prints the admin key");
     assert!(key.starts_with("lf_"));
     assert!(dir.path().join("leforge.db").exists());
-    let health: Value = http
-        .get(format!("{}/api/v1/health", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&http, format!("{}/api/v1/health", server.base)).await;
     assert_eq!(health["database"], "sqlite");
     assert_eq!(health["status"], "ok");
     // A newcomer's first start has the built-in ForgeHooks, with no extra step.
-    let hooks: Value = http
-        .get(format!("{}/api/v1/forgehooks", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hooks: Value = get_json(&http, format!("{}/api/v1/forgehooks", server.base)).await;
     let ids: Vec<_> = hooks["data"]
         .as_array()
         .unwrap()
@@ -221,14 +212,7 @@ async fn configured_admin_key_and_postgres_url_are_used() {
     );
     assert!(server.printed_key().is_none());
     let http = reqwest::Client::new();
-    let health: Value = http
-        .get(format!("{}/api/v1/health", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&http, format!("{}/api/v1/health", server.base)).await;
     assert_eq!(health["database"], "postgres");
     let r = http
         .get(format!("{}/api/v1/api-keys", server.base))
@@ -320,14 +304,7 @@ async fn forgehook_cli_installs_and_lists_directly_and_through_a_server() {
     assert_eq!(r["data"]["output"]["message"], "from the cli");
     let manifest_dir = tempfile::tempdir().unwrap();
     let manifest_path = manifest_dir.path().join("m.json");
-    let described: Value = http
-        .get(format!("{}/api/v1/forgehooks/echo", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let described: Value = get_json(&http, format!("{}/api/v1/forgehooks/echo", server.base)).await;
     // An upgrade through the server with a manifest file: same component, version 1.1.0.
     let d = &described["data"];
     let manifest = json!({

@@ -50,13 +50,6 @@ fn write_err(e: sqlx::Error, entity: &'static str) -> StoreError {
     db_err(e)
 }
 
-fn collect<T>(
-    rows: Vec<T>,
-    f: impl Fn(T) -> Result<(i64, Agent), StoreError>,
-) -> Result<Vec<(i64, Agent)>, StoreError> {
-    rows.into_iter().map(f).collect()
-}
-
 /// Inserts one step row on a connection (or inside a transaction) of either back end.
 async fn insert_step<DB>(
     conn: &mut <DB as sqlx::Database>::Connection,
@@ -246,7 +239,11 @@ macro_rules! sql_store {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(db_err)?;
-                Ok(Page::from_rows(collect(rows, AgentRow::into_agent)?, page.limit))
+                let rows = rows
+                    .into_iter()
+                    .map(AgentRow::into_agent)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Page::from_rows(rows, page.limit))
             }
 
             async fn update_agent(&self, id: Uuid, patch: AgentPatch) -> Result<Agent, StoreError> {
