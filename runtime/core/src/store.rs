@@ -65,10 +65,15 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<Run>, StoreError>;
     async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError>;
+    /// `update_run` without reading the run back: one statement, for the hot path (a run
+    /// starting) where the caller already holds what it needs. Same errors as `update_run`.
+    async fn apply_run_update(&self, id: Uuid, update: RunUpdate) -> Result<(), StoreError> {
+        self.update_run(id, update).await.map(|_| ())
+    }
     /// Persists one finished step. Written as each step ends so a crash keeps the trace.
     async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError>;
-    /// Persists a finished step and, in the same transaction, the run's counters
-    /// (`total_steps` becomes the number of stored steps): one commit per step.
+    /// Persists a finished step and, atomically with it, the run's counters (`total_steps`
+    /// counts the stored steps): one commit per step.
     async fn append_step_with_progress(
         &self,
         run_id: Uuid,

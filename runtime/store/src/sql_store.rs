@@ -92,7 +92,7 @@ where
 }
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal), skip_locked: $skip_locked:literal) => {
+    ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal), skip_locked: $skip_locked:literal, one_statement_step: $one_statement_step:literal) => {
         #[doc = concat!("The `Store` on ", $backend, ".")]
         #[derive(Debug, Clone)]
         pub struct $store {
@@ -141,6 +141,73 @@ macro_rules! sql_store {
                     grouped.entry(row.run_id).or_default().push(row.into_step());
                 }
                 Ok(grouped)
+            }
+
+            /// The UPDATE for a `RunUpdate`; shared by the read-back and the fire-and-forget form.
+            fn run_update_query<'a>(id: Uuid, update: RunUpdate) -> QueryBuilder<'a, $db> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE agent_runs SET updated_at = ");
+                qb.push_bind(now());
+                if let Some(v) = update.status {
+                    qb.push(", status = ").push_bind(v.as_str());
+                }
+                if let Some(v) = update.output {
+                    qb.push(", output = ").push_bind(Json(v));
+                }
+                if let Some(v) = update.output_text {
+                    qb.push(", output_text = ").push_bind(v);
+                }
+                if let Some(v) = update.error_code {
+                    qb.push(", error_code = ").push_bind(v);
+                }
+                if let Some(v) = update.error_message {
+                    qb.push(", error_message = ").push_bind(v);
+                }
+                if let Some(v) = update.total_steps {
+                    qb.push(", total_steps = ").push_bind(v);
+                }
+                if let Some(v) = update.tokens_input {
+                    qb.push(", tokens_input = ").push_bind(v);
+                }
+                if let Some(v) = update.tokens_output {
+                    qb.push(", tokens_output = ").push_bind(v);
+                }
+                if let Some(v) = update.duration_ms {
+                    qb.push(", duration_ms = ").push_bind(v);
+                }
+                if let Some(v) = update.started_at {
+                    qb.push(", started_at = ").push_bind(v);
+                }
+                if let Some(v) = update.completed_at {
+                    qb.push(", completed_at = ").push_bind(v);
+                }
+                if let Some((owner, until)) = update.lease {
+                    qb.push(", lease_owner = ").push_bind(owner);
+                    qb.push(", lease_expires_at = ").push_bind(until);
+                }
+                qb.push(" WHERE id = ").push_bind(id);
+                // A terminal status is final: a late writer (say, a worker finishing after a
+                // cancel) must not overwrite it.
+                if update.status.is_some() {
+                    qb.push(" AND status IN ('pending', 'running')");
+                }
+                qb
+            }
+
+            /// Why an update matched no row: the run is missing, or already terminal (a late
+            /// writer, say a worker finishing after a cancel, must not overwrite the status).
+            async fn not_updated(&self, id: Uuid) -> StoreError {
+                let status: Result<Option<(String,)>, _> =
+                    sqlx::query_as("SELECT status FROM agent_runs WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await;
+                match status {
+                    Ok(Some((status,))) => {
+                        StoreError::InvalidState(format!("run {id} is already {status}"))
+                    }
+                    Ok(None) => StoreError::NotFound { entity: "run" },
+                    Err(e) => db_err(e),
+                }
             }
 
             async fn runs_with_steps(&self, rows: Vec<RunRow>) -> Result<Vec<(i64, Run)>, StoreError> {
@@ -378,63 +445,33 @@ macro_rules! sql_store {
             }
 
             async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("UPDATE agent_runs SET updated_at = ");
-                qb.push_bind(now());
-                if let Some(v) = update.status {
-                    qb.push(", status = ").push_bind(v.as_str());
+                let mut qb = Self::run_update_query(id, update);
+                // RETURNING saves reading the row back: two round trips (row, steps), not three.
+                qb.push(format!(" RETURNING {RUN_COLS}"));
+                let row: Option<RunRow> = qb
+                    .build_query_as()
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                match row {
+                    Some(row) => {
+                        let mut runs = self.runs_with_steps(vec![row]).await?;
+                        runs.pop().map(|(_, r)| r).ok_or(StoreError::NotFound { entity: "run" })
+                    }
+                    None => Err(self.not_updated(id).await),
                 }
-                if let Some(v) = update.output {
-                    qb.push(", output = ").push_bind(Json(v));
-                }
-                if let Some(v) = update.output_text {
-                    qb.push(", output_text = ").push_bind(v);
-                }
-                if let Some(v) = update.error_code {
-                    qb.push(", error_code = ").push_bind(v);
-                }
-                if let Some(v) = update.error_message {
-                    qb.push(", error_message = ").push_bind(v);
-                }
-                if let Some(v) = update.total_steps {
-                    qb.push(", total_steps = ").push_bind(v);
-                }
-                if let Some(v) = update.tokens_input {
-                    qb.push(", tokens_input = ").push_bind(v);
-                }
-                if let Some(v) = update.tokens_output {
-                    qb.push(", tokens_output = ").push_bind(v);
-                }
-                if let Some(v) = update.duration_ms {
-                    qb.push(", duration_ms = ").push_bind(v);
-                }
-                if let Some(v) = update.started_at {
-                    qb.push(", started_at = ").push_bind(v);
-                }
-                if let Some(v) = update.completed_at {
-                    qb.push(", completed_at = ").push_bind(v);
-                }
-                if let Some((owner, until)) = update.lease {
-                    qb.push(", lease_owner = ").push_bind(owner);
-                    qb.push(", lease_expires_at = ").push_bind(until);
-                }
-                qb.push(" WHERE id = ").push_bind(id);
-                // A terminal status is final: a late writer (say, a worker finishing after a
-                // cancel) must not overwrite it.
-                if update.status.is_some() {
-                    qb.push(" AND status IN ('pending', 'running')");
-                }
-                let done = qb.build().execute(&self.pool).await.map_err(db_err)?;
-                let run = self
-                    .get_run(id)
-                    .await?
-                    .ok_or(StoreError::NotFound { entity: "run" })?;
+            }
+
+            async fn apply_run_update(&self, id: Uuid, update: RunUpdate) -> Result<(), StoreError> {
+                let done = Self::run_update_query(id, update)
+                    .build()
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::InvalidState(format!(
-                        "run {id} is already {}",
-                        run.status
-                    )));
+                    return Err(self.not_updated(id).await);
                 }
-                Ok(run)
+                Ok(())
             }
 
             async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError> {
@@ -449,6 +486,41 @@ macro_rules! sql_store {
                 tokens_input: i64,
                 tokens_output: i64,
             ) -> Result<(), StoreError> {
+                if $one_statement_step {
+                    // One statement, so one round trip and one commit per step: the per-step
+                    // cost on a networked database is round trips. The UPDATE cannot see the
+                    // row the CTE inserts (same snapshot), hence the `+ 1`. Parallel steps of
+                    // one run queue on the run's row lock, and a waiter re-reads the row but
+                    // not the snapshot of its COUNT: `total_steps + 1` covers that case.
+                    sqlx::query(
+                        "WITH new_step AS (INSERT INTO agent_run_steps (run_id, step, tool, \
+                         action, input, output, error, duration_ms, started_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) \
+                         UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
+                         (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
+                         tokens_input = $10, tokens_output = $11, updated_at = $12 WHERE id = $1",
+                    )
+                    .bind(run_id)
+                    .bind(step.step)
+                    .bind(step.tool.as_str())
+                    .bind(step.action.as_str())
+                    .bind(Json(&step.input))
+                    .bind(step.output.as_ref().map(Json))
+                    .bind(step.error.as_deref())
+                    .bind(step.duration_ms)
+                    .bind(step.started_at)
+                    .bind(tokens_input)
+                    .bind(tokens_output)
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| match write_err(e, "step") {
+                        StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
+                        other => other,
+                    })?;
+                    return Ok(());
+                }
+                // SQLite has no data-modifying CTEs; a local transaction costs no round trips.
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
                 insert_step::<$db>(&mut tx, run_id, &step).await?;
                 sqlx::query(
@@ -858,7 +930,8 @@ sql_store!(
     keys_empty: "json_array_length(allowed_api_keys) = 0",
     keys_contain: ("EXISTS (SELECT 1 FROM json_each(agents.allowed_api_keys) WHERE value = ", ")"),
     // SQLite has one writer at a time, so a plain UPDATE … WHERE id IN (…) claims atomically.
-    skip_locked: ""
+    skip_locked: "",
+    one_statement_step: false
 );
 sql_store!(
     PgStore,
@@ -866,5 +939,6 @@ sql_store!(
     "postgres",
     keys_empty: "jsonb_array_length(allowed_api_keys) = 0",
     keys_contain: ("allowed_api_keys ? ", ""),
-    skip_locked: " FOR UPDATE SKIP LOCKED"
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    one_statement_step: true
 );

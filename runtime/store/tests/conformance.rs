@@ -336,6 +336,50 @@ async fn runs_keep_steps_in_order_and_filter() {
                 .await,
             Err(StoreError::InvalidState(_))
         ));
+        // The fire-and-forget form: same rules, nothing read back.
+        let until = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+        store
+            .apply_run_update(
+                r3.id,
+                RunUpdate {
+                    status: Some(RunStatus::Running),
+                    lease: Some(("worker-a".into(), until)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let running = store.get_run(r3.id).await.unwrap().unwrap();
+        assert_eq!(running.status, RunStatus::Running);
+        assert_eq!(running.worker.as_deref(), Some("worker-a"));
+        assert!(matches!(
+            store
+                .apply_run_update(
+                    r2.id,
+                    RunUpdate {
+                        status: Some(RunStatus::Running),
+                        ..Default::default()
+                    }
+                )
+                .await,
+            Err(StoreError::InvalidState(_))
+        ));
+        assert!(matches!(
+            store
+                .apply_run_update(Uuid::new_v4(), RunUpdate::default())
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+        store
+            .update_run(
+                r3.id,
+                RunUpdate {
+                    status: Some(RunStatus::Pending),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
 
         let list = |filter: RunFilter| {
             let store = store.clone();
@@ -386,6 +430,37 @@ async fn runs_keep_steps_in_order_and_filter() {
             .await
             .unwrap();
         assert_eq!(listed.items[1].steps.len(), 3, "lists carry their steps");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_steps_of_one_run_are_all_counted() {
+    // Parallel tool calls of one turn write their steps concurrently; the live step count
+    // must not lose one (PostgreSQL writes a step in one statement, see sql_store.rs).
+    each_backend(|store| async move {
+        let agent = store.create_agent(new_agent("Parallel")).await.unwrap();
+        let run = store
+            .create_run(NewRun::simple(agent.id, "in parallel"))
+            .await
+            .unwrap();
+        let writes: Vec<_> = (1..=12)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .append_step_with_progress(run.id, step(n, "string-utils"), 10, 5)
+                        .await
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        let got = store.get_run(run.id).await.unwrap().unwrap();
+        assert_eq!(got.steps.len(), 12);
+        assert_eq!(got.total_steps, 12);
+        assert_eq!((got.tokens_input, got.tokens_output), (10, 5));
     })
     .await;
 }
