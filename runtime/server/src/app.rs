@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/llm/models/{provider}", get(llm::models));
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

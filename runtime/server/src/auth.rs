@@ -91,9 +91,14 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(state.store.as_ref(), &parts.headers)
-            .await
-            .map(Auth)
+        let caller = authenticate(state.store.as_ref(), &parts.headers).await?;
+        if caller == Caller::Anonymous {
+            // No key: the admin UI's session cookie may stand in for one (CSRF-checked).
+            if let Some(admin) = crate::ui::session::cookie_caller(state, parts).await? {
+                return Ok(Auth(admin));
+            }
+        }
+        Ok(Auth(caller))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod runner;
 pub mod state;
+pub mod ui;
 
 pub use app::router;
 pub use error::ApiError;

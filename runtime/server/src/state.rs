@@ -19,6 +19,8 @@ pub struct AppState {
     pub llm: LlmRouter,
     pub runner: Runner,
     pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// Admin UI sign-in sessions (in memory).
+    pub sessions: crate::ui::Sessions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ impl AppState {
             config.rate_limit_per_minute,
         ));
         Ok(AppState {
+            sessions: Default::default(),
             rate_limiter,
             forgehooks,
             llm,

@@ -87,6 +87,21 @@ impl TestApp {
         apps
     }
 
+    /// Serves the app on a real TCP port of the loopback (for clients such as a browser);
+    /// the server lives as long as the test's runtime.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = self
+            .app
+            .clone()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        addr
+    }
+
     pub async fn raw(&self, req: Request<Body>) -> Reply {
         let resp = self.app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
