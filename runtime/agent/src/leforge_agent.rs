@@ -6,6 +6,7 @@
 //! moves `pending` → `running` → terminal, each step row is written when its tool call
 //! ends, and token and step counts are updated as they accrue.
 
+mod hooks;
 mod output;
 
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ pub struct RunInput {
     pub limits: RunLimits,
     /// Ask the provider to stream, so text deltas reach `RunEvent::LlmDelta`.
     pub stream: bool,
+    /// The hook scripts of this run (global, then the agent's); empty: no hook overhead.
+    pub hook_chain: leforge_core::hook::HookChain,
 }
 
 /// The backends a run talks to, as traits.
@@ -58,6 +61,8 @@ pub struct Deps {
     pub llm: Arc<dyn LlmClient>,
     pub tools: Arc<dyn ToolExecutor>,
     pub catalog: Arc<dyn ToolCatalog>,
+    /// Runs user hook scripts; `None` (or an empty chain) skips hooks.
+    pub hooks: Option<Arc<dyn leforge_core::HookRunner>>,
 }
 
 /// What a live run reports, in order, for streaming to clients.
@@ -84,6 +89,10 @@ pub enum RunEvent {
         error: Option<String>,
         duration_ms: i64,
     },
+    /// One hook call of one script (`hook` SSE event).
+    Hook {
+        record: leforge_core::hook::HookRecord,
+    },
     /// The terminal run, with every step.
     Finished {
         run: Box<Run>,
@@ -103,6 +112,8 @@ pub mod codes {
     pub const RUN_TIMEOUT: &str = "RUN_TIMEOUT";
     pub const RUN_CANCELLED: &str = "RUN_CANCELLED";
     pub const INVALID_SCHEMA: &str = "INVALID_OUTPUT_SCHEMA";
+    /// The code a tool call denied by a `before_tool` hook reports to the model.
+    pub const DENIED_BY_HOOK: &str = "DENIED_BY_HOOK";
 }
 
 /// How the loop ended.
@@ -350,10 +361,16 @@ async fn run_loop(
         }
     };
     let toolbox = Arc::new(Toolbox::new(&manifests));
-    let mut messages = vec![Message::user(user_message(
-        &input.input,
-        input.data.as_ref(),
-    ))];
+    let mut hooks = hooks::RunHooks::new(deps, input, events);
+    let first = match &mut hooks {
+        None => user_message(&input.input, input.data.as_ref()),
+        Some(h) => match h.on_run_start().await {
+            Ok((text, data)) => user_message(&text, data.as_ref()),
+            Err(e) => return hook_failure(e),
+        },
+    };
+    let hooks = hooks.map(Arc::new);
+    let mut messages = vec![Message::user(first)];
     let mut resent_truncated = false;
     let mut repaired_output = false;
     let mut steps_done: u32 = 0;
@@ -437,6 +454,14 @@ async fn run_loop(
                     continue;
                 }
             }
+            let output = match &hooks {
+                None => output,
+                Some(h) => match h.on_run_end(steps_done as i32, &output).await {
+                    Ok(Some(replaced)) => replaced,
+                    Ok(None) => output,
+                    Err(e) => return hook_failure(e),
+                },
+            };
             return Finish::Completed {
                 output,
                 text: response.text,
@@ -463,16 +488,17 @@ async fn run_loop(
                 let deps = deps.clone();
                 let toolbox = toolbox.clone();
                 let progress = progress.clone();
+                let hooks = hooks.clone();
                 async move {
                     if !within_budget {
-                        return Message::tool_result(
+                        return Ok(Message::tool_result(
                             call.id.clone(),
                             json!({"error": {"code": "NOT_EXECUTED", "message": "not executed: the run's step limit was reached"}}),
                             true,
-                        );
+                        ));
                     }
                     let tokens = (tokens_in as i64, tokens_out as i64);
-                    let result = run_step(&deps, input, &toolbox, step, call, tokens, events).await;
+                    let result = run_step(&deps, input, &toolbox, step, call, tokens, events, hooks.as_deref()).await;
                     progress.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
                     result
                 }
@@ -482,7 +508,18 @@ async fn run_loop(
         // Concurrently, answered together in call order, as providers require.
         let results = join_all(calls).await;
         steps_done += executed;
-        messages.extend(results);
+        let mut hook_error = None;
+        for result in results {
+            match result {
+                Ok(message) => messages.push(message),
+                Err(e) => {
+                    hook_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = hook_error {
+            return hook_failure(e);
+        }
     }
 }
 
@@ -495,7 +532,18 @@ fn split_name(name: &str) -> (String, String) {
     }
 }
 
-/// Executes one tool call, persists its step, and returns the result for the model.
+/// A hook that failed ends the run with its code (`HOOK_REJECTED`, `HOOK_LIMIT_EXCEEDED`,
+/// `HOOK_ERROR`) and a message naming the script.
+fn hook_failure(e: leforge_core::HookError) -> Finish {
+    Finish::Failed {
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+/// Executes one tool call, persists its step, and returns the result for the model; `Err`
+/// when a hook failed, which ends the run (the step is still recorded).
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     deps: &Deps,
     input: &RunInput,
@@ -504,11 +552,16 @@ async fn run_step(
     call: &leforge_core::llm::ToolCall,
     (tokens_in, tokens_out): (i64, i64),
     events: &Option<broadcast::Sender<RunEvent>>,
-) -> Message {
+    hooks: Option<&hooks::RunHooks>,
+) -> Result<Message, leforge_core::HookError> {
     let started_at = now();
     let clock = Instant::now();
-    let (tool, action, outcome) = match toolbox.by_name.get(&call.name) {
-        None => {
+    let mut hook_error = None;
+    // What the tool is (or would have been) called with: the model's arguments, or those a
+    // `before_tool` hook put in their place.
+    let mut step_input = call.arguments.clone();
+    let (tool, action, outcome) = match (toolbox.by_name.get(&call.name), hooks) {
+        (None, _) => {
             let (tool, action) = split_name(&call.name);
             emit_started(events, step, &tool, &action, &call.arguments);
             let mut offered: Vec<_> = toolbox.by_name.keys().cloned().collect();
@@ -520,7 +573,19 @@ async fn run_step(
             );
             (tool, action, Err(("UNKNOWN_TOOL".to_string(), message)))
         }
-        Some((id, endpoint)) => {
+        (Some((id, endpoint)), Some(hooks)) => {
+            let outcome = hooked_call(
+                deps,
+                input,
+                hooks,
+                (step, id, endpoint, call, events),
+                &mut step_input,
+                &mut hook_error,
+            )
+            .await;
+            (id.clone(), endpoint.clone(), outcome)
+        }
+        (Some((id, endpoint)), None) => {
             emit_started(events, step, id, endpoint, &call.arguments);
             let outcome = invoke_with_retries(deps, input, id, endpoint, &call.arguments).await;
             (
@@ -539,7 +604,7 @@ async fn run_step(
         step,
         tool: tool.clone(),
         action: action.clone(),
-        input: call.arguments.clone(),
+        input: step_input,
         output: output.clone(),
         error: error.clone(),
         duration_ms,
@@ -565,13 +630,79 @@ async fn run_step(
             duration_ms,
         },
     );
-    match outcome {
+    if let Some(e) = hook_error {
+        return Err(e);
+    }
+    Ok(match outcome {
         Ok(v) => Message::tool_result(call.id.clone(), v, false),
         Err((code, message)) => Message::tool_result(
             call.id.clone(),
             json!({"error": {"code": code, "message": message}}),
             true,
         ),
+    })
+}
+
+/// A tool call with `before_tool` and `after_tool` around it. Replaced arguments go through
+/// the normal invoke path, which validates them against the endpoint's input schema.
+async fn hooked_call(
+    deps: &Deps,
+    input: &RunInput,
+    hooks: &hooks::RunHooks,
+    (step, id, endpoint, call, events): (
+        i32,
+        &String,
+        &String,
+        &leforge_core::llm::ToolCall,
+        &Option<broadcast::Sender<RunEvent>>,
+    ),
+    step_input: &mut Value,
+    hook_error: &mut Option<leforge_core::HookError>,
+) -> Result<Value, (String, String)> {
+    use leforge_core::hook::{BeforeToolOutcome, HookToolCall};
+    let mut hook_call = HookToolCall {
+        tool: id.clone(),
+        action: endpoint.clone(),
+        name: call.name.clone(),
+        args: call.arguments.clone(),
+    };
+    let failed = |e: &leforge_core::HookError| (e.code().to_string(), e.to_string());
+    let decided = match hooks.before_tool(step, &hook_call).await {
+        Err(e) => {
+            emit_started(events, step, id, endpoint, step_input);
+            let out = Err(failed(&e));
+            *hook_error = Some(e);
+            return out;
+        }
+        Ok(BeforeToolOutcome::Proceed { args }) => {
+            if let Some(args) = args {
+                *step_input = args.clone();
+                hook_call.args = args;
+            }
+            None
+        }
+        Ok(BeforeToolOutcome::Deny { reason }) => Some(Err((
+            codes::DENIED_BY_HOOK.to_string(),
+            format!("denied by hook: {reason}"),
+        ))),
+        Ok(BeforeToolOutcome::Result { result }) => Some(Ok(result)),
+    };
+    emit_started(events, step, id, endpoint, step_input);
+    let outcome = match decided {
+        Some(outcome) => outcome,
+        None => invoke_with_retries(deps, input, id, endpoint, step_input)
+            .await
+            .map_err(|e| (e.code().as_str().to_string(), e.to_string())),
+    };
+    let Ok(result) = outcome else { return outcome };
+    match hooks.after_tool(step, &hook_call, &result).await {
+        Ok(Some(replaced)) => Ok(replaced),
+        Ok(None) => Ok(result),
+        Err(e) => {
+            let out = Err(failed(&e));
+            *hook_error = Some(e);
+            out
+        }
     }
 }
 

@@ -172,6 +172,9 @@ pub struct Agent {
     /// JSON Schema the final output must match (one repair turn, then the run fails).
     #[schema(value_type = Option<Object>)]
     pub output_schema: Option<serde_json::Value>,
+    /// Ids of the hook scripts applied to this agent's runs, in order (after the global ones).
+    #[serde(default)]
+    pub hooks: Vec<Uuid>,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -197,6 +200,8 @@ pub struct NewAgent {
     pub api_key_required: bool,
     pub allowed_api_keys: Vec<Uuid>,
     pub output_schema: Option<serde_json::Value>,
+    /// Hook script ids, in order.
+    pub hooks: Vec<Uuid>,
     pub created_by: Option<String>,
 }
 
@@ -216,6 +221,7 @@ pub struct AgentPatch {
     pub api_key_required: Option<bool>,
     pub allowed_api_keys: Option<Vec<Uuid>>,
     pub output_schema: Option<Option<serde_json::Value>>,
+    pub hooks: Option<Vec<Uuid>>,
 }
 
 impl AgentPatch {
@@ -255,6 +261,9 @@ impl AgentPatch {
         }
         if let Some(v) = &self.output_schema {
             agent.output_schema = v.clone();
+        }
+        if let Some(v) = &self.hooks {
+            agent.hooks = v.clone();
         }
     }
 }

@@ -318,6 +318,9 @@ pub struct HookRecord {
     /// What the script logged during this call, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<HookLog>,
+    /// The step (tool call) a `before_tool`/`after_tool` record belongs to; set by the loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
 }
 
 /// What a hook method returns: the outcome and the records, which the loop keeps in both

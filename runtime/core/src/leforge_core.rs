@@ -14,6 +14,7 @@ pub mod installed;
 pub mod llm;
 pub mod page;
 pub mod run;
+pub mod script;
 pub mod store;
 pub mod tool;
 pub mod validation;
@@ -27,6 +28,7 @@ pub use llm::{
     ToolCall, ToolResult, ToolSpec, Usage,
 };
 pub use page::{Page, PageRequest};
+pub use script::{NewScript, Script, ScriptPatch};
 pub use run::{CallbackAttempt, NewRun, Run, RunFilter, RunMode, RunStatus, RunStep, RunUpdate};
 pub use store::{AgentVisibility, Store, StoreError};
 pub use validation::FieldError;

@@ -156,6 +156,9 @@ pub struct Run {
     /// The server process that executes (or executed) the run.
     pub worker: Option<String>,
     pub steps: Vec<RunStep>,
+    /// Every hook call of every script, in call order (empty for agents without hooks).
+    #[serde(default)]
+    pub hooks: Vec<crate::hook::HookRecord>,
 }
 
 /// What the store needs to create a run (always created `pending`).

@@ -10,7 +10,9 @@ use crate::agent::{Agent, AgentPatch, NewAgent};
 use crate::api_key::{ApiKey, ApiKeyScope, NewApiKey};
 use crate::installed::{InstalledForgehook, NewInstalledForgehook};
 use crate::page::{Page, PageRequest};
+use crate::hook::HookRecord;
 use crate::run::{CallbackAttempt, NewRun, Run, RunFilter, RunStep, RunUpdate};
+use crate::script::{NewScript, Script, ScriptPatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -161,4 +163,22 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    // Hook scripts (issue #7).
+    async fn create_script(&self, script: NewScript) -> Result<Script, StoreError>;
+    /// Finds a script by id or name.
+    async fn find_script(&self, id_or_name: &str) -> Result<Option<Script>, StoreError>;
+    async fn list_scripts(&self, page: PageRequest) -> Result<Page<Script>, StoreError>;
+    /// Applies the patch and increments the version.
+    async fn update_script(&self, id: Uuid, patch: ScriptPatch) -> Result<Script, StoreError>;
+    /// Removes the script and returns what it was. Callers check that no agent uses it.
+    async fn delete_script(&self, id: Uuid) -> Result<Script, StoreError>;
+    /// Live (not deleted) agents whose `hooks` list the script, oldest first.
+    async fn agents_using_script(&self, script_id: Uuid) -> Result<Vec<Agent>, StoreError>;
+    /// Appends hook records to a run's trace, after those already stored.
+    async fn append_run_hooks(
+        &self,
+        run_id: Uuid,
+        records: &[HookRecord],
+    ) -> Result<(), StoreError>;
 }

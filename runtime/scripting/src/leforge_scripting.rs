@@ -707,6 +707,8 @@ fn record(
         duration_ms: call.duration_ms,
         outcome,
         logs: std::mem::take(&mut call.logs),
+        // The runner does not know the loop's step numbers; the loop fills this in.
+        step: None,
     }
 }
 

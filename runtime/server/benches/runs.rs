@@ -74,6 +74,7 @@ async fn agent(state: &AppState, name: &str) -> uuid::Uuid {
         api_key_required: false,
         allowed_api_keys: vec![],
         output_schema: None,
+        hooks: vec![],
         created_by: None,
     };
     state.store.create_agent(new).await.unwrap().id

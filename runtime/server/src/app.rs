@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::envelope::REQUEST_ID;
 use crate::error::ApiError;
-use crate::routes::{agent_runs, agents, api_keys, forgehooks, health, llm, runs};
+use crate::routes::{agent_runs, agents, api_keys, forgehooks, health, llm, runs, scripts};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -55,7 +55,15 @@ pub fn router(state: AppState) -> Router {
             post(forgehooks::invoke),
         )
         .route("/llm/providers", get(llm::providers))
-        .route("/llm/models/{provider}", get(llm::models));
+        .route("/llm/models/{provider}", get(llm::models))
+        .route("/scripts", get(scripts::list).post(scripts::create))
+        .route(
+            "/scripts/{id_or_name}",
+            get(scripts::get)
+                .put(scripts::update)
+                .delete(scripts::delete),
+        )
+        .route("/scripts/{id_or_name}/test", post(scripts::test));
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::ui::router())

@@ -110,6 +110,10 @@ pub struct ServerArgs {
     /// Requests per minute per API key (or client address); 0 turns the limit off [default: 0]
     #[arg(long, env = "LEFORGE_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
+    /// Comma-separated hook scripts (names or ids) applied to every agent's runs, before the
+    /// agent's own hooks [default: none]
+    #[arg(long, env = "LEFORGE_GLOBAL_HOOKS", value_delimiter = ',')]
+    pub global_hooks: Option<Vec<String>>,
 }
 
 /// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
@@ -132,6 +136,7 @@ pub struct FileConfig {
     pub run_lease_ms: Option<u64>,
     pub max_concurrent_runs: Option<usize>,
     pub rate_limit_per_minute: Option<u32>,
+    pub global_hooks: Option<Vec<String>>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -170,6 +175,8 @@ pub struct Config {
     pub run_lease_ms: u64,
     pub max_concurrent_runs: usize,
     pub rate_limit_per_minute: u32,
+    /// Hook scripts (names or ids) run for every agent, before the agent's own, in order.
+    pub global_hooks: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +283,15 @@ impl Config {
                 .rate_limit_per_minute
                 .or(file.rate_limit_per_minute)
                 .unwrap_or(0),
+            global_hooks: args
+                .global_hooks
+                .clone()
+                .or(file.global_hooks)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
             model_aliases: file.model_aliases,
             forgehook_max_memory_mb,
             forgehook_max_timeout_ms,
@@ -335,6 +351,27 @@ mod tests {
         let cfg = Config::resolve(&args).unwrap();
         assert_eq!(cfg.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/y"));
+    }
+
+    #[test]
+    fn global_hooks_from_the_file_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leforge.toml");
+        std::fs::write(&path, "global_hooks = [\"redact_pii\", \" audit_log \"]\n").unwrap();
+        let mut args = ServerArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&args).unwrap().global_hooks,
+            ["redact_pii", "audit_log"]
+        );
+        args.global_hooks = Some(vec!["a".into(), "".into()]);
+        assert_eq!(Config::resolve(&args).unwrap().global_hooks, ["a"]);
+        assert!(Config::resolve(&ServerArgs::default())
+            .unwrap()
+            .global_hooks
+            .is_empty());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod runner;
+pub mod script_library;
 pub mod state;
 pub mod ui;
 

@@ -22,6 +22,8 @@ use crate::routes;
         routes::llm::providers, routes::llm::models,
         routes::agent_runs::run, routes::agent_runs::result, routes::agent_runs::events,
         routes::agent_runs::cancel,
+        routes::scripts::list, routes::scripts::create, routes::scripts::get,
+        routes::scripts::update, routes::scripts::delete, routes::scripts::test,
     ),
     components(schemas(
         leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,
@@ -36,10 +38,16 @@ use crate::routes;
         leforge_core::llm::ProviderInfo, leforge_core::llm::ModelInfo,
         routes::agent_runs::RunRequest, routes::agent_runs::RunView, routes::agent_runs::RunMetrics,
         leforge_core::RunMode, leforge_core::CallbackAttempt,
+        leforge_core::Script, routes::scripts::CreateScriptRequest,
+        routes::scripts::UpdateScriptRequest, routes::scripts::TestScriptRequest,
+        routes::scripts::ScriptTestResult, routes::scripts::ScriptTestError,
+        routes::scripts::DeletedScript, leforge_core::hook::HookRecord,
+        leforge_core::hook::HookRecordOutcome, leforge_core::hook::HookPoint,
+        leforge_core::hook::HookLog, leforge_core::hook::HookLogLevel,
     )),
     modifiers(&Security),
     tags(
-        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"), (name = "forgehooks"), (name = "llm"),
+        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"), (name = "forgehooks"), (name = "llm"), (name = "scripts"),
     )
 )]
 pub struct ApiDoc;

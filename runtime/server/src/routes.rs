@@ -8,6 +8,7 @@ pub mod forgehooks;
 pub mod health;
 pub mod llm;
 pub mod runs;
+pub mod scripts;
 
 use leforge_core::PageRequest;
 use serde::Deserialize;

@@ -46,6 +46,8 @@ pub struct RunnerSettings {
     pub callback_hosts: Option<Vec<String>>,
     pub callback_attempts: u32,
     pub callback_backoff: Duration,
+    /// Hook scripts (names or ids) applied to every run before the agent's own.
+    pub global_hooks: Vec<String>,
 }
 
 impl Default for RunnerSettings {
@@ -61,6 +63,7 @@ impl Default for RunnerSettings {
             callback_hosts: None,
             callback_attempts: 5,
             callback_backoff: Duration::from_secs(1),
+            global_hooks: Vec::new(),
         }
     }
 }
@@ -212,6 +215,10 @@ impl Runner {
                     .await;
             }
         };
+        let mut input = input;
+        if let Err(message) = self.resolve_hooks(&mut input).await {
+            return self.fail_hooks_at_start(run.id, message).await;
+        }
         // Take the lease before any work, then keep it fresh while the loop runs.
         self.lease(run.id).await?;
         let renewer = self.keep_lease(run.id, cancel.clone());
@@ -293,7 +300,39 @@ impl Runner {
             data: run.input_data.clone(),
             limits,
             stream: run.mode == leforge_core::RunMode::Stream,
+            hook_chain: Default::default(),
         })
+    }
+
+    /// Loads the run's hook scripts (global, then the agent's). Agents without hooks and a
+    /// server without global hooks cost nothing here.
+    async fn resolve_hooks(&self, input: &mut RunInput) -> Result<(), String> {
+        input.hook_chain = crate::script_library::resolve_chain(
+            self.inner.deps.store.as_ref(),
+            &self.inner.settings.global_hooks,
+            &input.agent,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A run whose hook scripts cannot be loaded fails before it starts, with `HOOK_ERROR`.
+    async fn fail_hooks_at_start(&self, run_id: Uuid, message: String) -> Result<Run, StoreError> {
+        tracing::warn!(run_id = %run_id, error = %message, "run failed: hook scripts unavailable");
+        self.inner
+            .deps
+            .store
+            .update_run(
+                run_id,
+                RunUpdate {
+                    status: Some(RunStatus::Failed),
+                    error_code: Some("HOOK_ERROR".into()),
+                    error_message: Some(message),
+                    completed_at: Some(chrono::Utc::now()),
+                    ..Default::default()
+                },
+            )
+            .await
     }
 
     /// Cancels a run wherever it is: the database status first (so any server sees it),

@@ -19,6 +19,8 @@ pub struct AppState {
     pub llm: LlmRouter,
     pub runner: Runner,
     pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// The Rhai hook runner: compiles scripts on save, tests them, and runs them in the loop.
+    pub hooks: leforge_scripting::RhaiHookRunner,
     /// Admin UI sign-in sessions (in memory).
     pub sessions: crate::ui::Sessions,
 }
@@ -29,6 +31,8 @@ pub enum StateError {
     Wasm(#[from] leforge_wasm::HostError),
     #[error(transparent)]
     Llm(#[from] leforge_llm::InitError),
+    #[error(transparent)]
+    Hooks(#[from] leforge_scripting::RunnerError),
 }
 
 impl AppState {
@@ -63,12 +67,26 @@ impl AppState {
         wasm_config.max_timeout_ms = config.forgehook_max_timeout_ms;
         let wasm = WasmHost::new(wasm_config)?;
         let forgehooks = Forgehooks::new(store.clone(), wasm);
+        // `import "name"` in a script resolves against the store. Building the state needs a
+        // runtime (the store pool already does), so there is a handle to block on.
+        let hooks = leforge_scripting::RhaiHookRunner::with_library(
+            leforge_scripting::HookConfig::default(),
+            Arc::new(crate::script_library::StoreLibrary::new(
+                store.clone(),
+                tokio::runtime::Handle::current(),
+            )),
+        )?;
+        let settings = RunnerSettings {
+            global_hooks: config.global_hooks.clone(),
+            ..settings
+        };
         let runner = Runner::new(
             leforge_agent::Deps {
                 store: store.clone(),
                 llm: Arc::new(llm.clone()),
                 tools: Arc::new(forgehooks.clone()),
                 catalog: Arc::new(forgehooks.clone()),
+                hooks: Some(Arc::new(hooks.clone())),
             },
             settings,
         );
@@ -76,6 +94,7 @@ impl AppState {
             config.rate_limit_per_minute,
         ));
         Ok(AppState {
+            hooks,
             sessions: Default::default(),
             rate_limiter,
             forgehooks,

@@ -28,6 +28,7 @@ pub(crate) struct AgentRow {
     pub api_key_required: bool,
     pub allowed_api_keys: Json<Vec<Uuid>>,
     pub output_schema: Option<Json<Value>>,
+    pub hooks: Json<Vec<Uuid>>,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -57,6 +58,7 @@ impl AgentRow {
                 api_key_required: self.api_key_required,
                 allowed_api_keys: self.allowed_api_keys.0,
                 output_schema: self.output_schema.map(|j| j.0),
+                hooks: self.hooks.0,
                 created_by: self.created_by,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
@@ -136,6 +138,7 @@ impl RunRow {
                 request_hash: self.request_hash,
                 worker: self.lease_owner,
                 steps,
+                hooks: Vec::new(),
             },
         ))
     }
@@ -238,5 +241,68 @@ impl ForgehookRow {
             installed_at: self.installed_at,
             updated_at: self.updated_at,
         }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ScriptRow {
+    pub seq: i64,
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub source: String,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ScriptRow {
+    pub fn into_script(self) -> (i64, leforge_core::Script) {
+        (
+            self.seq,
+            leforge_core::Script {
+                id: self.id,
+                name: self.name,
+                description: self.description,
+                source: self.source,
+                version: self.version,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+            },
+        )
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RunHookRow {
+    pub run_id: Uuid,
+    pub hook: String,
+    pub script: String,
+    pub script_id: Uuid,
+    pub script_version: i64,
+    pub step: Option<i32>,
+    pub duration_ms: f64,
+    pub outcome: Json<leforge_core::hook::HookRecordOutcome>,
+    pub logs: Json<Vec<leforge_core::hook::HookLog>>,
+}
+
+impl RunHookRow {
+    pub fn into_record(self) -> Result<leforge_core::hook::HookRecord, StoreError> {
+        let hook = leforge_core::hook::HookPoint::parse(&self.hook).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "run {} has a hook record of unknown hook '{}'",
+                self.run_id, self.hook
+            ))
+        })?;
+        Ok(leforge_core::hook::HookRecord {
+            hook,
+            script: self.script,
+            script_id: self.script_id,
+            script_version: self.script_version,
+            duration_ms: self.duration_ms,
+            outcome: self.outcome.0,
+            logs: self.logs.0,
+            step: self.step,
+        })
     }
 }

@@ -6,25 +6,32 @@ use async_trait::async_trait;
 use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook};
 use leforge_core::store::AgentVisibility;
 use leforge_core::{
-    Agent, AgentPatch, ApiKey, ApiKeyScope, CallbackAttempt, NewAgent, NewApiKey, NewRun, Page,
-    PageRequest, Run, RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
+    Agent, AgentPatch, ApiKey, ApiKeyScope, CallbackAttempt, NewAgent, NewApiKey, NewRun,
+    NewScript, Page, PageRequest, Run, RunFilter, RunStatus, RunStep, RunUpdate, Script,
+    ScriptPatch, Store, StoreError,
 };
 use sqlx::types::Json;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db_err;
-use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunRow, StepRow};
+use crate::rows::{
+    now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow,
+};
 
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
     tools, config, is_public, api_key_required, allowed_api_keys, output_schema, created_by, \
-    created_at, updated_at";
+    created_at, updated_at, hooks";
 const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, output, output_text, \
     error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
     triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at, \
     mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner";
 const STEP_COLS: &str = "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
+const SCRIPT_COLS: &str =
+    "seq, id, name, description, source, version, created_at, updated_at";
+const RUN_HOOK_COLS: &str = "run_id, hook, script, script_id, script_version, step, \
+    duration_ms, outcome, logs";
 const HOOK_COLS: &str =
     "id, manifest, wasm_sha256, enabled, builtin, config, installed_at, updated_at";
 
@@ -213,12 +220,47 @@ macro_rules! sql_store {
             async fn runs_with_steps(&self, rows: Vec<RunRow>) -> Result<Vec<(i64, Run)>, StoreError> {
                 let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
                 let mut steps = self.steps_for(&ids).await?;
+                let mut hooks = self.hooks_for(&ids).await?;
                 rows.into_iter()
                     .map(|row| {
                         let s = steps.remove(&row.id).unwrap_or_default();
-                        row.into_run(s)
+                        let h = hooks.remove(&row.id).unwrap_or_default();
+                        row.into_run(s).map(|(seq, mut run)| {
+                            run.hooks = h;
+                            (seq, run)
+                        })
                     })
                     .collect()
+            }
+
+            /// Loads the hook records of several runs at once, grouped by run in call order.
+            async fn hooks_for(
+                &self,
+                run_ids: &[Uuid],
+            ) -> Result<std::collections::HashMap<Uuid, Vec<leforge_core::hook::HookRecord>>, StoreError> {
+                let mut grouped: std::collections::HashMap<Uuid, Vec<leforge_core::hook::HookRecord>> =
+                    std::collections::HashMap::new();
+                if run_ids.is_empty() {
+                    return Ok(grouped);
+                }
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {RUN_HOOK_COLS} FROM run_hooks WHERE run_id IN ("
+                ));
+                let mut sep = qb.separated(", ");
+                for id in run_ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(") ORDER BY seq");
+                let rows: Vec<RunHookRow> = qb
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                for row in rows {
+                    let run_id = row.run_id;
+                    grouped.entry(run_id).or_default().push(row.into_record()?);
+                }
+                Ok(grouped)
             }
         }
 
@@ -239,8 +281,9 @@ macro_rules! sql_store {
                 let row = sqlx::query_as::<$db, AgentRow>(&format!(
                     "INSERT INTO agents (id, name, slug, description, model, provider, system_prompt, \
                      tools, config, is_public, api_key_required, allowed_api_keys, created_by, \
-                     created_at, updated_at, output_schema) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) \
+                     created_at, updated_at, output_schema, hooks) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
+                     $16) \
                      RETURNING {AGENT_COLS}"
                 ))
                 .bind(id)
@@ -258,6 +301,7 @@ macro_rules! sql_store {
                 .bind(&agent.created_by)
                 .bind(ts)
                 .bind(agent.output_schema.as_ref().map(Json))
+                .bind(Json(&agent.hooks))
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| write_err(e, "agent"))?;
@@ -325,7 +369,7 @@ macro_rules! sql_store {
                     "UPDATE agents SET name = $2, slug = $3, description = $4, model = $5, \
                      provider = $6, system_prompt = $7, tools = $8, config = $9, is_public = $10, \
                      api_key_required = $11, allowed_api_keys = $12, updated_at = $13, \
-                     output_schema = $14 \
+                     output_schema = $14, hooks = $15 \
                      WHERE id = $1 AND deleted_at IS NULL RETURNING {AGENT_COLS}"
                 ))
                 .bind(id)
@@ -342,6 +386,7 @@ macro_rules! sql_store {
                 .bind(Json(&agent.allowed_api_keys))
                 .bind(agent.updated_at)
                 .bind(agent.output_schema.as_ref().map(Json))
+                .bind(Json(&agent.hooks))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| write_err(e, "agent"))?
@@ -918,6 +963,150 @@ macro_rules! sql_store {
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "forgehook" })?;
                 Ok(row.into_installed())
+            }
+
+            // ---- Hook scripts (issue #7) ----
+
+            async fn create_script(&self, script: NewScript) -> Result<Script, StoreError> {
+                let ts = now();
+                let row = sqlx::query_as::<$db, ScriptRow>(&format!(
+                    "INSERT INTO scripts (id, name, description, source, version, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5) RETURNING {SCRIPT_COLS}"
+                ))
+                .bind(Uuid::now_v7())
+                .bind(&script.name)
+                .bind(&script.description)
+                .bind(&script.source)
+                .bind(ts)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| write_err(e, "script"))?;
+                Ok(row.into_script().1)
+            }
+
+            async fn find_script(&self, id_or_name: &str) -> Result<Option<Script>, StoreError> {
+                let query = match Uuid::parse_str(id_or_name) {
+                    Ok(id) => sqlx::query_as::<$db, ScriptRow>(&format!(
+                        "SELECT {SCRIPT_COLS} FROM scripts WHERE id = $1"
+                    ))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await,
+                    Err(_) => sqlx::query_as::<$db, ScriptRow>(&format!(
+                        "SELECT {SCRIPT_COLS} FROM scripts WHERE name = $1"
+                    ))
+                    .bind(id_or_name)
+                    .fetch_optional(&self.pool)
+                    .await,
+                };
+                Ok(query.map_err(db_err)?.map(|r| r.into_script().1))
+            }
+
+            async fn list_scripts(&self, page: PageRequest) -> Result<Page<Script>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {SCRIPT_COLS} FROM scripts WHERE 1 = 1"
+                ));
+                if let Some(after) = page.after {
+                    qb.push(" AND seq < ").push_bind(after);
+                }
+                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
+                let rows: Vec<ScriptRow> = qb
+                    .build_query_as()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(Page::from_rows(
+                    rows.into_iter().map(ScriptRow::into_script).collect(),
+                    page.limit,
+                ))
+            }
+
+            async fn update_script(&self, id: Uuid, patch: ScriptPatch) -> Result<Script, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE scripts SET version = version + 1, updated_at = ");
+                qb.push_bind(now());
+                if let Some(name) = patch.name {
+                    qb.push(", name = ").push_bind(name);
+                }
+                if let Some(description) = patch.description {
+                    qb.push(", description = ").push_bind(description);
+                }
+                if let Some(source) = patch.source {
+                    qb.push(", source = ").push_bind(source);
+                }
+                qb.push(" WHERE id = ").push_bind(id);
+                qb.push(format!(" RETURNING {SCRIPT_COLS}"));
+                let row: ScriptRow = qb
+                    .build_query_as()
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| write_err(e, "script"))?
+                    .ok_or(StoreError::NotFound { entity: "script" })?;
+                Ok(row.into_script().1)
+            }
+
+            async fn delete_script(&self, id: Uuid) -> Result<Script, StoreError> {
+                let row = sqlx::query_as::<$db, ScriptRow>(&format!(
+                    "DELETE FROM scripts WHERE id = $1 RETURNING {SCRIPT_COLS}"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound { entity: "script" })?;
+                Ok(row.into_script().1)
+            }
+
+            async fn agents_using_script(&self, script_id: Uuid) -> Result<Vec<Agent>, StoreError> {
+                // Few agents have hooks, so the membership test is done here rather than in
+                // two JSON dialects; `hooks` is written by serde, so an empty list is `[]`.
+                let rows = sqlx::query_as::<$db, AgentRow>(&format!(
+                    "SELECT {AGENT_COLS} FROM agents WHERE deleted_at IS NULL AND hooks <> '[]' \
+                     ORDER BY seq"
+                ))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                let mut agents = Vec::new();
+                for row in rows {
+                    let (_, agent) = row.into_agent()?;
+                    if agent.hooks.contains(&script_id) {
+                        agents.push(agent);
+                    }
+                }
+                Ok(agents)
+            }
+
+            async fn append_run_hooks(
+                &self,
+                run_id: Uuid,
+                records: &[leforge_core::hook::HookRecord],
+            ) -> Result<(), StoreError> {
+                if records.is_empty() {
+                    return Ok(());
+                }
+                let ts = now();
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO run_hooks (run_id, hook, script, script_id, script_version, step, \
+                     duration_ms, outcome, logs, created_at) ",
+                );
+                // One statement, so the records of one hook call keep their order (`seq`).
+                qb.push_values(records, |mut b, r| {
+                    b.push_bind(run_id)
+                        .push_bind(r.hook.as_str())
+                        .push_bind(r.script.clone())
+                        .push_bind(r.script_id)
+                        .push_bind(r.script_version)
+                        .push_bind(r.step)
+                        .push_bind(r.duration_ms)
+                        .push_bind(Json(r.outcome.clone()))
+                        .push_bind(Json(r.logs.clone()))
+                        .push_bind(ts);
+                });
+                qb.build().execute(&self.pool).await.map_err(|e| match write_err(e, "hook record") {
+                    StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
+                    other => other,
+                })?;
+                Ok(())
             }
         }
     };

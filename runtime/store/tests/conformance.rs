@@ -27,6 +27,7 @@ fn new_agent(name: &str) -> NewAgent {
         api_key_required: false,
         allowed_api_keys: vec![],
         output_schema: None,
+        hooks: vec![],
         created_by: Some("test".into()),
     }
 }
@@ -760,6 +761,188 @@ async fn idempotency_keys_are_unique_per_agent_until_expired() {
             .await
             .unwrap();
         store.create_run(keyed(a.id)).await.unwrap();
+    })
+    .await;
+}
+
+// ---- Hook scripts (issue #7) ----
+
+fn new_script(name: &str) -> leforge_core::NewScript {
+    leforge_core::NewScript {
+        name: name.into(),
+        description: Some("masks things".into()),
+        source: "fn on_run_start(ctx) { () }".into(),
+    }
+}
+
+#[tokio::test]
+async fn scripts_round_trip_version_on_update_and_conflict_on_name() {
+    each_backend(|store| async move {
+        let s = store.create_script(new_script("redact")).await.unwrap();
+        assert_eq!(s.version, 1);
+        assert_eq!(store.find_script("redact").await.unwrap(), Some(s.clone()));
+        assert_eq!(
+            store.find_script(&s.id.to_string()).await.unwrap(),
+            Some(s.clone())
+        );
+        assert!(store.find_script("nope").await.unwrap().is_none());
+        match store.create_script(new_script("redact")).await {
+            Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "name"),
+            other => panic!("expected a name conflict, got {other:?}"),
+        }
+        let other = store.create_script(new_script("other")).await.unwrap();
+        let updated = store
+            .update_script(
+                s.id,
+                leforge_core::ScriptPatch {
+                    name: Some("redact2".into()),
+                    description: Some(None),
+                    source: Some("fn on_run_end(ctx, output) { output }".into()),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.version, 2);
+        assert_eq!(updated.name, "redact2");
+        assert_eq!(updated.description, None);
+        assert!(updated.source.contains("on_run_end"));
+        assert_eq!(updated.created_at, s.created_at);
+        // Renaming onto another script's name is a conflict; an unknown id is not found.
+        assert!(matches!(
+            store
+                .update_script(
+                    s.id,
+                    leforge_core::ScriptPatch {
+                        name: Some("other".into()),
+                        ..Default::default()
+                    }
+                )
+                .await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            store
+                .update_script(Uuid::new_v4(), Default::default())
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+        // Newest first, paged by seq.
+        let page = store
+            .list_scripts(PageRequest::from_params(Some(1), None).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].id, other.id);
+        let rest = store
+            .list_scripts(PageRequest::from_params(Some(1), page.next_cursor.as_deref()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(rest.items[0].id, s.id);
+        let deleted = store.delete_script(other.id).await.unwrap();
+        assert_eq!(deleted.name, "other");
+        assert!(matches!(
+            store.delete_script(other.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn agents_keep_hook_ids_and_are_found_by_script() {
+    each_backend(|store| async move {
+        let s1 = store.create_script(new_script("s1")).await.unwrap();
+        let s2 = store.create_script(new_script("s2")).await.unwrap();
+        let mut with_hooks = new_agent("Hooked");
+        with_hooks.hooks = vec![s2.id, s1.id];
+        let a = store.create_agent(with_hooks).await.unwrap();
+        assert_eq!(a.hooks, vec![s2.id, s1.id]);
+        let b = store.create_agent(new_agent("Plain")).await.unwrap();
+        assert!(b.hooks.is_empty());
+        let users = store.agents_using_script(s1.id).await.unwrap();
+        assert_eq!(users.iter().map(|a| a.id).collect::<Vec<_>>(), vec![a.id]);
+        let b = store
+            .update_agent(
+                b.id,
+                AgentPatch {
+                    hooks: Some(vec![s1.id]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(b.hooks, vec![s1.id]);
+        assert_eq!(store.agents_using_script(s1.id).await.unwrap().len(), 2);
+        // Deleted agents no longer hold a script.
+        store.delete_agent(a.id).await.unwrap();
+        let users = store.agents_using_script(s1.id).await.unwrap();
+        assert_eq!(users.iter().map(|a| a.id).collect::<Vec<_>>(), vec![b.id]);
+        assert!(store.agents_using_script(s2.id).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hook_records_come_back_with_the_run_in_order() {
+    use leforge_core::hook::{
+        HookLog, HookLogLevel, HookPoint, HookRecord, HookRecordOutcome,
+    };
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Traced")).await.unwrap();
+        let run = store.create_run(NewRun::simple(a.id, "hi")).await.unwrap();
+        assert!(run.hooks.is_empty());
+        let record = |hook, step, outcome| HookRecord {
+            hook,
+            script: "audit".into(),
+            script_id: Uuid::from_u128(7),
+            script_version: 3,
+            duration_ms: 0.125,
+            outcome,
+            logs: vec![HookLog {
+                level: HookLogLevel::Warn,
+                message: "careful".into(),
+            }],
+            step,
+        };
+        let first = vec![record(
+            HookPoint::OnRunStart,
+            None,
+            HookRecordOutcome::Replaced {
+                changes: json!({"input": "masked"}),
+            },
+        )];
+        let second = vec![
+            record(
+                HookPoint::BeforeTool,
+                Some(1),
+                HookRecordOutcome::Denied {
+                    reason: "too big".into(),
+                },
+            ),
+            record(HookPoint::AfterTool, Some(1), HookRecordOutcome::Unchanged),
+        ];
+        store.append_run_hooks(run.id, &first).await.unwrap();
+        store.append_run_hooks(run.id, &second).await.unwrap();
+        store.append_run_hooks(run.id, &[]).await.unwrap();
+        let got = store.get_run(run.id).await.unwrap().unwrap();
+        let expected: Vec<_> = first.into_iter().chain(second).collect();
+        assert_eq!(got.hooks, expected);
+        // Listing carries them too.
+        let listed = store
+            .list_runs(
+                RunFilter {
+                    agent_id: Some(a.id),
+                    ..Default::default()
+                },
+                PageRequest::from_params(None, None).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.items[0].hooks.len(), 3);
+        assert!(matches!(
+            store.append_run_hooks(Uuid::new_v4(), &expected[..1]).await,
+            Err(StoreError::NotFound { .. })
+        ));
     })
     .await;
 }

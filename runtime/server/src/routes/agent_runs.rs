@@ -491,6 +491,7 @@ fn to_sse(event: &RunEvent) -> Event {
             json!({"step": step, "tool": tool, "action": action, "output": output,
                    "error": error, "duration_ms": duration_ms}),
         ),
+        RunEvent::Hook { record } => sse_event("hook", json!(record)),
         RunEvent::Finished { run } => finished_event(run),
     }
 }

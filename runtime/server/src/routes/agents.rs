@@ -42,6 +42,8 @@ pub struct CreateAgentRequest {
     /// JSON Schema the final output must match.
     #[schema(value_type = Option<Object>)]
     pub output_schema: Option<serde_json::Value>,
+    /// Hook scripts (ids or names) applied in order, after the global ones; stored as ids.
+    pub hooks: Option<Vec<String>>,
 }
 
 /// Body of `PUT /api/v1/agents/{id_or_slug}`: every field optional; absent fields keep their
@@ -65,6 +67,8 @@ pub struct UpdateAgentRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub output_schema: Option<Option<serde_json::Value>>,
+    /// Hook scripts (ids or names); replaces the list.
+    pub hooks: Option<Vec<String>>,
 }
 
 /// Distinguishes "absent" (`None`) from "null" (`Some(None)`).
@@ -153,8 +157,12 @@ fn invalid(errors: Vec<FieldError>) -> ApiError {
 }
 
 /// Validates a create request completely, reporting every problem at once.
-pub fn validate_create(req: CreateAgentRequest, caller: &Caller) -> Result<NewAgent, ApiError> {
-    let mut errors = Vec::new();
+pub fn validate_create(
+    req: CreateAgentRequest,
+    caller: &Caller,
+    hooks: ResolvedHooks,
+) -> Result<NewAgent, ApiError> {
+    let (hooks, mut errors) = hooks;
     let name = req.name.unwrap_or_default();
     validate_name(&name, &mut errors);
     let system_prompt = req.system_prompt.unwrap_or_default();
@@ -188,6 +196,7 @@ pub fn validate_create(req: CreateAgentRequest, caller: &Caller) -> Result<NewAg
                 api_key_required: req.api_key_required.unwrap_or(false),
                 allowed_api_keys,
                 output_schema: req.output_schema,
+                hooks,
                 created_by: caller.key_id().map(|id| id.to_string()),
             })
         }
@@ -196,8 +205,15 @@ pub fn validate_create(req: CreateAgentRequest, caller: &Caller) -> Result<NewAg
 }
 
 /// Validates an update against the agent it changes.
-pub fn validate_update(req: UpdateAgentRequest, current: &Agent) -> Result<AgentPatch, ApiError> {
-    let mut errors = Vec::new();
+pub fn validate_update(
+    req: UpdateAgentRequest,
+    current: &Agent,
+    hooks: Option<ResolvedHooks>,
+) -> Result<AgentPatch, ApiError> {
+    let (hooks, mut errors) = match hooks {
+        Some((ids, errors)) => (Some(ids), errors),
+        None => (None, Vec::new()),
+    };
     if let Some(name) = &req.name {
         validate_name(name, &mut errors);
     }
@@ -253,7 +269,32 @@ pub fn validate_update(req: UpdateAgentRequest, current: &Agent) -> Result<Agent
         api_key_required: req.api_key_required,
         allowed_api_keys,
         output_schema: req.output_schema,
+        hooks,
     })
+}
+
+/// Script ids for `hooks`, and a `hooks[i]` error for each entry that names no script.
+pub type ResolvedHooks = (Vec<Uuid>, Vec<FieldError>);
+
+/// Resolves the ids or names an agent lists in `hooks` to script ids (stored as ids, so a
+/// renamed script stays attached).
+pub async fn resolve_hooks(state: &AppState, hooks: &[String]) -> ApiResult<ResolvedHooks> {
+    let mut ids = Vec::with_capacity(hooks.len());
+    let mut errors = Vec::new();
+    for (i, hook) in hooks.iter().enumerate() {
+        match state.store.find_script(hook.trim()).await? {
+            Some(script) if ids.contains(&script.id) => errors.push(FieldError::new(
+                format!("hooks[{i}]"),
+                format!("script '{hook}' is listed twice"),
+            )),
+            Some(script) => ids.push(script.id),
+            None => errors.push(FieldError::new(
+                format!("hooks[{i}]"),
+                format!("no script '{hook}' exists"),
+            )),
+        }
+    }
+    Result::Ok((ids, errors))
 }
 
 /// Finds a live agent the caller may read: 404 when absent, 401/403 when hidden from it.
@@ -306,7 +347,8 @@ pub async fn create(
     Admin(caller): Admin,
     ApiJson(req): ApiJson<CreateAgentRequest>,
 ) -> ApiResult<Ok<Agent>> {
-    let new = validate_create(req, &caller)?;
+    let hooks = resolve_hooks(&state, req.hooks.as_deref().unwrap_or_default()).await?;
+    let new = validate_create(req, &caller, hooks)?;
     let agent = state.store.create_agent(new).await?;
     tracing::info!(agent_id = %agent.id, slug = %agent.slug, "agent created");
     Result::Ok(Ok::created(agent))
@@ -342,7 +384,11 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateAgentRequest>,
 ) -> ApiResult<Ok<Agent>> {
     let current = readable_agent(&state, &caller, &id_or_slug).await?;
-    let patch = validate_update(req, &current)?;
+    let hooks = match &req.hooks {
+        Some(h) => Some(resolve_hooks(&state, h).await?),
+        None => None,
+    };
+    let patch = validate_update(req, &current, hooks)?;
     let agent = state.store.update_agent(current.id, patch).await?;
     Result::Ok(Ok::new(agent))
 }
