@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use crate::agent::{Agent, AgentPatch, NewAgent};
 use crate::api_key::{ApiKey, ApiKeyScope, NewApiKey};
+use crate::hook::HookRecord;
 use crate::installed::{InstalledForgehook, NewInstalledForgehook};
 use crate::page::{Page, PageRequest};
-use crate::hook::HookRecord;
 use crate::run::{CallbackAttempt, NewRun, Run, RunFilter, RunStep, RunUpdate};
 use crate::script::{NewScript, Script, ScriptPatch};
 

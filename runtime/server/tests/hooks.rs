@@ -72,10 +72,7 @@ impl Env {
     async fn script(&self, name: &str, source: &str) -> Value {
         let r = self
             .t
-            .admin_post(
-                "/api/v1/scripts",
-                json!({"name": name, "source": source}),
-            )
+            .admin_post("/api/v1/scripts", json!({"name": name, "source": source}))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.body["data"].clone()
@@ -96,8 +93,12 @@ impl Env {
     }
 
     async fn run(&self, slug: &str, body: Value) -> Reply {
-        self.call(Method::POST, &format!("/api/v1/agents/{slug}/run"), Some(body))
-            .await
+        self.call(
+            Method::POST,
+            &format!("/api/v1/agents/{slug}/run"),
+            Some(body),
+        )
+        .await
     }
 
     /// Every request the model was sent, as text.
@@ -151,9 +152,8 @@ async fn scripts_crud_with_compile_errors_placed() {
         assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
 
         // A syntax error on create: 400 with line and column.
-        let bad = e
-            .t
-            .admin_post(
+        let bad =
+            e.t.admin_post(
                 "/api/v1/scripts",
                 json!({"name": "broken", "source": "fn on_run_start(ctx) {\n  let x = ;\n}"}),
             )
@@ -197,7 +197,9 @@ async fn scripts_crud_with_compile_errors_placed() {
             .call(
                 Method::PUT,
                 "/api/v1/scripts/masker",
-                Some(json!({"source": "fn on_run_end(ctx, output) { output }", "description": "v2"})),
+                Some(
+                    json!({"source": "fn on_run_end(ctx, output) { output }", "description": "v2"}),
+                ),
             )
             .await;
         assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
@@ -205,23 +207,20 @@ async fn scripts_crud_with_compile_errors_placed() {
         assert_eq!(ok.body["data"]["description"], "v2");
 
         // Names: unique, plain.
-        let dup = e
-            .t
-            .admin_post("/api/v1/scripts", json!({"name": "masker", "source": ""}))
-            .await;
+        let dup =
+            e.t.admin_post("/api/v1/scripts", json!({"name": "masker", "source": ""}))
+                .await;
         assert_eq!(dup.status, StatusCode::CONFLICT, "{}", dup.body);
-        let bad_name = e
-            .t
-            .admin_post(
+        let bad_name =
+            e.t.admin_post(
                 "/api/v1/scripts",
                 json!({"name": "has space", "source": "", "extra": 1}),
             )
             .await;
         assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
-        let bad_name = e
-            .t
-            .admin_post("/api/v1/scripts", json!({"name": "has space"}))
-            .await;
+        let bad_name =
+            e.t.admin_post("/api/v1/scripts", json!({"name": "has space"}))
+                .await;
         let fields: Vec<_> = bad_name.body["error"]["details"]
             .as_array()
             .unwrap()
@@ -249,9 +248,8 @@ async fn agent_hooks_are_validated_stored_as_ids_and_block_deletes() {
     for e in all_envs().await {
         let a = e.script("first", "fn on_run_start(ctx) { () }").await;
         let b = e.script("second", "fn on_run_end(ctx, o) { o }").await;
-        let r = e
-            .t
-            .admin_post(
+        let r =
+            e.t.admin_post(
                 "/api/v1/agents",
                 json!({"name": "Bad Hooks", "system_prompt": "x", "hooks": ["first", "missing"]}),
             )
@@ -261,9 +259,10 @@ async fn agent_hooks_are_validated_stored_as_ids_and_block_deletes() {
         assert_eq!(r.body["error"]["details"][0]["field"], "hooks[1]");
 
         // Names or ids in, ids out, in order.
-        let agent = e
-            .t
-            .create_agent(json!({"name": "Hooked", "system_prompt": "x", "hooks": ["second", a["id"]]}))
+        let agent =
+            e.t.create_agent(
+                json!({"name": "Hooked", "system_prompt": "x", "hooks": ["second", a["id"]]}),
+            )
             .await;
         assert_eq!(agent["hooks"], json!([b["id"], a["id"]]));
         let got = e.t.admin_get("/api/v1/agents/hooked").await;
@@ -335,7 +334,8 @@ async fn test_route_returns_results_and_placed_errors() {
     let ctx = json!({"agent": {"id": "00000000-0000-0000-0000-000000000000", "slug": "a", "name": "A"},
                      "run_id": "00000000-0000-0000-0000-000000000000", "input": "", "data": null,
                      "step": 1, "metadata": {}});
-    let call = |n: i64| json!({"tool": "echo", "action": "echo", "name": "echo__echo", "args": {"n": n}});
+    let call =
+        |n: i64| json!({"tool": "echo", "action": "echo", "name": "echo__echo", "args": {"n": n}});
     let test = |args: Value| {
         e.t.admin_post(
             "/api/v1/scripts/probe/test",
@@ -365,26 +365,23 @@ async fn test_route_returns_results_and_placed_errors() {
     assert_eq!(err["line"], 5, "{}", r.body);
     assert!(err["column"].as_u64().is_some(), "{}", r.body);
 
-    let r = e
-        .t
-        .admin_post(
+    let r =
+        e.t.admin_post(
             "/api/v1/scripts/probe/test",
             json!({"hook": "before_tool", "args": [ctx]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["error"]["details"][0]["field"], "args");
-    let r = e
-        .t
-        .admin_post(
+    let r =
+        e.t.admin_post(
             "/api/v1/scripts/probe/test",
             json!({"hook": "before_run", "args": []}),
         )
         .await;
     assert_eq!(r.body["error"]["details"][0]["field"], "hook");
-    let r = e
-        .t
-        .admin_post(
+    let r =
+        e.t.admin_post(
             "/api/v1/scripts/nope/test",
             json!({"hook": "on_run_start", "args": [ctx]}),
         )
@@ -405,7 +402,10 @@ async fn on_run_start_replaces_input_and_data_before_the_llm_sees_them() {
         let slug = e.agent("Starter", json!(["rewrite"])).await;
         e.fake.push(Script::text("```json\n{\"ok\": true}\n```"));
         let r = e
-            .run(&slug, json!({"input": "Hello", "data": {"secret": "abcdef"}}))
+            .run(
+                &slug,
+                json!({"input": "Hello", "data": {"secret": "abcdef"}}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let sent = e.sent();
@@ -467,7 +467,10 @@ async fn before_tool_replaces_args_denies_or_supplies_the_result() {
     // Replaced arguments are validated against the endpoint's schema like the model's.
     assert_eq!(steps[1]["output"], Value::Null);
     assert!(
-        steps[1]["error"].as_str().unwrap().contains("invalid input"),
+        steps[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid input"),
         "{}",
         steps[1]
     );
@@ -535,7 +538,10 @@ async fn after_tool_and_on_run_end_replace_what_they_get() {
     );
     assert_eq!(run["steps"][1]["output"]["message"], "keep");
     assert!(e.sent()[1].contains("LOUD"));
-    assert_eq!(run["output"], json!({"wrapped": {"answer": 42}, "steps": 2}));
+    assert_eq!(
+        run["output"],
+        json!({"wrapped": {"answer": 42}, "steps": 2})
+    );
     let id = run["run_id"].as_str().unwrap();
     let stored = e.t.admin_get(&format!("/api/v1/runs/{id}")).await;
     assert_eq!(stored.body["data"]["output"], run["output"]);
@@ -566,11 +572,12 @@ async fn global_hooks_run_before_the_agents_own() {
     e.fake.push(Script::text("two"));
     let r = e.run(&slug, json!({"input": "base"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(e.sent()[0].contains("base +global +agent"), "{}", e.sent()[0]);
-    let scripts: Vec<_> = hooks_of(&r.body["data"])
-        .into_iter()
-        .map(|h| h.1)
-        .collect();
+    assert!(
+        e.sent()[0].contains("base +global +agent"),
+        "{}",
+        e.sent()[0]
+    );
+    let scripts: Vec<_> = hooks_of(&r.body["data"]).into_iter().map(|h| h.1).collect();
     assert_eq!(scripts, ["global-tag", "agent-tag"]);
     // Every agent gets the global hook.
     let r = e.run(&plain, json!({"input": "base"})).await;
@@ -578,7 +585,9 @@ async fn global_hooks_run_before_the_agents_own() {
     assert!(e.sent()[1].contains("base +global\""), "{}", e.sent()[1]);
 
     // A global hook cannot be deleted or renamed away.
-    let r = e.call(Method::DELETE, "/api/v1/scripts/global-tag", None).await;
+    let r = e
+        .call(Method::DELETE, "/api/v1/scripts/global-tag", None)
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     assert_eq!(r.code(), "SCRIPT_IN_USE");
     let r = e
@@ -633,7 +642,11 @@ async fn throw_rejects_and_runtime_errors_are_placed() {
             .contains("inputs saying no are refused"));
         assert_eq!(
             hooks_of(run),
-            [("on_run_start".into(), "gatekeeper".into(), "rejected".into())]
+            [(
+                "on_run_start".into(),
+                "gatekeeper".into(),
+                "rejected".into()
+            )]
         );
         assert_eq!(e.fake.request_count(), 0, "the model never saw the run");
 
@@ -697,7 +710,11 @@ async fn hostile_scripts_hit_limits_while_another_run_proceeds() {
         let (good_reply, (r, took)) = tokio::join!(good_run, hostile_run);
         let run = run_of(&r);
         assert_eq!(run["status"], "failed", "{name}: {}", r.body);
-        assert_eq!(run["error_code"], "HOOK_LIMIT_EXCEEDED", "{name}: {}", r.body);
+        assert_eq!(
+            run["error_code"], "HOOK_LIMIT_EXCEEDED",
+            "{name}: {}",
+            r.body
+        );
         let message = run["error_message"].as_str().unwrap();
         assert!(message.contains(&format!("'{name}'")), "{message}");
         assert!(message.contains("limit"), "{message}");
@@ -714,17 +731,22 @@ async fn hook_records_stream_as_sse_events() {
         .await;
     let slug = e.agent("Streamer", json!(["tagger"])).await;
     e.fake.push(Script::text("plain"));
-    let r = e
-        .t
-        .raw(
+    let r =
+        e.t.raw(
             Request::post(format!("/api/v1/agents/{slug}/run"))
                 .header("x-api-key", &e.t.admin_key)
                 .header("content-type", "application/json")
-                .body(Body::from(json!({"input": "x", "stream": true}).to_string()))
+                .body(Body::from(
+                    json!({"input": "x", "stream": true}).to_string(),
+                ))
                 .unwrap(),
         )
         .await;
-    let text = r.body.as_str().map(str::to_string).unwrap_or_else(|| r.body.to_string());
+    let text = r
+        .body
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| r.body.to_string());
     assert!(text.contains("event: hook"), "{text}");
     assert!(text.contains("\"on_run_end\""), "{text}");
 }
@@ -751,7 +773,10 @@ async fn example_redact_pii_masks_before_the_llm_sees_it() {
     for secret in ["jane.doe@example.com", "555", "bob@corp.io", "7946"] {
         assert!(!sent.contains(secret), "{secret} leaked: {sent}");
     }
-    assert!(sent.contains("[email]") && sent.contains("[phone]"), "{sent}");
+    assert!(
+        sent.contains("[email]") && sent.contains("[phone]"),
+        "{sent}"
+    );
     // Short numbers are not phone numbers.
     assert!(sent.contains("12345"), "{sent}");
 }
@@ -788,7 +813,8 @@ async fn example_deny_large_batches_denies_over_the_limit() {
 #[tokio::test]
 async fn example_totals_envelope_wraps_the_output() {
     let e = env().await;
-    e.script("totals_envelope", &example("totals_envelope")).await;
+    e.script("totals_envelope", &example("totals_envelope"))
+        .await;
     let slug = e.agent("Totals", json!(["totals_envelope"])).await;
     e.fake.push(Script::text("```json\n{\"total\": 7}\n```"));
     let r = e.run(&slug, json!({"input": "sum"})).await;
@@ -818,5 +844,8 @@ async fn example_audit_log_logs_names_and_argument_keys_only() {
     assert_eq!(line, "step 1: echo__echo (echo/echo) args: [data, message]");
     assert!(!r.body.to_string().contains("top secret\"]"));
     // The tool ran with the model's arguments.
-    assert_eq!(r.body["data"]["steps"][0]["output"]["message"], "top secret");
+    assert_eq!(
+        r.body["data"]["steps"][0]["output"]["message"],
+        "top secret"
+    );
 }

@@ -884,9 +884,7 @@ async fn agents_keep_hook_ids_and_are_found_by_script() {
 
 #[tokio::test]
 async fn hook_records_come_back_with_the_run_in_order() {
-    use leforge_core::hook::{
-        HookLog, HookLogLevel, HookPoint, HookRecord, HookRecordOutcome,
-    };
+    use leforge_core::hook::{HookLog, HookLogLevel, HookPoint, HookRecord, HookRecordOutcome};
     each_backend(|store| async move {
         let a = store.create_agent(new_agent("Traced")).await.unwrap();
         let run = store.create_run(NewRun::simple(a.id, "hi")).await.unwrap();
