@@ -842,6 +842,47 @@ async fn flow(ui: &Ui, t: &TestApp, fake: &FakeProvider) {
         ui.goto("/scripts").await;
         ui.css("#scripts-table tr[data-script='broken_hook']").await;
         ui.shot("scripts").await;
+
+        // The agent takes the script as a hook in its form; the run's trace shows the call.
+        ui.goto("/agents/data-transformer/edit").await;
+        ui.css("#agent-form").await;
+        ui.fill("#f-hooks", "broken_hook").await;
+        ui.click("#agent-save").await;
+        ui.css("#agent-cards").await;
+        let agent = t.admin_get("/api/v1/agents/data-transformer").await.body["data"].clone();
+        assert_eq!(
+            agent["hooks"].as_array().map(|h| h.len()),
+            Some(1),
+            "{agent}"
+        );
+        ui.goto("/agents/data-transformer/edit").await;
+        ui.until(
+            "the hook shown by name",
+            "document.getElementById('f-hooks').value === 'broken_hook'",
+        )
+        .await;
+        fake.push(Script::tool_call(
+            "data-transform__csv_to_json",
+            json!({"csv": CSV}),
+        ));
+        fake.push(Script::text(json!({"ok": true}).to_string()));
+        let r = t
+            .admin_post(
+                "/api/v1/agents/data-transformer/run",
+                json!({"input": "convert"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+        ui.goto(&format!("/runs/{run_id}")).await;
+        let hooks = ui.text("#trace-hooks").await;
+        assert!(
+            hooks.contains("before_tool")
+                && hooks.contains("broken_hook")
+                && hooks.contains("unchanged"),
+            "{hooks}"
+        );
+        ui.shot("trace-hooks").await;
     } else {
         eprintln!(
             "scripts API absent ({}): the scripts page part was skipped",

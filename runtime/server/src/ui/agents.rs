@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use leforge_core::{Agent, AgentConfig, ApiKey, PageRequest};
+use leforge_core::{Agent, AgentConfig, ApiKey, ApiKeyScope, PageRequest};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -271,9 +271,13 @@ async fn form_page(state: &AppState, session: &UiSession, agent: Option<Agent>) 
                     label for="f-key-required" { "Require an API key to run, even when public" }
                 }
                 p { "Allowed invoke keys " span.hint { "(none ticked: any invoke key may run it)" } }
+                @if !keys.iter().any(|k| k.revoked_at.is_none() && k.scope == ApiKeyScope::Invoke) {
+                    p.empty { "No invoke keys yet." }
+                }
                 (field_error("allowed_api_keys"))
                 ul.picker {
-                    @for key in keys.iter().filter(|k| k.revoked_at.is_none()) {
+                    // Admin keys may run every agent anyway: only invoke keys are a choice.
+                    @for key in keys.iter().filter(|k| k.revoked_at.is_none() && k.scope == ApiKeyScope::Invoke) {
                         (key_choice(key, agent.as_ref()))
                     }
                 }

@@ -62,7 +62,7 @@ pub async fn list(State(state): State<AppState>, session: UiSession) -> Response
         }
         (form_error("keys-error"))
         div.table-wrap {
-            table #keys-table {
+            table.stack #keys-table {
                 thead { tr {
                     th scope="col" { "Name" }
                     th scope="col" { "Prefix" }
@@ -74,12 +74,12 @@ pub async fn list(State(state): State<AppState>, session: UiSession) -> Response
                 tbody {
                     @for k in &keys {
                         tr data-key=(k.id) {
-                            td.wrap { (k.name) }
-                            td { code { (k.prefix) "…" } }
-                            td { span.badge { (k.scope.as_str()) } }
-                            td { (fmt(Some(k.created_at))) }
-                            td { (fmt(k.last_used_at)) }
-                            td {
+                            td.wrap data-label="Name" { (k.name) }
+                            td data-label="Prefix" { code { (k.prefix) "…" } }
+                            td data-label="Scope" { span.badge { (k.scope.as_str()) } }
+                            td data-label="Created" { (fmt(Some(k.created_at))) }
+                            td data-label="Last used" { (fmt(k.last_used_at)) }
+                            td data-label="State" {
                                 @if let Some(r) = k.revoked_at {
                                     span.badge.disabled { "revoked " (r.format("%Y-%m-%d")) }
                                 } @else {

@@ -116,7 +116,7 @@ pub async fn history(
             p.empty #no-runs { "No runs." }
         } @else {
             div.table-wrap {
-                table #runs-table {
+                table.stack #runs-table {
                     thead { tr {
                         th scope="col" { "Started" }
                         th scope="col" { "Agent" }
@@ -129,13 +129,13 @@ pub async fn history(
                     tbody {
                         @for run in &runs.items {
                             tr data-run=(run.id) {
-                                td { a href={ "/runs/" (run.id) } { (run.created_at.format("%Y-%m-%d %H:%M:%S")) } }
-                                td.wrap { (names.get(&run.agent_id).cloned().unwrap_or_else(|| run.agent_id.to_string())) }
-                                td { (status_badge(run.status.as_str())) }
-                                td.wrap { (excerpt(&run.input_text, 80)) }
-                                td { (run.total_steps) }
-                                td { (run.tokens_input + run.tokens_output) }
-                                td { (duration(run.duration_ms)) }
+                                td data-label="Started" { a href={ "/runs/" (run.id) } { (run.created_at.format("%Y-%m-%d %H:%M:%S")) } }
+                                td.wrap data-label="Agent" { (names.get(&run.agent_id).cloned().unwrap_or_else(|| run.agent_id.to_string())) }
+                                td data-label="Status" { (status_badge(run.status.as_str())) }
+                                td.wrap data-label="Input" { (excerpt(&run.input_text, 80)) }
+                                td data-label="Steps" { (run.total_steps) }
+                                td data-label="Tokens" { (run.tokens_input + run.tokens_output) }
+                                td data-label="Duration" { (duration(run.duration_ms)) }
                             }
                         }
                     }
@@ -222,7 +222,7 @@ pub async fn trace(
             data-terminal=(if run.status.is_terminal() { "1" } else { "0" }) {
             (status_badge(run.status.as_str()))
             span.badge { "duration " (duration(run.duration_ms)) }
-            span.badge { (run.total_steps) " steps" }
+            span.badge { (run.total_steps) " step" @if run.total_steps != 1 { "s" } }
             span.badge { (run.tokens_input) " in / " (run.tokens_output) " out tokens" }
         }
         @if run.error_code.is_some() || run.error_message.is_some() {
@@ -306,27 +306,45 @@ pub async fn trace(
     layout::page("Run trace", "trace", "/runs", &session, body)
 }
 
-/// One hook record. Its exact shape belongs to the scripting work, so the known fields are
-/// shown first and anything else as JSON.
+/// One hook record: the hook, the script, how long, what it did (`outcome.kind`, with the
+/// reason of a denial, rejection or failure), the step it belongs to and its logs. Anything
+/// else in the record is in the JSON under "Details".
 fn hook_entry(h: &Value) -> Markup {
-    let s = |k: &str| h.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let hook = s("hook").or_else(|| s("name")).unwrap_or_default();
-    let script = s("script").unwrap_or_default();
-    let outcome = h
-        .get("outcome")
-        .map(|o| match o.as_str() {
-            Some(t) => t.to_string(),
-            None => o.to_string(),
+    let s = |v: &Value, k: &str| v.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let hook = s(h, "hook").unwrap_or_default();
+    let script = s(h, "script").unwrap_or_default();
+    let outcome = h.get("outcome").cloned().unwrap_or(Value::Null);
+    let kind = s(&outcome, "kind").unwrap_or_default();
+    let why = s(&outcome, "reason").or_else(|| {
+        s(&outcome, "message").map(|m| match s(&outcome, "code") {
+            Some(c) => format!("{c}: {m}"),
+            None => m,
         })
+    });
+    let ms = h.get("duration_ms").and_then(|v| v.as_f64());
+    let step = h.get("step").and_then(|v| v.as_i64());
+    let logs = h
+        .get("logs")
+        .and_then(|l| l.as_array())
+        .cloned()
         .unwrap_or_default();
-    let ms = h.get("duration_ms").and_then(|v| v.as_i64());
+    let failed = matches!(kind.as_str(), "rejected" | "failed" | "denied");
     html! {
-        li.step {
+        li.step.error[failed] data-hook=(hook) {
             div.step-head {
                 strong.wrap { (hook) }
-                @if !script.is_empty() { " " code { (script) } }
-                span.badge { (duration(ms)) }
-                @if !outcome.is_empty() { span.badge.outcome { (outcome) } }
+                @if !script.is_empty() { code.wrap { (script) } }
+                @if let Some(n) = step { span.hint { "step " (n) } }
+                span.badge { @match ms { Some(ms) => { (format!("{ms:.3} ms")) }, None => { "—" } } }
+                @if !kind.is_empty() { span.badge.outcome { (kind) } }
+            }
+            @if let Some(w) = why { p.step-error { (w) } }
+            @if !logs.is_empty() {
+                ul.logs {
+                    @for l in &logs {
+                        li { span.badge { (s(l, "level").unwrap_or_default()) } " " (s(l, "message").unwrap_or_default()) }
+                    }
+                }
             }
             details {
                 summary { "Details" }

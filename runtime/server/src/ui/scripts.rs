@@ -19,7 +19,7 @@ pub async fn list(State(_state): State<AppState>, session: UiSession) -> Respons
         (form_error("scripts-error"))
         p.empty #scripts-empty hidden { "No scripts yet." }
         div.table-wrap {
-            table #scripts-table hidden {
+            table.stack #scripts-table hidden {
                 thead { tr {
                     th scope="col" { "Name" }
                     th scope="col" { "Description" }

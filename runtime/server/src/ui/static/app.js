@@ -112,6 +112,16 @@
     let text = (e.code ? e.code + ": " : "") + (e.message || "");
     if (unplaced.length) text += " — " + unplaced.join("; ");
     showBox(box, text);
+    focusFirstInvalid(form, box);
+  }
+
+  // Brings the first field the server complained about (else the message) into view.
+  function focusFirstInvalid(form, box) {
+    const first = form.querySelector('[aria-invalid="true"]');
+    if (first) {
+      first.focus();
+      first.scrollIntoView({ block: "center" });
+    } else if (box) box.scrollIntoView({ block: "center" });
   }
 
   function fieldError(form, field, message) {
@@ -197,6 +207,15 @@
     api("GET", "/scripts?limit=200").then((r) => {
       const hint = document.getElementById("hooks-hint");
       if (r.status === 200 && Array.isArray(r.body.data)) {
+        // Agents store script ids; show their names (the API accepts either).
+        const byId = new Map(r.body.data.map((s) => [s.id, s.name]));
+        const field = document.getElementById("f-hooks");
+        field.value = field.value
+          .split(",")
+          .map((h) => h.trim())
+          .filter(Boolean)
+          .map((h) => byId.get(h) || h)
+          .join(", ");
         hint.textContent = r.body.data.length
           ? "Available: " + r.body.data.map((s) => s.name).join(", ")
           : "No scripts yet.";
@@ -250,6 +269,7 @@
       if (hooks.length || form.dataset.hasHooks === "1") body.hooks = hooks;
       if (bad) {
         showBox(document.getElementById("agent-form-error"), "Please correct the marked fields.");
+        focusFirstInvalid(form);
         return;
       }
       const button = document.getElementById("agent-save");
@@ -336,7 +356,7 @@
       if (run) {
         const m = run.metrics || {};
         badges.append(badge("duration " + ms(m.duration_ms)));
-        badges.append(badge((m.total_steps || 0) + " steps"));
+        badges.append(badge((m.total_steps || 0) + (m.total_steps === 1 ? " step" : " steps")));
         badges.append(badge((m.tokens_input || 0) + " in / " + (m.tokens_output || 0) + " out tokens"));
       }
     }
@@ -602,12 +622,12 @@
       const row = el(
         "tr",
         { "data-key": k.id },
-        el("td", { class: "wrap" }, k.name),
-        el("td", {}, el("code", {}, k.prefix + "…")),
-        el("td", {}, badge(k.scope)),
-        el("td", {}, "just now"),
-        el("td", {}, "never"),
-        el("td", {}, revokeButton(k.id, k.name))
+        el("td", { class: "wrap", "data-label": "Name" }, k.name),
+        el("td", { "data-label": "Prefix" }, el("code", {}, k.prefix + "…")),
+        el("td", { "data-label": "Scope" }, badge(k.scope)),
+        el("td", { "data-label": "Created" }, "just now"),
+        el("td", { "data-label": "Last used" }, "never"),
+        el("td", { "data-label": "State" }, revokeButton(k.id, k.name))
       );
       tbody.prepend(row);
       form.reset();
@@ -665,10 +685,10 @@
         el(
           "tr",
           { "data-script": s.name },
-          el("td", { class: "wrap" }, el("a", { href: "/scripts/" + encodeURIComponent(s.name) }, s.name)),
-          el("td", { class: "wrap" }, s.description || ""),
-          el("td", {}, s.version === undefined ? "" : String(s.version)),
-          el("td", {}, (s.updated_at || "").replace("T", " ").slice(0, 19))
+          el("td", { class: "wrap", "data-label": "Name" }, el("a", { href: "/scripts/" + encodeURIComponent(s.name) }, s.name)),
+          el("td", { class: "wrap", "data-label": "Description" }, s.description || ""),
+          el("td", { "data-label": "Version" }, s.version === undefined ? "" : String(s.version)),
+          el("td", { "data-label": "Updated" }, (s.updated_at || "").replace("T", " ").slice(0, 19))
         )
       );
     }
