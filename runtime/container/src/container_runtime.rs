@@ -28,6 +28,10 @@ use crate::docker::{self, DockerClient};
 use crate::errors::{docker_status, from_bollard, ContainerError};
 use crate::http_call::{self, Call, CallFailure, Validators};
 
+/// How long a failed call waits for the container's exit to be reported before calling the
+/// container merely unreachable.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 /// Label naming the ForgeHook a container runs.
 pub const LABEL_FORGEHOOK: &str = "leforge.forgehook";
 /// Label naming the server instance that owns a container; reconciliation only ever
@@ -364,6 +368,19 @@ impl ContainerRuntime {
             self.start(&docker, &new, &mut life).await?;
         }
         Ok(status_of(&new))
+    }
+
+    /// Starts a loaded ForgeHook's container now (creating it if needed) and waits for its
+    /// health check; a running, healthy container is left alone. For `start: on_install`
+    /// ForgeHooks that were [`load`](Self::load)ed, e.g. after being enabled again.
+    pub async fn ensure_started(&self, id: &str) -> Result<ContainerStatus, ContainerError> {
+        let hook = self
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ContainerError::NotFound(id.into()))?;
+        self.ensure_ready(&hook).await?;
+        Ok(status_of(&hook))
     }
 
     /// The container's state for the API; `None` when the ForgeHook is not loaded here.
@@ -764,17 +781,14 @@ impl ContainerRuntime {
         }
         let docker = self.inner.docker.get().await?;
         let previous = hook.snapshot().state;
-        let mut recreated = false;
         match &life.container_id {
             None => {
                 self.create(&docker, hook, &mut life).await?;
-                recreated = true;
             }
             Some(cid) => match docker.inspect_container(cid, None).await {
                 Err(e) if docker_status(&e) == Some(404) => {
                     // Removed behind our back: make a new one.
                     self.create(&docker, hook, &mut life).await?;
-                    recreated = true;
                 }
                 Err(e) => return Err(from_bollard(e)),
                 Ok(info) => {
@@ -787,9 +801,13 @@ impl ContainerRuntime {
                 }
             },
         }
-        if previous == ContainerState::Exited
-            || (recreated && matches!(previous, ContainerState::Running | ContainerState::Starting))
-        {
+        // We believed it running (or knew it crashed) and it is not: it ended on its own,
+        // whether or not the watcher has reported it yet. Idle stops and first starts are
+        // not restarts.
+        if matches!(
+            previous,
+            ContainerState::Exited | ContainerState::Running | ContainerState::Starting
+        ) {
             let mut s = hook.snapshot();
             s.restarts += 1;
             tracing::warn!(forgehook = %hook.manifest.id, restarts = s.restarts, "restarting container that ended on its own");
@@ -901,8 +919,15 @@ impl ContainerRuntime {
     /// After a failed connection: did the container die? Updates the state if so.
     async fn explain_failure(&self, hook: &Hook, run: &Run, failure: String) -> ToolError {
         let id = &hook.manifest.id;
-        // The watcher may be a moment behind the failed connection; ask Docker directly.
-        let mut code = *run.exited.borrow();
+        // A connection that broke mid-call usually means the container died; the engine may
+        // need a moment to report it (a killed container can still show as running right
+        // after the kill), so give the watcher a short while before asking Docker directly.
+        let mut exited = run.exited.clone();
+        let mut code =
+            match tokio::time::timeout(EXIT_GRACE, exited.wait_for(Option::is_some)).await {
+                Ok(Ok(v)) => *v,
+                _ => None,
+            };
         let cid = hook.snapshot().container_id.clone();
         if code.is_none() {
             if let (Ok(docker), Some(cid)) = (self.inner.docker.get().await, cid) {
@@ -917,6 +942,14 @@ impl ContainerRuntime {
                         }
                     }
                 }
+            }
+        }
+        if code.is_none() {
+            // Running but unreachable: the next call must re-check it (health, address,
+            // liveness) instead of trusting the last health check.
+            let mut s = hook.snapshot();
+            if s.state == ContainerState::Running {
+                s.state = ContainerState::Starting;
             }
         }
         match code {
