@@ -38,15 +38,13 @@ pub const SECRET_MASK: &str = "********";
 impl InstalledForgehook {
     /// The configuration with every secret's value masked, safe to return.
     pub fn public_config(&self) -> BTreeMap<String, String> {
+        // `config_keys` includes a container's environment variables, whose secrets are
+        // masked the same way.
+        let keys = self.manifest.config_keys();
         self.config
             .iter()
             .map(|(k, v)| {
-                let secret = self
-                    .manifest
-                    .capabilities
-                    .config
-                    .iter()
-                    .any(|c| c.name == *k && c.secret);
+                let secret = keys.iter().any(|c| c.name == *k && c.secret);
                 (
                     k.clone(),
                     if secret {

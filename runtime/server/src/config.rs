@@ -114,6 +114,26 @@ pub struct ServerArgs {
     /// agent's own hooks [default: none]
     #[arg(long, env = "LEFORGE_GLOBAL_HOOKS", value_delimiter = ',')]
     pub global_hooks: Option<Vec<String>>,
+    /// Docker engine for container ForgeHooks: unix:///… or tcp://… [default: the local socket]
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Cap on a container ForgeHook's memory, also its default [default: 256]
+    #[arg(long, env = "LEFORGE_CONTAINER_MAX_MEMORY_MB")]
+    pub container_max_memory_mb: Option<u64>,
+    /// Cap on a container ForgeHook's CPUs (fractions allowed), also its default [default: 1]
+    #[arg(long, env = "LEFORGE_CONTAINER_MAX_CPUS")]
+    pub container_max_cpus: Option<f64>,
+    /// Cap on a container ForgeHook's processes/threads, also its default [default: 128]
+    #[arg(long, env = "LEFORGE_CONTAINER_MAX_PIDS")]
+    pub container_max_pids: Option<u64>,
+    /// How the server reaches containers: `network` (their address on the ForgeHook bridge
+    /// network) or `loopback` (a port published on 127.0.0.1, for Docker Desktop or
+    /// rootless engines) [default: network]
+    #[arg(long, env = "LEFORGE_CONTAINER_ACCESS")]
+    pub container_access: Option<String>,
+    /// Cap on any container or gateway ForgeHook response, in bytes [default: 16777216]
+    #[arg(long, env = "LEFORGE_HTTP_FORGEHOOK_MAX_RESPONSE_BYTES")]
+    pub http_forgehook_max_response_bytes: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
@@ -137,6 +157,12 @@ pub struct FileConfig {
     pub max_concurrent_runs: Option<usize>,
     pub rate_limit_per_minute: Option<u32>,
     pub global_hooks: Option<Vec<String>>,
+    pub docker_host: Option<String>,
+    pub container_max_memory_mb: Option<u64>,
+    pub container_max_cpus: Option<f64>,
+    pub container_max_pids: Option<u64>,
+    pub container_access: Option<String>,
+    pub http_forgehook_max_response_bytes: Option<u64>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -177,6 +203,21 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Hook scripts (names or ids) run for every agent, before the agent's own, in order.
     pub global_hooks: Vec<String>,
+    /// `None`: bollard's default (`DOCKER_HOST`, else the local socket).
+    pub docker_host: Option<String>,
+    pub container_max_memory_mb: u64,
+    pub container_max_cpus: f64,
+    pub container_max_pids: u64,
+    pub container_access: ContainerAccessMode,
+    pub http_forgehook_max_response_bytes: u64,
+}
+
+/// How the server reaches container ForgeHooks (see `--container-access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContainerAccessMode {
+    #[default]
+    Network,
+    Loopback,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +288,63 @@ impl Config {
                 "forgehook_max_memory_mb and forgehook_max_timeout_ms must be positive".into(),
             ));
         }
+        let container_max_memory_mb = args
+            .container_max_memory_mb
+            .or(file.container_max_memory_mb)
+            .unwrap_or(256);
+        // Docker refuses less than 6 MB; a smaller cap could never start anything.
+        if container_max_memory_mb < 6 {
+            return Err(ConfigError::Invalid(
+                "container_max_memory_mb must be at least 6".into(),
+            ));
+        }
+        let container_max_cpus = args
+            .container_max_cpus
+            .or(file.container_max_cpus)
+            .unwrap_or(1.0);
+        if !(container_max_cpus.is_finite() && container_max_cpus >= 0.01) {
+            return Err(ConfigError::Invalid(
+                "container_max_cpus must be at least 0.01".into(),
+            ));
+        }
+        let container_max_pids = args
+            .container_max_pids
+            .or(file.container_max_pids)
+            .unwrap_or(128);
+        let http_forgehook_max_response_bytes = args
+            .http_forgehook_max_response_bytes
+            .or(file.http_forgehook_max_response_bytes)
+            .unwrap_or(16 * 1024 * 1024);
+        if container_max_pids == 0 || http_forgehook_max_response_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "container_max_pids and http_forgehook_max_response_bytes must be positive".into(),
+            ));
+        }
+        let container_access = match args
+            .container_access
+            .clone()
+            .or(file.container_access)
+            .as_deref()
+        {
+            None | Some("network") => ContainerAccessMode::Network,
+            Some("loopback") => ContainerAccessMode::Loopback,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "container_access must be network or loopback, not {other}"
+                )))
+            }
+        };
         Ok(Config {
+            docker_host: args
+                .docker_host
+                .clone()
+                .or(file.docker_host)
+                .filter(|h| !h.trim().is_empty()),
+            container_max_memory_mb,
+            container_max_cpus,
+            container_max_pids,
+            container_access,
+            http_forgehook_max_response_bytes,
             webhook_secret: args
                 .webhook_secret
                 .clone()

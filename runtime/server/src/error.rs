@@ -64,6 +64,12 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
     }
 
+    /// Detail for the log only (e.g. which socket could not be reached).
+    pub fn with_internal(mut self, detail: impl std::fmt::Display) -> Self {
+        self.internal = Some(detail.to_string());
+        self
+    }
+
     /// A failure that is our fault: the client gets a generic message and the request id.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         let mut e = ApiError::new(
@@ -100,6 +106,32 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InvalidState(message) => ApiError::conflict(message),
             other @ (StoreError::Database(_) | StoreError::Corrupt(_)) => ApiError::internal(other),
+        }
+    }
+}
+
+/// Container and gateway ForgeHook management: no engine is 503 `DOCKER_UNAVAILABLE` (the
+/// rest of the server keeps working), the request's fault is a 4xx naming the field.
+impl From<leforge_container::ContainerError> for ApiError {
+    fn from(e: leforge_container::ContainerError) -> Self {
+        use leforge_container::ContainerError as C;
+        match &e {
+            C::DockerUnavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DOCKER_UNAVAILABLE",
+                "no Docker engine is reachable; container ForgeHooks cannot be installed or started",
+            )
+            .with_internal(e.to_string()),
+            C::InvalidManifest(_) | C::InvalidConfig(_) | C::ImageUnavailable { .. } => {
+                ApiError::validation(e.to_string(), e.field_errors())
+            }
+            C::StartFailed { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "FORGEHOOK_START_FAILED",
+                e.to_string(),
+            ),
+            C::NotFound(_) => ApiError::not_found(e.to_string()),
+            C::Docker(_) => ApiError::internal(e),
         }
     }
 }

@@ -1,13 +1,17 @@
 //! The ForgeHook registry: installed ForgeHooks as stored, kept in step with the runtimes
-//! that execute them (the WASM host now; containers later). Routes, the CLI and the agent
-//! loop (through `ToolExecutor`) all go through here, so the rules — versions, enabled
-//! state, configuration keys, secrets — are enforced in one place.
+//! that execute them (the WASM host, the container runtime on Docker, the gateway runtime),
+//! dispatching by the manifest's runtime. Routes, the CLI and the agent loop (through
+//! `ToolExecutor`) all go through here, so the rules — versions, enabled state,
+//! configuration keys, secrets — are enforced in one place.
+
+mod http_hooks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
+use leforge_container::{ContainerState, ContainerStatus};
 use leforge_core::forgehook::{Manifest, RuntimeKind};
 use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook, SECRET_MASK};
 use leforge_core::tool::{ToolCatalog, ToolError, ToolExecutor, ToolOutput, UnavailableTool};
@@ -16,11 +20,13 @@ use leforge_wasm::{InstallError, WasmHost};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
+pub use http_hooks::{HttpHooks, INSTANCE_ID_KEY};
 
 #[derive(Clone)]
 pub struct Forgehooks {
     store: Arc<dyn Store>,
     wasm: WasmHost,
+    http: HttpHooks,
 }
 
 /// How an install relates to what was there before.
@@ -31,12 +37,57 @@ pub enum InstallOutcome {
 }
 
 impl Forgehooks {
-    pub fn new(store: Arc<dyn Store>, wasm: WasmHost) -> Self {
-        Forgehooks { store, wasm }
+    pub fn new(store: Arc<dyn Store>, wasm: WasmHost, http: HttpHooks) -> Self {
+        Forgehooks { store, wasm, http }
     }
 
     pub fn wasm(&self) -> &WasmHost {
         &self.wasm
+    }
+
+    /// Container and gateway ForgeHooks (and the container runtime behind them).
+    pub fn http(&self) -> &HttpHooks {
+        &self.http
+    }
+
+    /// Whether a Docker engine answers (for `/health`).
+    pub async fn docker_available(&self) -> bool {
+        self.http.docker_available().await
+    }
+
+    /// The live state of a container ForgeHook's container, for `GET /forgehooks/{id}`:
+    /// `None` for other runtimes. One that is not loaded here (disabled, waiting for its
+    /// configuration) shows as `not_created`, with the reason when there is one.
+    pub fn container_status(&self, hook: &InstalledForgehook) -> Option<ContainerStatus> {
+        if hook.manifest.runtime != RuntimeKind::Container {
+            return None;
+        }
+        if let Some(status) = self.http.container_status(&hook.id) {
+            return Some(status);
+        }
+        let last_error = if !hook.enabled {
+            None
+        } else {
+            Some(
+                self.http
+                    .waiting_reason(&hook.id)
+                    .unwrap_or_else(|| "not loaded on this server".into()),
+            )
+        };
+        Some(ContainerStatus {
+            state: ContainerState::NotCreated,
+            restarts: 0,
+            last_error,
+            container_id: None,
+            image: hook
+                .manifest
+                .image
+                .as_ref()
+                .map(|i| i.reference())
+                .unwrap_or_default(),
+            address: None,
+            in_flight: 0,
+        })
     }
 
     /// Start-up: makes every enabled, installed ForgeHook callable from the artifact cache.
@@ -48,12 +99,33 @@ impl Forgehooks {
             if !hook.enabled {
                 continue;
             }
-            match self.activate(&hook).await {
+            let result = if hook.manifest.runtime.is_http() {
+                self.http
+                    .load(hook.manifest.clone(), &hook.config, false)
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                self.activate(&hook).await.map_err(|e| e.to_string())
+            };
+            match result {
                 Ok(()) => loaded += 1,
                 Err(e) => {
                     tracing::error!(forgehook = %hook.id, error = %e, "cannot load ForgeHook")
                 }
             }
+        }
+        // Containers a previous process of this instance left behind are adopted (or
+        // removed), and on_install ones started. Without Docker, only containers wait.
+        match self.http.reconcile().await {
+            Ok(report) => {
+                if !report.adopted.is_empty() || !report.removed.is_empty() {
+                    tracing::info!(adopted = ?report.adopted, removed = ?report.removed, "ForgeHook containers reconciled");
+                }
+            }
+            Err(e) if e.is_docker_unavailable() => {
+                tracing::warn!(error = %e, "no Docker engine: container ForgeHooks are unavailable until one answers")
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reconcile ForgeHook containers"),
         }
         Ok(loaded)
     }
@@ -176,6 +248,13 @@ impl Forgehooks {
                 builtin,
             })
             .await?;
+        if existing
+            .as_ref()
+            .is_some_and(|e| e.manifest.runtime.is_http())
+        {
+            // Upgraded from a container or gateway ForgeHook: stop serving (and remove) that.
+            self.http.unload(&id).await;
+        }
         if record.enabled {
             let config = record.config.clone().into_iter().collect();
             self.wasm.load_prepared(prepared, config);
@@ -195,6 +274,72 @@ impl Forgehooks {
         Ok((record, outcome))
     }
 
+    /// Installs a container or gateway ForgeHook from its manifest (ours or LeForge
+    /// upstream's, already parsed), or upgrades the installed one when the version is
+    /// higher. A container is created (and, for `on_install`, started and health-checked)
+    /// before the install is recorded, so a failed start leaves nothing behind.
+    pub async fn install_http(
+        &self,
+        manifest: Manifest,
+    ) -> ApiResult<(InstalledForgehook, InstallOutcome)> {
+        let mut errors = manifest.validate();
+        if !manifest.runtime.is_http() {
+            errors.push(FieldError::new(
+                "runtime",
+                "a JSON manifest installs a container or gateway ForgeHook; upload a WASM \
+                 component as application/wasm or multipart/form-data",
+            ));
+        }
+        errors.extend(http_hooks::check_header_placeholders(&manifest));
+        if !errors.is_empty() {
+            return Err(ApiError::validation("invalid ForgeHook manifest", errors));
+        }
+        let id = manifest.id.clone();
+        let existing = self.store.get_forgehook(&id).await?;
+        if let Some(existing) = &existing {
+            check_upgrade(existing, &manifest)?;
+        }
+        // An upgrade keeps the enabled flag and configuration of the installed version.
+        let enabled = existing.as_ref().is_none_or(|e| e.enabled);
+        let config = existing
+            .as_ref()
+            .map(|e| e.config.clone())
+            .unwrap_or_default();
+        if enabled {
+            self.http.install(manifest.clone(), &config).await?;
+        }
+        let record = match self
+            .store
+            .upsert_forgehook(NewInstalledForgehook {
+                manifest: manifest.clone(),
+                wasm_sha256: None,
+                builtin: false,
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.http.unload(&id).await;
+                return Err(e.into());
+            }
+        };
+        if let Some(old) = existing.as_ref().filter(|e| !e.manifest.runtime.is_http()) {
+            // Upgraded from WASM: stop serving the component, drop it if unused.
+            self.wasm.unload(&id);
+            if let Some(sha) = &old.wasm_sha256 {
+                self.forget_artifacts_if_unused(sha).await;
+            }
+        }
+        let outcome = match existing {
+            Some(old) => InstallOutcome::Upgraded {
+                from: old.manifest.version,
+            },
+            None => InstallOutcome::Installed,
+        };
+        tracing::info!(forgehook = %record.id, version = %record.manifest.version, runtime = %record.manifest.runtime, ?outcome, "ForgeHook installed");
+        Ok((record, outcome))
+    }
+
     pub async fn uninstall(&self, id: &str) -> ApiResult<InstalledForgehook> {
         let removed = self
             .store
@@ -202,6 +347,9 @@ impl Forgehooks {
             .await
             .map_err(not_installed(id))?;
         self.wasm.unload(id);
+        if removed.manifest.runtime.is_http() {
+            self.http.unload(id).await;
+        }
         if let Some(sha) = &removed.wasm_sha256 {
             self.forget_artifacts_if_unused(sha).await;
         }
@@ -215,7 +363,15 @@ impl Forgehooks {
             .set_forgehook_enabled(id, enabled)
             .await
             .map_err(not_installed(id))?;
-        if enabled {
+        if record.manifest.runtime.is_http() {
+            if enabled {
+                self.http
+                    .load(record.manifest.clone(), &record.config, true)
+                    .await?;
+            } else {
+                self.http.unload(id).await;
+            }
+        } else if enabled {
             self.activate(&record).await.map_err(ApiError::internal)?;
         } else {
             self.wasm.unload(id);
@@ -232,7 +388,8 @@ impl Forgehooks {
         mut config: BTreeMap<String, String>,
     ) -> ApiResult<InstalledForgehook> {
         let current = self.get(id).await?;
-        let declared = &current.manifest.capabilities.config;
+        // Container environment variables are configuration keys too.
+        let declared = &current.manifest.config_keys();
         let mut errors = Vec::new();
         for key in config.keys() {
             if !declared.iter().any(|c| &c.name == key) {
@@ -274,8 +431,16 @@ impl Forgehooks {
             }
         }
         let record = self.store.set_forgehook_config(id, config).await?;
-        self.wasm
-            .set_config(id, record.config.clone().into_iter().collect());
+        if record.manifest.runtime.is_http() {
+            if record.enabled {
+                self.http
+                    .set_config(&record.manifest, &record.config)
+                    .await?;
+            }
+        } else {
+            self.wasm
+                .set_config(id, record.config.clone().into_iter().collect());
+        }
         Ok(record)
     }
 
@@ -352,6 +517,9 @@ impl ToolExecutor for Forgehooks {
         endpoint: &str,
         input: Value,
     ) -> Result<ToolOutput, ToolError> {
+        if let Some(manifest) = self.http.manifest(forgehook_id) {
+            return self.http.invoke(&manifest, endpoint, input).await;
+        }
         let result = self.wasm.invoke(forgehook_id, endpoint, input).await;
         if let Err(ToolError::NotFound { .. }) = &result {
             // Only on the error path: say *why* it is not callable.
@@ -362,8 +530,12 @@ impl ToolExecutor for Forgehooks {
                     )));
                 }
                 if hook.manifest.runtime != RuntimeKind::Wasm {
+                    let why = self
+                        .http
+                        .waiting_reason(forgehook_id)
+                        .unwrap_or_else(|| "it is not loaded on this server".into());
                     return Err(ToolError::Unavailable {
-                        message: format!("ForgeHook '{forgehook_id}' has no runtime available"),
+                        message: format!("ForgeHook '{forgehook_id}' is not available: {why}"),
                     });
                 }
             }
@@ -379,12 +551,14 @@ impl ToolCatalog for Forgehooks {
         let mut missing = Vec::new();
         for id in ids {
             // Loaded means installed and enabled: the common case needs no database read.
-            if let Some(m) = self.wasm.manifest(id) {
+            if let Some(m) = self.wasm.manifest(id).or_else(|| self.http.manifest(id)) {
                 found.push(m);
                 continue;
             }
+            let waiting = self.http.waiting_reason(id);
             let reason = match self.store.get_forgehook(id).await {
                 Ok(Some(h)) if !h.enabled => "disabled",
+                Ok(Some(_)) if waiting.is_some() => waiting.as_deref().unwrap_or_default(),
                 Ok(Some(_)) => "failed to load",
                 Ok(None) => "not installed",
                 Err(_) => "unknown (database error)",

@@ -33,6 +33,8 @@ pub enum StateError {
     Llm(#[from] leforge_llm::InitError),
     #[error(transparent)]
     Hooks(#[from] leforge_scripting::RunnerError),
+    #[error(transparent)]
+    Container(#[from] leforge_container::ContainerError),
 }
 
 impl AppState {
@@ -66,7 +68,8 @@ impl AppState {
         wasm_config.max_memory_mb = config.forgehook_max_memory_mb;
         wasm_config.max_timeout_ms = config.forgehook_max_timeout_ms;
         let wasm = WasmHost::new(wasm_config)?;
-        let forgehooks = Forgehooks::new(store.clone(), wasm);
+        let http_hooks = crate::forgehooks::HttpHooks::new(store.clone(), &config)?;
+        let forgehooks = Forgehooks::new(store.clone(), wasm, http_hooks);
         // `import "name"` in a script resolves against the store. Building the state needs a
         // runtime (the store pool already does), so there is a handle to block on.
         let hooks = leforge_scripting::RhaiHookRunner::with_library(

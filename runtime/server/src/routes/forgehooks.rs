@@ -1,5 +1,5 @@
-//! `/api/v1/forgehooks`: install (upload a `.wasm`), list, read, enable/disable, configure,
-//! remove, and invoke an endpoint directly.
+//! `/api/v1/forgehooks`: install (upload a `.wasm`, or a container/gateway manifest as
+//! JSON), list, read, enable/disable, configure, remove, and invoke an endpoint directly.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use chrono::{DateTime, Utc};
+use leforge_container::ContainerState;
 use leforge_core::forgehook::{Capabilities, Manifest};
 use leforge_core::installed::InstalledForgehook;
 use leforge_core::tool::{ToolError, ToolExecutor, ToolOutput};
@@ -18,7 +19,7 @@ use utoipa::ToSchema;
 use crate::auth::{Admin, Auth};
 use crate::envelope::{body_rejection, parse_json, ApiJson, Ok};
 use crate::error::{ApiError, ApiResult};
-use crate::forgehooks::InstallOutcome;
+use crate::forgehooks::{Forgehooks, InstallOutcome};
 use crate::state::AppState;
 
 /// An endpoint as clients see it, with the tool name the LLM sees.
@@ -32,6 +33,24 @@ pub struct EndpointView {
     pub input_schema: Value,
     #[schema(value_type = Object)]
     pub output_schema: Value,
+    /// Container and gateway: the HTTP method and path called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `missing` when the manifest gave no schema (a LeForge upstream manifest) and a
+    /// permissive one stands in: the model gets no guidance on the input's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<&'static str>,
+}
+
+/// The container of a container ForgeHook, as this server sees it now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContainerView {
+    pub state: ContainerState,
+    /// Restarts after the container ended on its own (idle stops do not count).
+    pub restarts: u64,
+    pub last_error: Option<String>,
 }
 
 /// An installed ForgeHook. Secret configuration values are masked.
@@ -57,6 +76,9 @@ pub struct ForgehookView {
     /// Set by an install that replaced an older version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgraded_from: Option<String>,
+    /// Container ForgeHooks only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerView>,
 }
 
 impl ForgehookView {
@@ -82,6 +104,9 @@ impl ForgehookView {
                     description: e.description.clone(),
                     input_schema: e.input_schema.clone(),
                     output_schema: e.output_schema.clone(),
+                    method: m.runtime.is_http().then(|| e.http_method()),
+                    path: e.path.clone(),
+                    schema: e.schema_missing.then_some("missing"),
                 })
                 .collect(),
             capabilities: m.capabilities.clone(),
@@ -90,7 +115,19 @@ impl ForgehookView {
             installed_at: hook.installed_at,
             updated_at: hook.updated_at,
             upgraded_from: None,
+            container: None,
         }
+    }
+
+    /// With the live container state, for container ForgeHooks.
+    pub fn with_status(hook: &InstalledForgehook, registry: &Forgehooks) -> Self {
+        let mut view = Self::from_installed(hook);
+        view.container = registry.container_status(hook).map(|s| ContainerView {
+            state: s.state,
+            restarts: s.restarts,
+            last_error: s.last_error,
+        });
+        view
     }
 }
 
@@ -112,7 +149,10 @@ pub async fn list(
     Auth(_caller): Auth,
 ) -> ApiResult<Ok<Vec<ForgehookView>>> {
     let hooks = state.forgehooks.list().await?;
-    let views: Vec<_> = hooks.iter().map(ForgehookView::from_installed).collect();
+    let views: Vec<_> = hooks
+        .iter()
+        .map(|h| ForgehookView::with_status(h, &state.forgehooks))
+        .collect();
     Result::Ok(Ok::page(leforge_core::Page {
         items: views,
         next_cursor: None,
@@ -131,13 +171,20 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Ok<ForgehookView>> {
     let hook = state.forgehooks.get(&id).await?;
-    Result::Ok(Ok::new(ForgehookView::from_installed(&hook)))
+    Result::Ok(Ok::new(ForgehookView::with_status(
+        &hook,
+        &state.forgehooks,
+    )))
 }
 
-/// The upload: the component's bytes and an optional manifest that replaces `describe()`.
-struct Upload {
-    wasm: Bytes,
-    manifest: Option<Manifest>,
+/// What was posted: a component's bytes and an optional manifest that replaces
+/// `describe()`, or the manifest of a container or gateway ForgeHook.
+enum Upload {
+    Wasm {
+        wasm: Bytes,
+        manifest: Option<Manifest>,
+    },
+    Http(Manifest),
 }
 
 async fn read_upload(req: Request) -> ApiResult<Upload> {
@@ -158,10 +205,26 @@ async fn read_upload(req: Request) -> ApiResult<Upload> {
             let wasm = Bytes::from_request(req, &())
                 .await
                 .map_err(body_rejection)?;
-            Result::Ok(Upload {
+            Result::Ok(Upload::Wasm {
                 wasm,
                 manifest: None,
             })
+        }
+        "application/json" => {
+            let body = Bytes::from_request(req, &())
+                .await
+                .map_err(body_rejection)?;
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| ApiError::invalid_field("body", "is not UTF-8"))?;
+            // Manifest::from_json also accepts LeForge upstream's container and gateway
+            // manifests (names derived from paths, schemas marked missing).
+            let manifest = Manifest::from_json(text).map_err(|e| {
+                ApiError::validation(
+                    format!("invalid ForgeHook manifest: {}", e.message),
+                    vec![e],
+                )
+            })?;
+            Result::Ok(Upload::Http(manifest))
         }
         "multipart/form-data" => {
             let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| {
@@ -208,42 +271,55 @@ async fn read_upload(req: Request) -> ApiResult<Upload> {
                 }
             }
             let wasm = wasm.ok_or_else(|| ApiError::invalid_field("wasm", "part is required"))?;
-            Result::Ok(Upload { wasm, manifest })
+            Result::Ok(Upload::Wasm { wasm, manifest })
         }
         _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UNSUPPORTED_MEDIA_TYPE",
             "upload the component as Content-Type: application/wasm, or as multipart/form-data \
-             with a 'wasm' part and an optional 'manifest' part",
+             with a 'wasm' part and an optional 'manifest' part; post a container or gateway \
+             manifest as application/json",
         )),
     }
 }
 
 /// Install a ForgeHook (admin): the raw `.wasm` (`Content-Type: application/wasm`) or
-/// multipart with a `wasm` part and an optional `manifest` part overriding `describe()`.
-/// The same id with a higher version upgrades; the same or a lower version is a conflict.
+/// multipart with a `wasm` part and an optional `manifest` part overriding `describe()`; or
+/// a container or gateway ForgeHook's manifest (`Content-Type: application/json`, ours or
+/// LeForge upstream's). A container is created and, for `start: on_install`, started and
+/// health-checked before the answer. The same id with a higher version upgrades; the same
+/// or a lower version is a conflict.
 #[utoipa::path(post, path = "/api/v1/forgehooks", tag = "forgehooks",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component of the leforge:forgehook world"),
+    request_body(description = "A WebAssembly component of the leforge:forgehook world (application/wasm, or multipart), or a container or gateway ForgeHook manifest (application/json)",
+        content(
+        (Vec<u8> = "application/wasm"),
+        (Manifest = "application/json"))),
     responses((status = 201, description = "Installed or upgraded", body = ForgehookView),
               (status = 400, description = "Not a valid component of our world, or an invalid manifest"),
               (status = 409, description = "This version (or a newer one) is installed"),
               (status = 413, description = "Too large"),
-              (status = 415, description = "Wrong content type")),
+              (status = 415, description = "Wrong content type"),
+              (status = 422, description = "FORGEHOOK_START_FAILED: the container did not become healthy"),
+              (status = 503, description = "DOCKER_UNAVAILABLE: no Docker engine for a container ForgeHook")),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn install(
     State(state): State<AppState>,
     Admin(_admin): Admin,
     req: Request,
 ) -> ApiResult<Ok<ForgehookView>> {
-    let upload = read_upload(req).await?;
-    if upload.wasm.is_empty() {
-        return Err(ApiError::invalid_field("wasm", "is empty"));
-    }
-    let (hook, outcome) = state
-        .forgehooks
-        .install_wasm(&upload.wasm, upload.manifest, false)
-        .await?;
-    let mut view = ForgehookView::from_installed(&hook);
+    let (hook, outcome) = match read_upload(req).await? {
+        Upload::Wasm { wasm, manifest } => {
+            if wasm.is_empty() {
+                return Err(ApiError::invalid_field("wasm", "is empty"));
+            }
+            state
+                .forgehooks
+                .install_wasm(&wasm, manifest, false)
+                .await?
+        }
+        Upload::Http(manifest) => state.forgehooks.install_http(manifest).await?,
+    };
+    let mut view = ForgehookView::with_status(&hook, &state.forgehooks);
     if let InstallOutcome::Upgraded { from } = outcome {
         view.upgraded_from = Some(from);
     }
@@ -277,7 +353,10 @@ pub async fn enable(
     Path(id): Path<String>,
 ) -> ApiResult<Ok<ForgehookView>> {
     let hook = state.forgehooks.set_enabled(&id, true).await?;
-    Result::Ok(Ok::new(ForgehookView::from_installed(&hook)))
+    Result::Ok(Ok::new(ForgehookView::with_status(
+        &hook,
+        &state.forgehooks,
+    )))
 }
 
 /// Disable a ForgeHook (admin): agents can no longer call it.
@@ -292,7 +371,10 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> ApiResult<Ok<ForgehookView>> {
     let hook = state.forgehooks.set_enabled(&id, false).await?;
-    Result::Ok(Ok::new(ForgehookView::from_installed(&hook)))
+    Result::Ok(Ok::new(ForgehookView::with_status(
+        &hook,
+        &state.forgehooks,
+    )))
 }
 
 /// Replace a ForgeHook's configuration (admin): an object of string values whose keys the
@@ -311,7 +393,10 @@ pub async fn configure(
     ApiJson(config): ApiJson<BTreeMap<String, String>>,
 ) -> ApiResult<Ok<ForgehookView>> {
     let hook = state.forgehooks.set_config(&id, config).await?;
-    Result::Ok(Ok::new(ForgehookView::from_installed(&hook)))
+    Result::Ok(Ok::new(ForgehookView::with_status(
+        &hook,
+        &state.forgehooks,
+    )))
 }
 
 /// Maps a tool failure to the API: the input's fault is 400, a guest's misbehaviour 422

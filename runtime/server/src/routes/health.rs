@@ -17,6 +17,9 @@ pub struct Health {
     /// `postgres` or `sqlite`.
     pub database: &'static str,
     pub version: &'static str,
+    /// `available` or `unavailable`: whether a Docker engine answers. Without one only
+    /// container ForgeHooks are affected, so it does not make the server `degraded`.
+    pub docker: &'static str,
 }
 
 /// Health of the server and its database.
@@ -27,11 +30,19 @@ pub struct Health {
     responses((status = 200, description = "Healthy", body = Health),
               (status = 503, description = "Database unreachable", body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let db_ok = state.store.ping().await.is_ok();
+    let (db_ok, docker_ok) = tokio::join!(
+        async { state.store.ping().await.is_ok() },
+        state.forgehooks.docker_available()
+    );
     let health = Health {
         status: if db_ok { "ok" } else { "degraded" },
         database: state.store.backend(),
         version: env!("CARGO_PKG_VERSION"),
+        docker: if docker_ok {
+            "available"
+        } else {
+            "unavailable"
+        },
     };
     let status = if db_ok {
         StatusCode::OK
@@ -46,6 +57,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             "status": health.status,
             "database": health.database,
             "version": health.version,
+            "docker": health.docker,
             "request_id": current_request_id(),
         }),
     )
