@@ -50,6 +50,9 @@ pub struct RunInput {
     pub limits: RunLimits,
     /// Ask the provider to stream, so text deltas reach `RunEvent::LlmDelta`.
     pub stream: bool,
+    /// The worker's lease (owner, expiry), written with the `running` status so that starting
+    /// a run costs one statement.
+    pub lease: Option<(String, chrono::DateTime<chrono::Utc>)>,
     /// The hook scripts of this run (global, then the agent's); empty: no hook overhead.
     pub hook_chain: leforge_core::hook::HookChain,
 }
@@ -169,11 +172,12 @@ pub async fn execute(
     let run_id = input.run_id;
     match deps
         .store
-        .update_run(
+        .apply_run_update(
             run_id,
             RunUpdate {
                 status: Some(RunStatus::Running),
                 started_at: Some(now()),
+                lease: input.lease.clone(),
                 ..Default::default()
             },
         )

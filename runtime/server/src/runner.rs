@@ -219,28 +219,12 @@ impl Runner {
         if let Err(message) = self.resolve_hooks(&mut input).await {
             return self.fail_hooks_at_start(run.id, message).await;
         }
-        // Take the lease before any work, then keep it fresh while the loop runs.
-        self.lease(run.id).await?;
+        // The loop takes the lease with the `running` status, before any work; keep it fresh
+        // while the loop runs.
         let renewer = self.keep_lease(run.id, cancel.clone());
         let result = leforge_agent::execute(&self.inner.deps, input, cancel, Some(events)).await;
         renewer.abort();
         result
-    }
-
-    async fn lease(&self, run_id: Uuid) -> Result<(), StoreError> {
-        let until = chrono::Utc::now() + self.lease_ttl();
-        self.inner
-            .deps
-            .store
-            .update_run(
-                run_id,
-                RunUpdate {
-                    lease: Some((self.inner.instance.clone(), until)),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map(|_| ())
     }
 
     fn lease_ttl(&self) -> chrono::TimeDelta {
@@ -301,6 +285,10 @@ impl Runner {
             limits,
             stream: run.mode == leforge_core::RunMode::Stream,
             hook_chain: Default::default(),
+            lease: Some((
+                self.inner.instance.clone(),
+                chrono::Utc::now() + self.lease_ttl(),
+            )),
         })
     }
 

@@ -94,6 +94,9 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Time spent handling requests, minus scripted latency: what a benchmark subtracts to
+    /// get the runtime's own overhead (a real provider's time replaces this fake's).
+    busy_ns: AtomicU64,
 }
 
 impl Shared {
@@ -133,6 +136,7 @@ impl FakeProvider {
                 chat_count: 0,
             }),
             next_id: AtomicU64::new(1),
+            busy_ns: AtomicU64::new(0),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -228,6 +232,11 @@ impl FakeProvider {
     /// Chat requests answered so far (counted even when requests are not kept).
     pub fn chat_count(&self) -> usize {
         self.shared.lock().chat_count
+    }
+
+    /// Total time the fake spent in its request handler, scripted latency excluded.
+    pub fn busy_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.shared.busy_ns.load(Ordering::Relaxed))
     }
 }
 
@@ -351,6 +360,25 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let mut slept = std::time::Duration::ZERO;
+    let response = answer(&shared, method, uri, headers, body, &mut slept).await;
+    let busy = started.elapsed().saturating_sub(slept);
+    shared
+        .busy_ns
+        .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+    response
+}
+
+/// Handles one request, adding to `slept` the scripted latency it waited.
+async fn answer(
+    shared: &Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    slept: &mut std::time::Duration,
+) -> Response {
     let path = uri.path().to_string();
     let query = uri.query().map(str::to_string);
     let header_list: Vec<(String, String)> = headers
@@ -456,6 +484,7 @@ async fn handle(
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+        *slept = latency;
     }
     let Some(script) = script else {
         let (b, h) = render::error_body(
