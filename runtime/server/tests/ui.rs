@@ -974,6 +974,22 @@ async fn flow(ui: &Ui, t: &TestApp, fake: &FakeProvider) {
     }
     ui.c.set_window_size(1280, 1000).await.unwrap();
 
+    // Deleting after confirming removes the card and the agent.
+    ui.goto("/agents").await;
+    ui.click("button[data-delete-agent='data-transformer']")
+        .await;
+    ui.css("#confirm[open]").await;
+    ui.click("#confirm-ok").await;
+    ui.until(
+        "the card gone",
+        "!document.querySelector(\"li.card[data-agent='data-transformer']\")",
+    )
+    .await;
+    assert_eq!(
+        t.admin_get("/api/v1/agents/data-transformer").await.status,
+        StatusCode::NOT_FOUND
+    );
+
     // Sign out: back to the sign-in page, and pages need signing in again.
     ui.goto("/agents").await;
     ui.click("#signout").await;
