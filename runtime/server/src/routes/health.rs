@@ -30,10 +30,16 @@ pub struct Health {
     responses((status = 200, description = "Healthy", body = Health),
               (status = 503, description = "Database unreachable", body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let (db_ok, docker_ok) = tokio::join!(
-        async { state.store.ping().await.is_ok() },
-        state.forgehooks.docker_available()
-    );
+    // An engine that hangs must not make the health check itself slow: after 2 s it
+    // counts as unavailable.
+    let (db_ok, docker_ok) = tokio::join!(async { state.store.ping().await.is_ok() }, async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            state.forgehooks.docker_available(),
+        )
+        .await
+        .unwrap_or(false)
+    });
     let health = Health {
         status: if db_ok { "ok" } else { "degraded" },
         database: state.store.backend(),
