@@ -275,6 +275,10 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
     let _ = child.wait();
 }
 
+// The same allocator as the `leforge` binary: the per-step bench runs the server in-process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
