@@ -15,9 +15,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db_err;
-use crate::rows::{
-    now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow,
-};
+use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
 
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
     tools, config, is_public, api_key_required, allowed_api_keys, output_schema, created_by, \
@@ -28,8 +26,7 @@ const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, outpu
     mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner";
 const STEP_COLS: &str = "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
-const SCRIPT_COLS: &str =
-    "seq, id, name, description, source, version, created_at, updated_at";
+const SCRIPT_COLS: &str = "seq, id, name, description, source, version, created_at, updated_at";
 const RUN_HOOK_COLS: &str = "run_id, hook, script, script_id, script_version, step, \
     duration_ms, outcome, logs";
 const HOOK_COLS: &str =
