@@ -133,6 +133,30 @@ pub struct ContainerStatus {
     pub in_flight: u64,
 }
 
+impl ContainerStatus {
+    /// A ForgeHook with no container on this server (disabled, or not loaded), and why.
+    pub fn not_created(manifest: &Manifest, last_error: Option<String>) -> ContainerStatus {
+        ContainerStatus {
+            state: ContainerState::NotCreated,
+            restarts: 0,
+            last_error,
+            container_id: None,
+            image: image_reference(manifest),
+            address: None,
+            in_flight: 0,
+        }
+    }
+}
+
+/// `repository:tag` (or `@digest`) of a container manifest; empty for other runtimes.
+fn image_reference(manifest: &Manifest) -> String {
+    manifest
+        .image
+        .as_ref()
+        .map(|i| i.reference())
+        .unwrap_or_default()
+}
+
 /// What [`ContainerRuntime::reconcile`] did with the containers it found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ReconcileReport {
@@ -972,12 +996,7 @@ fn status_of(hook: &Hook) -> ContainerStatus {
         restarts: s.restarts,
         last_error: s.last_error.clone(),
         container_id: s.container_id.clone(),
-        image: hook
-            .manifest
-            .image
-            .as_ref()
-            .map(|i| i.reference())
-            .unwrap_or_default(),
+        image: image_reference(&hook.manifest),
         address: s.address.clone(),
         in_flight: hook.in_flight.load(Ordering::SeqCst),
     }

@@ -15,6 +15,8 @@ mod docker;
 mod errors;
 mod gateway;
 mod http_call;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use container_runtime::{
     ContainerAccess, ContainerRuntime, ContainerRuntimeConfig, ContainerState, ContainerStatus,

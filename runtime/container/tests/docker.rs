@@ -1,5 +1,5 @@
 //! The container and gateway runtimes against the real Docker engine. Without a reachable
-//! engine the Docker tests print `SKIP: no Docker engine` and pass, unless
+//! engine the Docker tests print `SKIP …` and pass, unless
 //! `LEFORGE_REQUIRE_DOCKER=1` (CI), where they fail.
 //!
 //! Each test uses its own instance id, so containers never collide and cleanup (also on
@@ -7,10 +7,10 @@
 //! image `leforge/container-example:0.1.0` are shared and reused by name.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bollard::Docker;
+use leforge_container::testing::{docker_ready, example_image, example_manifest};
 use leforge_container::{
     ContainerRuntime, ContainerRuntimeConfig, ContainerState, ContainerStatus, GatewayRuntime,
 };
@@ -20,61 +20,6 @@ use serde_json::{json, Value};
 
 /// Generous: a cold image build or a slow CI machine must not fail a test.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether the Docker tests can run; panics instead of skipping when CI requires Docker.
-async fn docker_ready() -> bool {
-    let ok = async {
-        let d = Docker::connect_with_defaults().ok()?;
-        let d = tokio::time::timeout(Duration::from_secs(5), d.negotiate_version())
-            .await
-            .ok()?
-            .ok()?;
-        d.ping().await.ok()
-    }
-    .await
-    .is_some();
-    if ok {
-        return true;
-    }
-    if std::env::var("LEFORGE_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!("LEFORGE_REQUIRE_DOCKER=1 but no Docker engine is reachable");
-    }
-    println!("SKIP: no Docker engine");
-    false
-}
-
-/// Builds the example image once per test process (the script is idempotent and fast when
-/// nothing changed).
-fn example_image() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let script = repo_root().join("plugins/container-example/build-image.sh");
-        let out = std::process::Command::new(script)
-            .output()
-            .map_err(|e| format!("cannot run build-image.sh: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "build-image.sh failed: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-}
-
-fn example_manifest() -> Value {
-    let path = repo_root().join("plugins/container-example/forgehook.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 fn manifest(value: Value) -> Manifest {
     let m = Manifest::from_json(&value.to_string()).unwrap();
@@ -147,7 +92,7 @@ async fn inspect(docker: &Docker, cid: &str) -> Option<bollard::models::Containe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn install_invoke_inspect_and_uninstall() {
-    if !docker_ready().await {
+    if !docker_ready("docker").await {
         return;
     }
     example_image();
@@ -233,7 +178,7 @@ async fn install_invoke_inspect_and_uninstall() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resources_are_capped_by_the_server() {
-    if !docker_ready().await {
+    if !docker_ready("docker").await {
         return;
     }
     example_image();
@@ -269,7 +214,7 @@ async fn resources_are_capped_by_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_container_fails_the_call_and_the_next_call_restarts_it() {
-    if !docker_ready().await {
+    if !docker_ready("docker").await {
         return;
     }
     example_image();
@@ -322,7 +267,7 @@ async fn killed_container_fails_the_call_and_the_next_call_restarts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_container_is_stopped_and_started_by_the_next_call() {
-    if !docker_ready().await {
+    if !docker_ready("docker").await {
         return;
     }
     example_image();
@@ -357,7 +302,7 @@ async fn idle_container_is_stopped_and_started_by_the_next_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_runtime_adopts_its_containers_and_removes_the_rest() {
-    if !docker_ready().await {
+    if !docker_ready("docker").await {
         return;
     }
     example_image();
@@ -418,7 +363,7 @@ async fn a_new_runtime_adopts_its_containers_and_removes_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upstream_manifest_runs_with_derived_names() {
-    if !docker_ready().await {
+    if !docker_ready("docker").await {
         return;
     }
     example_image();
@@ -620,7 +565,7 @@ async fn gateway_calls_a_local_http_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publish_loopback_mode_calls_through_127_0_0_1() {
-    if !docker_ready().await {
+    if !docker_ready("docker").await {
         return;
     }
     example_image();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use leforge_container::{ContainerState, ContainerStatus};
+use leforge_container::ContainerStatus;
 use leforge_core::forgehook::{Manifest, RuntimeKind};
 use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook, SECRET_MASK};
 use leforge_core::tool::{ToolCatalog, ToolError, ToolExecutor, ToolOutput, UnavailableTool};
@@ -74,20 +74,7 @@ impl Forgehooks {
                     .unwrap_or_else(|| "not loaded on this server".into()),
             )
         };
-        Some(ContainerStatus {
-            state: ContainerState::NotCreated,
-            restarts: 0,
-            last_error,
-            container_id: None,
-            image: hook
-                .manifest
-                .image
-                .as_ref()
-                .map(|i| i.reference())
-                .unwrap_or_default(),
-            address: None,
-            in_flight: 0,
-        })
+        Some(ContainerStatus::not_created(&hook.manifest, last_error))
     }
 
     /// Start-up: makes every enabled, installed ForgeHook callable from the artifact cache.

@@ -9,12 +9,12 @@
 #[path = "support/harness.rs"]
 mod harness;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use harness::{Reply, TestApp};
+use leforge_container::testing::{docker_ready, example_image, example_manifest};
 use leforge_core::tool::ToolExecutor;
 use leforge_fake_provider::{FakeProvider, Script};
 use leforge_server::forgehooks::INSTANCE_ID_KEY;
@@ -22,57 +22,6 @@ use serde_json::{json, Value};
 
 /// Generous: a cold image build or a slow, shared machine must not fail a test.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether the Docker tests can run; panics instead of skipping when CI requires Docker.
-fn docker_ready(test: &str) -> bool {
-    let ok = std::process::Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        return true;
-    }
-    if std::env::var("LEFORGE_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!("LEFORGE_REQUIRE_DOCKER=1 but no Docker engine is reachable");
-    }
-    println!("SKIP {test}: no Docker engine is reachable");
-    false
-}
-
-/// Builds the example image once per test process, however many tests ask at once (the
-/// script is idempotent, and quick when nothing changed).
-fn example_image() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let out = std::process::Command::new(
-            repo_root().join("plugins/container-example/build-image.sh"),
-        )
-        .output()
-        .map_err(|e| format!("cannot run build-image.sh: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "build-image.sh failed: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-}
-
-fn example_manifest() -> Value {
-    let path = repo_root().join("plugins/container-example/forgehook.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// Removes every container of one test's instance when dropped, even after a panic.
 struct Cleanup(String);
@@ -172,7 +121,7 @@ async fn wait_container(t: &TestApp, id: &str, what: &str, pred: impl Fn(&Value)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn container_forgehook_installs_runs_locked_down_and_uninstalls() {
-    if !docker_ready("container_forgehook_installs_runs_locked_down_and_uninstalls") {
+    if !docker_ready("container_forgehook_installs_runs_locked_down_and_uninstalls").await {
         return;
     }
     example_image();
@@ -382,7 +331,7 @@ async fn container_forgehook_installs_runs_locked_down_and_uninstalls() {
 /// call restarts it, and `container.restarts` counts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agent_run_uses_the_container_and_survives_a_kill_mid_call() {
-    if !docker_ready("agent_run_uses_the_container_and_survives_a_kill_mid_call") {
+    if !docker_ready("agent_run_uses_the_container_and_survives_a_kill_mid_call").await {
         return;
     }
     example_image();
@@ -514,7 +463,7 @@ async fn agent_run_uses_the_container_and_survives_a_kill_mid_call() {
 /// again by the next call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_container_stops_and_the_next_call_starts_it() {
-    if !docker_ready("idle_container_stops_and_the_next_call_starts_it") {
+    if !docker_ready("idle_container_stops_and_the_next_call_starts_it").await {
         return;
     }
     example_image();
@@ -549,7 +498,7 @@ async fn idle_container_stops_and_the_next_call_starts_it() {
 /// removes containers of its instance that no installed ForgeHook owns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restart_reconciles_containers() {
-    if !docker_ready("restart_reconciles_containers") {
+    if !docker_ready("restart_reconciles_containers").await {
         return;
     }
     example_image();
@@ -610,7 +559,7 @@ async fn restart_reconciles_containers() {
 /// its resources in upstream units.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upstream_container_manifest_is_accepted_with_schema_missing() {
-    if !docker_ready("upstream_container_manifest_is_accepted_with_schema_missing") {
+    if !docker_ready("upstream_container_manifest_is_accepted_with_schema_missing").await {
         return;
     }
     example_image();

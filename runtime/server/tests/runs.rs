@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use harness::{Reply, TestApp};
 use leforge_fake_provider::{FakeProvider, Script};
-use leforge_test_guests as guests;
 use serde_json::{json, Value};
 
 struct Env {
@@ -25,16 +24,7 @@ async fn env_with(db: leforge_store::testing::TestStore) -> Env {
         leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
     )
     .await;
-    let r = t
-        .raw(
-            Request::post("/api/v1/forgehooks")
-                .header("x-api-key", &t.admin_key)
-                .header("content-type", "application/wasm")
-                .body(Body::from(guests::read(guests::ECHO)))
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    t.install_echo().await;
     Env { t, fake }
 }
 

@@ -37,16 +37,7 @@ async fn seed_example_runs_on_three_provider_formats() {
         leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
     )
     .await;
-    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
-        .iter()
-        .map(|b| (b.id, b.wasm))
-        .collect();
-    let installed = t
-        .state
-        .forgehooks
-        .install_builtins(&builtins)
-        .await
-        .unwrap();
+    let installed = t.install_all_builtins().await;
     assert_eq!(installed.len(), 7, "{installed:?}");
     let listed = t.get("/api/v1/forgehooks", None).await;
     assert_eq!(listed.body["count"], 7);
@@ -154,15 +145,7 @@ async fn seed_example_runs_on_three_provider_formats() {
 #[tokio::test]
 async fn seed_pipeline_over_the_invoke_route() {
     let t = TestApp::new(leforge_store::testing::sqlite().await).await;
-    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
-        .iter()
-        .map(|b| (b.id, b.wasm))
-        .collect();
-    t.state
-        .forgehooks
-        .install_builtins(&builtins)
-        .await
-        .unwrap();
+    t.install_all_builtins().await;
     let invoke = |id: &'static str, endpoint: &'static str, input: Value| {
         let t = &t;
         async move {

@@ -541,15 +541,7 @@ async fn admin_ui_end_to_end_in_chromium() {
         leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
     )
     .await;
-    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
-        .iter()
-        .map(|b| (b.id, b.wasm))
-        .collect();
-    t.state
-        .forgehooks
-        .install_builtins(&builtins)
-        .await
-        .unwrap();
+    t.install_all_builtins().await;
     let addr = t.serve().await;
     let ui = Ui {
         c: client,

@@ -54,6 +54,53 @@ fn write_err(e: sqlx::Error, entity: &'static str) -> StoreError {
     db_err(e)
 }
 
+/// The step row's INSERT, `$1`–`$9` bound by [`step_query`]; a macro so that the one-statement
+/// step write can embed it with `concat!`.
+macro_rules! insert_step_sql {
+    () => {
+        "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \
+         error, duration_ms, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    };
+}
+
+/// `sql` with the step's columns bound as `$1`–`$9` (in [`insert_step_sql!`]'s order); the
+/// caller binds any further parameters.
+fn step_query<'q, DB>(
+    sql: &'q str,
+    run_id: Uuid,
+    step: &'q RunStep,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Json<&'q serde_json::Value>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query::<DB>(sql)
+        .bind(run_id)
+        .bind(step.step)
+        .bind(step.tool.as_str())
+        .bind(step.action.as_str())
+        .bind(Json(&step.input))
+        .bind(step.output.as_ref().map(Json))
+        .bind(step.error.as_deref())
+        .bind(step.duration_ms)
+        .bind(step.started_at)
+}
+
+/// A step insert that fails on the foreign key means the run is missing.
+fn step_write_err(e: sqlx::Error) -> StoreError {
+    match write_err(e, "step") {
+        StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
+        other => other,
+    }
+}
+
 /// Inserts one step row on a connection (or inside a transaction) of either back end.
 async fn insert_step<DB>(
     conn: &mut <DB as sqlx::Database>::Connection,
@@ -73,25 +120,10 @@ where
     for<'q> Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    sqlx::query::<DB>(
-        "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \
-         error, duration_ms, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(run_id)
-    .bind(step.step)
-    .bind(step.tool.as_str())
-    .bind(step.action.as_str())
-    .bind(Json(&step.input))
-    .bind(step.output.as_ref().map(Json))
-    .bind(step.error.as_deref())
-    .bind(step.duration_ms)
-    .bind(step.started_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| match write_err(e, "step") {
-        StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
-        other => other,
-    })?;
+    step_query::<DB>(insert_step_sql!(), run_id, step)
+        .execute(&mut *conn)
+        .await
+        .map_err(step_write_err)?;
     Ok(())
 }
 
@@ -534,32 +566,24 @@ macro_rules! sql_store {
                     // row the CTE inserts (same snapshot), hence the `+ 1`. Parallel steps of
                     // one run queue on the run's row lock, and a waiter re-reads the row but
                     // not the snapshot of its COUNT: `total_steps + 1` covers that case.
-                    sqlx::query(
-                        "WITH new_step AS (INSERT INTO agent_run_steps (run_id, step, tool, \
-                         action, input, output, error, duration_ms, started_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)) \
-                         UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
-                         (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
-                         tokens_input = $10, tokens_output = $11, updated_at = $12 WHERE id = $1",
+                    step_query::<$db>(
+                        concat!(
+                            "WITH new_step AS (",
+                            insert_step_sql!(),
+                            ") UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
+                             (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
+                             tokens_input = $10, tokens_output = $11, updated_at = $12 \
+                             WHERE id = $1"
+                        ),
+                        run_id,
+                        &step,
                     )
-                    .bind(run_id)
-                    .bind(step.step)
-                    .bind(step.tool.as_str())
-                    .bind(step.action.as_str())
-                    .bind(Json(&step.input))
-                    .bind(step.output.as_ref().map(Json))
-                    .bind(step.error.as_deref())
-                    .bind(step.duration_ms)
-                    .bind(step.started_at)
                     .bind(tokens_input)
                     .bind(tokens_output)
                     .bind(now())
                     .execute(&self.pool)
                     .await
-                    .map_err(|e| match write_err(e, "step") {
-                        StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
-                        other => other,
-                    })?;
+                    .map_err(step_write_err)?;
                     return Ok(());
                 }
                 // SQLite has no data-modifying CTEs; a local transaction costs no round trips.

@@ -160,6 +160,36 @@ impl TestApp {
     }
 
     /// Creates an agent as admin and returns its JSON.
+    /// Installs every built-in ForgeHook, as `leforge serve` does on first start; returns
+    /// the ids installed.
+    pub async fn install_all_builtins(&self) -> Vec<String> {
+        let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
+            .iter()
+            .map(|b| (b.id, b.wasm))
+            .collect();
+        self.state
+            .forgehooks
+            .install_builtins(&builtins)
+            .await
+            .unwrap()
+    }
+
+    /// Installs the `echo` test component over the API (the usual tool of loop tests).
+    pub async fn install_echo(&self) {
+        let r = self
+            .raw(
+                Request::post("/api/v1/forgehooks")
+                    .header("x-api-key", &self.admin_key)
+                    .header("content-type", "application/wasm")
+                    .body(Body::from(leforge_test_guests::read(
+                        leforge_test_guests::ECHO,
+                    )))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+
     pub async fn create_agent(&self, body: Value) -> Value {
         let r = self.admin_post("/api/v1/agents", body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
