@@ -59,13 +59,29 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db_err)?;
         if migrate == Migrate::Yes {
             SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
         }
-        Ok(SqliteStore { pool })
+        // Each connection to an in-memory database is a database of its own, so there the
+        // one pool must do everything.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = if in_memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .map_err(db_err)?
+        };
+        Ok(SqliteStore {
+            pool,
+            progress: writer.clone(),
+            writer,
+        })
     }
 }
 
@@ -75,13 +91,30 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db_err)?;
         if migrate == Migrate::Yes {
             POSTGRES_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
         }
-        Ok(PgStore { pool })
+        // Step rows commit asynchronously: PostgreSQL acknowledges them before their WAL is
+        // flushed, which saves a disk flush (about 0.3 ms here) on every step. What this risks
+        // is narrow: WAL is flushed in order, so the run's terminal update — a synchronous
+        // commit — makes every earlier step row of that run durable before the caller hears
+        // the result. Only a PostgreSQL crash while a run is in flight can lose the last few
+        // hundred milliseconds of its step rows, the same trace a LeForge crash a moment
+        // earlier would leave; the run's status, output and everything else stay synchronous.
+        let progress = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("synchronous_commit", "off")]))
+            .await
+            .map_err(db_err)?;
+        Ok(PgStore {
+            writer: pool.clone(),
+            pool,
+            progress,
+        })
     }
 }
 

@@ -132,7 +132,16 @@ macro_rules! sql_store {
         #[doc = concat!("The `Store` on ", $backend, ".")]
         #[derive(Debug, Clone)]
         pub struct $store {
+            /// Reads, and every write on a back end where [`Self::writer`] is the same pool.
             pub(crate) pool: sqlx::Pool<$db>,
+            /// Writes that must be durable when they return (runs, agents, keys, …). On SQLite
+            /// a pool of one connection: SQLite admits one writer at a time, and writers on
+            /// several connections wait in its busy handler, which sleeps in steps of
+            /// milliseconds; queueing in the pool instead costs nothing.
+            pub(crate) writer: sqlx::Pool<$db>,
+            /// Step rows and the counters written with them: see `PgStore::connect` for why
+            /// PostgreSQL commits these asynchronously. On SQLite, the writer.
+            pub(crate) progress: sqlx::Pool<$db>,
         }
 
         impl $store {
@@ -331,7 +340,7 @@ macro_rules! sql_store {
                 .bind(ts)
                 .bind(agent.output_schema.as_ref().map(Json))
                 .bind(Json(&agent.hooks))
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| write_err(e, "agent"))?;
                 Ok(row.into_agent()?.1)
@@ -416,7 +425,7 @@ macro_rules! sql_store {
                 .bind(agent.updated_at)
                 .bind(agent.output_schema.as_ref().map(Json))
                 .bind(Json(&agent.hooks))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(|e| write_err(e, "agent"))?
                 .ok_or(StoreError::NotFound { entity: "agent" })?;
@@ -429,7 +438,7 @@ macro_rules! sql_store {
                 )
                 .bind(id)
                 .bind(now())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
                 if done.rows_affected() == 0 {
@@ -462,7 +471,7 @@ macro_rules! sql_store {
                 .bind(&run.callback_url)
                 .bind(&run.idempotency_key)
                 .bind(&run.request_hash)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| match write_err(e, "run") {
                     // The unique index on (agent, idempotency key): another request won.
@@ -524,7 +533,7 @@ macro_rules! sql_store {
                 qb.push(format!(" RETURNING {RUN_COLS}"));
                 let row: Option<RunRow> = qb
                     .build_query_as()
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(db_err)?;
                 match row {
@@ -539,7 +548,7 @@ macro_rules! sql_store {
             async fn apply_run_update(&self, id: Uuid, update: RunUpdate) -> Result<(), StoreError> {
                 let done = Self::run_update_query(id, update)
                     .build()
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(db_err)?;
                 if done.rows_affected() == 0 {
@@ -549,7 +558,7 @@ macro_rules! sql_store {
             }
 
             async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError> {
-                let mut conn = self.pool.acquire().await.map_err(db_err)?;
+                let mut conn = self.progress.acquire().await.map_err(db_err)?;
                 insert_step::<$db>(&mut conn, run_id, &step).await
             }
 
@@ -581,13 +590,13 @@ macro_rules! sql_store {
                     .bind(tokens_input)
                     .bind(tokens_output)
                     .bind(now())
-                    .execute(&self.pool)
+                    .execute(&self.progress)
                     .await
                     .map_err(step_write_err)?;
                     return Ok(());
                 }
                 // SQLite has no data-modifying CTEs; a local transaction costs no round trips.
-                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                let mut tx = self.progress.begin().await.map_err(db_err)?;
                 insert_step::<$db>(&mut tx, run_id, &step).await?;
                 sqlx::query(
                     "UPDATE agent_runs SET total_steps = \
@@ -615,7 +624,7 @@ macro_rules! sql_store {
                 .bind(&key.key_hash)
                 .bind(key.scope.as_str())
                 .bind(now())
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| write_err(e, "api key"))?;
                 Ok(row.into_key()?.1)
@@ -677,7 +686,7 @@ macro_rules! sql_store {
                 .bind(id)
                 .bind(ts)
                 .bind(ts - chrono::TimeDelta::seconds(60))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -690,7 +699,7 @@ macro_rules! sql_store {
                 ))
                 .bind(id)
                 .bind(now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "api key" })?;
@@ -732,7 +741,7 @@ macro_rules! sql_store {
                 .bind(agent_id)
                 .bind(key)
                 .bind(before)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -756,7 +765,7 @@ macro_rules! sql_store {
                 .bind(lease_until)
                 .bind(ts)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await
                 .map_err(db_err)?;
                 let mut runs = rows
@@ -785,7 +794,7 @@ macro_rules! sql_store {
                     sep.push_bind(*id);
                 }
                 qb.push(")");
-                let done = qb.build().execute(&self.pool).await.map_err(db_err)?;
+                let done = qb.build().execute(&self.writer).await.map_err(db_err)?;
                 Ok(done.rows_affected())
             }
 
@@ -801,7 +810,7 @@ macro_rules! sql_store {
                      RETURNING id",
                 )
                 .bind(at)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await
                 .map_err(db_err)?;
                 Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -815,7 +824,7 @@ macro_rules! sql_store {
                 let (Json(mut attempts),): (Json<Vec<CallbackAttempt>>,) =
                     sqlx::query_as("SELECT callback_attempts FROM agent_runs WHERE id = $1")
                         .bind(run_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.writer)
                         .await
                         .map_err(db_err)?
                         .ok_or(StoreError::NotFound { entity: "run" })?;
@@ -823,7 +832,7 @@ macro_rules! sql_store {
                 sqlx::query("UPDATE agent_runs SET callback_attempts = $2 WHERE id = $1")
                     .bind(run_id)
                     .bind(Json(&attempts))
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -848,7 +857,7 @@ macro_rules! sql_store {
                 .bind(key)
                 .bind(value)
                 .bind(now())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -876,7 +885,7 @@ macro_rules! sql_store {
                 .bind(&hook.wasm_sha256)
                 .bind(hook.builtin)
                 .bind(ts)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| write_err(e, "forgehook"))?;
                 Ok(row.into_installed())
@@ -908,7 +917,7 @@ macro_rules! sql_store {
                     "DELETE FROM forgehooks WHERE id = $1 RETURNING {HOOK_COLS}"
                 ))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "forgehook" })?;
@@ -927,7 +936,7 @@ macro_rules! sql_store {
                 .bind(id)
                 .bind(enabled)
                 .bind(now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "forgehook" })?;
@@ -942,7 +951,7 @@ macro_rules! sql_store {
                 .bind(sha256)
                 .bind(wasm)
                 .bind(now())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -961,7 +970,7 @@ macro_rules! sql_store {
             async fn delete_wasm_blob(&self, sha256: &str) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM forgehook_blobs WHERE sha256 = $1")
                     .bind(sha256)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -979,7 +988,7 @@ macro_rules! sql_store {
                 .bind(id)
                 .bind(Json(&config))
                 .bind(now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "forgehook" })?;
@@ -999,7 +1008,7 @@ macro_rules! sql_store {
                 .bind(&script.description)
                 .bind(&script.source)
                 .bind(ts)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| write_err(e, "script"))?;
                 Ok(row.into_script().1)
@@ -1058,7 +1067,7 @@ macro_rules! sql_store {
                 qb.push(format!(" RETURNING {SCRIPT_COLS}"));
                 let row: ScriptRow = qb
                     .build_query_as()
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err(|e| write_err(e, "script"))?
                     .ok_or(StoreError::NotFound { entity: "script" })?;
@@ -1070,7 +1079,7 @@ macro_rules! sql_store {
                     "DELETE FROM scripts WHERE id = $1 RETURNING {SCRIPT_COLS}"
                 ))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "script" })?;
@@ -1123,7 +1132,7 @@ macro_rules! sql_store {
                         .push_bind(Json(r.logs.clone()))
                         .push_bind(ts);
                 });
-                qb.build().execute(&self.pool).await.map_err(|e| match write_err(e, "hook record") {
+                qb.build().execute(&self.writer).await.map_err(|e| match write_err(e, "hook record") {
                     StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
                     other => other,
                 })?;
