@@ -55,6 +55,10 @@ pub struct RunInput {
     pub lease: Option<(String, chrono::DateTime<chrono::Utc>)>,
     /// The hook scripts of this run (global, then the agent's); empty: no hook overhead.
     pub hook_chain: leforge_core::hook::HookChain,
+    /// Whether the caller needs the finished run back (a sync answer, a callback). When it
+    /// does not and nobody follows the run's events, the terminal update is written without
+    /// reading the run and its steps back.
+    pub return_run: bool,
 }
 
 /// The backends a run talks to, as traits.
@@ -160,14 +164,15 @@ pub fn user_message(input: &str, data: Option<&Value>) -> String {
     }
 }
 
-/// Runs an agent to a terminal status and returns the stored run. Only store failures are
-/// errors; everything else (provider down, tool crash, timeout, cancel) is a run outcome.
+/// Runs an agent to a terminal status and returns the stored run (`None` when the input
+/// said it is not wanted and nobody follows the events). Only store failures are errors;
+/// everything else (provider down, tool crash, timeout, cancel) is a run outcome.
 pub async fn execute(
     deps: &Deps,
     input: RunInput,
     cancel: CancellationToken,
     events: Option<broadcast::Sender<RunEvent>>,
-) -> Result<Run, StoreError> {
+) -> Result<Option<Run>, StoreError> {
     let started = Instant::now();
     let run_id = input.run_id;
     match deps
@@ -191,6 +196,7 @@ pub async fn execute(
                 .get_run(run_id)
                 .await?
                 .ok_or(StoreError::NotFound { entity: "run" })
+                .map(Some)
         }
         Err(e) => return Err(e),
     }
@@ -245,20 +251,30 @@ pub async fn execute(
             update.error_message = Some("the run was cancelled".to_string());
         }
     }
-    let run = match deps.store.update_run(run_id, update.clone()).await {
-        Ok(run) => run,
-        // Someone else made it terminal first (a cancel through the API): keep their status,
-        // but record the metrics this worker gathered.
-        Err(StoreError::InvalidState(_)) => {
-            let metrics = RunUpdate {
-                total_steps: update.total_steps,
-                tokens_input: update.tokens_input,
-                tokens_output: update.tokens_output,
-                duration_ms: update.duration_ms,
-                ..Default::default()
-            };
-            deps.store.update_run(run_id, metrics).await?
+    // Someone else may have made it terminal first (a cancel through the API): then their
+    // status stays, and only the metrics this worker gathered are recorded.
+    let metrics = RunUpdate {
+        total_steps: update.total_steps,
+        tokens_input: update.tokens_input,
+        tokens_output: update.tokens_output,
+        duration_ms: update.duration_ms,
+        ..Default::default()
+    };
+    // A subscriber that joins after this check misses `Finished`, and finishes from the
+    // store when the channel closes.
+    let followed = events.as_ref().is_some_and(|tx| tx.receiver_count() > 0);
+    if !input.return_run && !followed {
+        match deps.store.apply_run_update(run_id, update).await {
+            Ok(()) => {}
+            Err(StoreError::InvalidState(_)) => deps.store.apply_run_update(run_id, metrics).await?,
+            Err(e) => return Err(e),
         }
+        tracing::info!(run_id = %run_id, "run finished");
+        return Ok(None);
+    }
+    let run = match deps.store.update_run(run_id, update).await {
+        Ok(run) => run,
+        Err(StoreError::InvalidState(_)) => deps.store.update_run(run_id, metrics).await?,
         Err(e) => return Err(e),
     };
     tracing::info!(run_id = %run_id, status = %run.status, steps = run.total_steps, "run finished");
@@ -268,12 +284,12 @@ pub async fn execute(
             run: Box::new(run.clone()),
         },
     );
-    Ok(run)
+    Ok(Some(run))
 }
 
 /// The tools of a run: what the model is offered and how its names map back.
 struct Toolbox {
-    specs: Vec<ToolSpec>,
+    specs: Arc<[ToolSpec]>,
     by_name: HashMap<String, (String, String)>,
 }
 
@@ -292,7 +308,10 @@ impl Toolbox {
                 by_name.insert(name, (m.id.clone(), ep.name.clone()));
             }
         }
-        Toolbox { specs, by_name }
+        Toolbox {
+            specs: specs.into(),
+            by_name,
+        }
     }
 }
 

@@ -116,7 +116,8 @@ pub struct ChatRequest {
     pub model: String,
     pub system: String,
     pub messages: Vec<Message>,
-    pub tools: Vec<ToolSpec>,
+    /// Shared: a run offers the same tools on every turn, and their schemas are not small.
+    pub tools: std::sync::Arc<[ToolSpec]>,
     pub max_tokens: u32,
     pub temperature: Option<f64>,
     /// `None` leaves the provider's default (parallel calls allowed).
@@ -133,7 +134,7 @@ impl ChatRequest {
             model: model.into(),
             system: system.into(),
             messages: Vec::new(),
-            tools: Vec::new(),
+            tools: std::sync::Arc::from([]),
             max_tokens: 4096,
             temperature: None,
             parallel_tool_calls: None,

@@ -102,11 +102,12 @@ pub(crate) fn body(p: &mut Prepared<'_>) -> Result<Value, LlmError> {
             .tools
             .iter()
             .map(|t| {
-                json!({
-                    "name": p.names.wire(&t.name),
-                    "description": t.description,
-                    "input_schema": t.parameters,
-                })
+                let mut tool = Map::new();
+                tool.insert("name".into(), Value::String(p.names.wire(&t.name)));
+                tool.insert("description".into(), Value::String(t.description.clone()));
+                // A clone, not `json!`: the macro re-serializes the schema value by value.
+                tool.insert("input_schema".into(), t.parameters.clone());
+                Value::Object(tool)
             })
             .collect();
         b.insert("tools".into(), Value::Array(tools));

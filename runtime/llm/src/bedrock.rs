@@ -99,7 +99,7 @@ pub(crate) fn body(p: &mut Prepared<'_>) -> Result<Value, LlmError> {
     b.insert("inferenceConfig".into(), Value::Object(inference));
     let mut specs: Vec<Value> = Vec::new();
     let mut offered = BTreeSet::new();
-    for t in &req.tools {
+    for t in req.tools.iter() {
         let name = p.names.wire(&t.name);
         offered.insert(name.clone());
         specs.push(json!({"toolSpec": {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use leforge_core::llm::MAX_TOOLS;
 use leforge_core::{
-    ChatRequest, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, Usage,
+    ChatRequest, ToolSpec, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, Usage,
 };
 use serde_json::{Map, Value};
 
@@ -41,7 +41,7 @@ impl<'a> Prepared<'a> {
         }
         let mut names = NameMap::new();
         // Offered tools first, so their wire names do not depend on the history.
-        for t in &req.tools {
+        for t in req.tools.iter() {
             names.wire(&t.name);
         }
         let turns = group(&req.messages)?;
@@ -133,6 +133,20 @@ pub(crate) fn content_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A tool in the `{"type": "function", "function": {…}}` form of OpenAI and Ollama. The
+/// schema is cloned, not put through `json!`, which would re-serialize it value by value on
+/// every turn.
+pub(crate) fn function_tool(wire_name: String, t: &ToolSpec) -> Value {
+    let mut f = Map::new();
+    f.insert("name".into(), Value::String(wire_name));
+    f.insert("description".into(), Value::String(t.description.clone()));
+    f.insert("parameters".into(), t.parameters.clone());
+    let mut tool = Map::new();
+    tool.insert("type".into(), Value::String("function".into()));
+    tool.insert("function".into(), Value::Object(f));
+    Value::Object(tool)
 }
 
 /// Arguments to send back in history: an object, or `{}` when they never parsed (such a

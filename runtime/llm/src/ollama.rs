@@ -8,7 +8,7 @@
 use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
 use serde_json::{json, Map, Value};
 
-use crate::convo::{args_object, content_text, Prepared, RawArgs, RawCall, Turn};
+use crate::convo::{args_object, content_text, function_tool, Prepared, RawArgs, RawCall, Turn};
 use crate::recover::recover_calls;
 use crate::retry::{Read, Reply};
 use crate::{emit, next_or_timeout, Ctx, Deltas};
@@ -68,13 +68,7 @@ pub(crate) fn body(p: &mut Prepared<'_>) -> Value {
         let tools: Vec<Value> = req
             .tools
             .iter()
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": p.names.wire(&t.name),
-                    "description": t.description,
-                    "parameters": t.parameters,
-                }})
-            })
+            .map(|t| function_tool(p.names.wire(&t.name), t))
             .collect();
         b.insert("tools".into(), Value::Array(tools));
     }

@@ -12,7 +12,7 @@ use eventsource_stream::Eventsource;
 use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
 use serde_json::{json, Map, Value};
 
-use crate::convo::{content_text, parse_args, Prepared, RawArgs, RawCall, Turn};
+use crate::convo::{content_text, function_tool, parse_args, Prepared, RawArgs, RawCall, Turn};
 use crate::names::sanitize_call_id;
 use crate::recover::recover_calls;
 use crate::retry::{Read, Reply};
@@ -118,16 +118,7 @@ pub(crate) fn body(p: &mut Prepared<'_>, flavor: Flavor) -> Value {
         let tools: Vec<Value> = req
             .tools
             .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": p.names.wire(&t.name),
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    }
-                })
-            })
+            .map(|t| function_tool(p.names.wire(&t.name), t))
             .collect();
         b.insert("tools".into(), Value::Array(tools));
         if let Some(par) = req.parallel_tool_calls {

@@ -12,7 +12,7 @@ fn conversation(provider: Provider, model: &str) -> ChatRequest {
     r.max_tokens = 1024;
     r.temperature = Some(0.2);
     r.parallel_tool_calls = Some(true);
-    r.tools = vec![
+    r.tools = std::sync::Arc::from(vec![
         ToolSpec {
             name: "math__add".into(),
             description: "Adds two numbers.".into(),
@@ -23,7 +23,7 @@ fn conversation(provider: Provider, model: &str) -> ChatRequest {
             description: "Uppercases a string.".into(),
             parameters: json!({"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}),
         },
-    ];
+    ]);
     r.messages = vec![
         Message::user("Add 1 and 2, then uppercase the word done."),
         Message::Assistant {

@@ -37,7 +37,8 @@ async fn one_tool_round_trip_against_a_local_model() {
         name: "math__add".into(),
         description: "Adds two integers a and b.".into(),
         parameters: json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}),
-    }];
+    }]
+    .into();
     req.messages
         .push(Message::user("What is 17 + 25? Use the tool."));
 

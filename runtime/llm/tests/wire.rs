@@ -45,7 +45,7 @@ fn tools() -> Vec<ToolSpec> {
 
 fn request(provider: Provider) -> ChatRequest {
     let mut r = ChatRequest::new(provider, "test-model", "You are a careful calculator.");
-    r.tools = tools();
+    r.tools = tools().into();
     r.max_tokens = 512;
     r.temperature = Some(0.2);
     r.messages
@@ -258,7 +258,7 @@ async fn bedrock_sends_tool_config_for_history_without_tools_and_session_token()
         json!({"sum": 3}),
         false,
     ));
-    req.tools.clear();
+    req.tools = std::sync::Arc::from([]);
     fake.push(Script::text("3"));
     let resp = router.chat(req, None).await.unwrap();
     assert_eq!(resp.text, "3");
@@ -689,7 +689,7 @@ async fn too_many_tools_fails_before_any_request() {
         }
     ));
     assert_eq!(fake.request_count(), 0);
-    req.tools.truncate(128);
+    req.tools = req.tools[..128].into();
     fake.push(Script::text("ok"));
     router.chat(req, None).await.unwrap();
     assert_eq!(fake.accepted().len(), 1);

@@ -162,12 +162,18 @@ impl Runner {
     /// abandon it) and returns its handle.
     pub fn spawn(&self, run: Run) -> tokio::task::JoinHandle<Result<Run, StoreError>> {
         let runner = self.clone();
-        self.inner
-            .tasks
-            .spawn(async move { runner.execute(run).await })
+        self.inner.tasks.spawn(async move {
+            // Asked for, the finished run is always returned.
+            runner
+                .execute(run, true)
+                .await?
+                .ok_or(StoreError::NotFound { entity: "run" })
+        })
     }
 
-    async fn execute(&self, run: Run) -> Result<Run, StoreError> {
+    /// Runs `run` to its end. `return_run`: whether the finished run is wanted back; a run
+    /// with a callback reads it back anyway, for the callback's body.
+    async fn execute(&self, run: Run, return_run: bool) -> Result<Option<Run>, StoreError> {
         let run_id = run.id;
         let (cancel, events) = {
             let mut live = self.live();
@@ -177,11 +183,14 @@ impl Runner {
             });
             (entry.cancel.clone(), entry.events.clone())
         };
-        let result = self.execute_inner(run, cancel.clone(), events).await;
+        let return_run = return_run || run.callback_url.is_some();
+        let result = self
+            .execute_inner(run, return_run, cancel.clone(), events)
+            .await;
         self.live().remove(&run_id);
         cancel.cancel();
         let run = result?;
-        if run.callback_url.is_some() {
+        if let Some(run) = run.as_ref().filter(|r| r.callback_url.is_some()) {
             let runner = self.clone();
             let delivered = run.clone();
             self.inner
@@ -194,11 +203,12 @@ impl Runner {
     async fn execute_inner(
         &self,
         run: Run,
+        return_run: bool,
         cancel: CancellationToken,
         events: broadcast::Sender<RunEvent>,
-    ) -> Result<Run, StoreError> {
+    ) -> Result<Option<Run>, StoreError> {
         let store = &self.inner.deps.store;
-        let input = match self.run_input(&run).await {
+        let input = match self.run_input(&run, return_run).await {
             Ok(input) => input,
             Err(message) => {
                 return store
@@ -212,12 +222,13 @@ impl Runner {
                             ..Default::default()
                         },
                     )
-                    .await;
+                    .await
+                    .map(Some);
             }
         };
         let mut input = input;
         if let Err(message) = self.resolve_hooks(&mut input).await {
-            return self.fail_hooks_at_start(run.id, message).await;
+            return self.fail_hooks_at_start(run.id, message).await.map(Some);
         }
         // The loop takes the lease with the `running` status, before any work; keep it fresh
         // while the loop runs.
@@ -262,7 +273,7 @@ impl Runner {
 
     /// Rebuilds what the loop needs from the stored run: the agent as it is now and the
     /// limits fixed when the run was created.
-    async fn run_input(&self, run: &Run) -> Result<RunInput, String> {
+    async fn run_input(&self, run: &Run, return_run: bool) -> Result<RunInput, String> {
         let agent = self
             .inner
             .deps
@@ -285,6 +296,7 @@ impl Runner {
             limits,
             stream: run.mode == leforge_core::RunMode::Stream,
             hook_chain: Default::default(),
+            return_run,
             lease: Some((
                 self.inner.instance.clone(),
                 chrono::Utc::now() + self.lease_ttl(),
@@ -385,7 +397,9 @@ impl Runner {
                             let runner = self.clone();
                             self.inner.tasks.spawn(async move {
                                 let _permit = permit;
-                                if let Err(e) = runner.execute(run).await {
+                                // Nobody waits for an async run's result here: the store
+                                // has it (and its callback, if any, is sent from it).
+                                if let Err(e) = runner.execute(run, false).await {
                                     tracing::error!(error = %e, "async run failed to persist");
                                 }
                             });
