@@ -219,7 +219,7 @@ impl WasmHost {
         let bytes = wasm.to_vec();
         let (component, compiled) =
             tokio::task::spawn_blocking(move || -> wasmtime::Result<(Component, Vec<u8>)> {
-                let component = Component::new(&engine, &bytes)?;
+                let component = compile(&engine, &bytes)?;
                 let compiled = component.serialize()?;
                 Ok((component, compiled))
             })
@@ -279,7 +279,7 @@ impl WasmHost {
                     .ok_or_else(|| InstallError::NotCached {
                         sha256: sha256.to_string(),
                     })?;
-                let component = Component::new(&self.inner.engine, &wasm)
+                let component = compile(&self.inner.engine, &wasm)
                     .map_err(|e| InstallError::Malformed(format!("{e:#}")))?;
                 let compiled = component
                     .serialize()
@@ -560,6 +560,23 @@ impl ToolExecutor for WasmHost {
 
 /// Gives a useful message for the two most common wrong uploads before the compiler gives a
 /// cryptic one.
+/// Compiles a component on a thread pool of its own that ends with the compile. wasmtime
+/// spreads a compile over rayon threads; on rayon's global pool those threads live on, idle,
+/// and the allocator keeps the compiler's freed scratch memory (tens of MB for the built-ins)
+/// in their per-thread heaps for good. Threads that exit hand it back.
+fn compile(engine: &wasmtime::Engine, wasm: &[u8]) -> wasmtime::Result<Component> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("leforge-compile-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(|| Component::new(engine, wasm)),
+        // No threads to be had: compile here, as wasmtime would without the pool.
+        Err(_) => Component::new(engine, wasm),
+    }
+}
+
 fn check_component_header(wasm: &[u8]) -> Result<(), InstallError> {
     const MAGIC: &[u8] = b"\0asm";
     if wasm.len() < 8 || &wasm[..4] != MAGIC {
