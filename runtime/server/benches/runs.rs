@@ -6,7 +6,11 @@
 //!    SQLite otherwise). Reported per step: one model turn plus one tool call, persisted.
 //! 2. 1,000 concurrent async runs of 3 steps with the fake provider answering in 200 ms,
 //!    against the `leforge` binary as its own process: wall time to complete them all (the
-//!    LLM-bound time is 4 turns x 200 ms) and the server's peak RSS.
+//!    LLM-bound time is 4 turns x 200 ms), the server's peak RSS while the runs are live, and
+//!    the CPU time of the server and of the bench process. Twice per store: on the server's
+//!    first start with a fresh data directory, and on a restarted server.
+//!
+//! `LEFORGE_BENCH_ONLY=per_step|thousand` and `LEFORGE_BENCH_STORE=sqlite|postgres` narrow it.
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +20,47 @@ use leforge_server::config::{Config, ServerArgs};
 use leforge_server::AppState;
 use serde_json::json;
 
+/// Tool results in an Anthropic request so far: the `tool_result` blocks of its messages.
+/// Counted by walking the value, not by printing it: the fake provider shares the cores with
+/// the server, and its time is not the runtime's.
 fn tool_results(body: &serde_json::Value) -> usize {
-    body.to_string().matches("\"tool_result\"").count()
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result")
+        .count()
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are the 14th and 15th fields, so 12th and 13th after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // Linux reports them in USER_HZ, which is 100 on every Linux target Rust supports.
+    ticks / 100.0
+}
+
+/// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MB.
+fn read_rss(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -130,7 +173,9 @@ async fn per_step(fake: &FakeProvider, postgres: bool) {
 
 /// Runs the real `leforge` binary as its own process (so its RSS is the server's alone and
 /// the fake provider's CPU is visible as what it is: a second process on the same 2 cores).
-async fn thousand(fake: &FakeProvider, postgres: bool) {
+/// `restarted`: measure a server started before on the same data directory, rather than its
+/// first start (which compiles the built-in ForgeHooks, and keeps some of the memory that took).
+async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
     const RUNS: usize = 1000;
     const KEY: &str = "bench-admin-key-0123456789";
     let latency = Duration::from_millis(200);
@@ -171,14 +216,33 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
     } else {
         cmd.env_remove("DATABASE_URL");
     }
-    let mut child = cmd.spawn().unwrap();
     let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if http.get(format!("{base}/health")).send().await.is_ok() {
-            break;
+    let started_server = |cmd: &mut std::process::Command| {
+        let child = cmd.spawn().unwrap();
+        let http = http.clone();
+        let health = format!("{base}/health");
+        async move {
+            for _ in 0..600 {
+                if http.get(&health).send().await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            child
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let mut child = started_server(&mut cmd).await;
+    let start = if restarted {
+        // The first start with a fresh data directory installs and compiles the built-in
+        // ForgeHooks; every later start loads them precompiled. Measure a server in that
+        // usual state: start it once, stop it, start it again.
+        let _ = child.kill();
+        let _ = child.wait();
+        child = started_server(&mut cmd).await;
+        "restarted"
+    } else {
+        "first start"
+    };
     let r: serde_json::Value = http
         .post(format!("{base}/agents"))
         .header("x-api-key", KEY)
@@ -194,6 +258,14 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
         .unwrap();
     assert_eq!(r["success"], true, "{r}");
     let before = fake.chat_count();
+    let server_pid = child.id().to_string();
+    // The peak so far is start-up's: a fresh data directory means compiling every built-in
+    // ForgeHook. Report it, then reset the peak (Linux: 5 → clear_refs) so the figure below
+    // is the peak while the 1,000 runs are live.
+    let startup_peak = read_rss(&server_pid, "VmHWM:");
+    let reset = std::fs::write(format!("/proc/{server_pid}/clear_refs"), "5").is_ok();
+    let server_cpu_before = cpu_seconds(&server_pid);
+    let bench_cpu_before = cpu_seconds("self");
     let started = Instant::now();
     let posts: Vec<_> = (0..RUNS)
         .map(|i| {
@@ -249,27 +321,25 @@ async fn thousand(fake: &FakeProvider, postgres: bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed();
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let rss = |field: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    };
+    let server_cpu = cpu_seconds(&server_pid) - server_cpu_before;
+    let bench_cpu = cpu_seconds("self") - bench_cpu_before;
+    let rss = |field: &str| read_rss(&server_pid, field);
     let bound = latency * 4;
     println!(
-        "1000 concurrent async runs ({backend}, server as its own process): {completed} completed in {:.2} s \
-         (LLM-bound {:.2} s, ratio {:.2}x; the 1000 POSTs took {:.2} s); server peak RSS {:.0} MB, now {:.0} MB",
+        "1000 concurrent async runs ({backend}, {start}, server as its own process): {completed} completed in {:.2} s \
+         (LLM-bound {:.2} s, ratio {:.2}x; the 1000 POSTs took {:.2} s); server peak RSS {:.0} MB{}, now {:.0} MB \
+         (start-up peak {:.0} MB); CPU: server {:.2} s ({:.2} ms per run), bench process (client + fake provider) {:.2} s",
         total.as_secs_f64(),
         bound.as_secs_f64(),
         total.as_secs_f64() / bound.as_secs_f64(),
         created.as_secs_f64(),
         rss("VmHWM:"),
+        if reset { " during the runs" } else { " (since start-up: clear_refs refused)" },
         rss("VmRSS:"),
+        startup_peak,
+        server_cpu,
+        server_cpu * 1000.0 / RUNS as f64,
+        bench_cpu,
     );
     let _ = child.kill();
     let _ = child.wait();
@@ -287,14 +357,27 @@ fn main() {
     rt.block_on(async {
         // PostgreSQL too when LEFORGE_TEST_DATABASE_URL points at a server.
         let postgres = std::env::var("LEFORGE_TEST_DATABASE_URL").is_ok();
+        // For iterating on one figure: LEFORGE_BENCH_ONLY=per_step|thousand and
+        // LEFORGE_BENCH_STORE=sqlite|postgres narrow what runs; unset, everything does.
+        let only = std::env::var("LEFORGE_BENCH_ONLY").unwrap_or_default();
+        let store = std::env::var("LEFORGE_BENCH_STORE").unwrap_or_default();
         for pg in [false, true] {
             if pg && !postgres {
                 continue;
             }
-            let fake = FakeProvider::start().await;
-            per_step(&fake, pg).await;
-            let fake = FakeProvider::start().await;
-            thousand(&fake, pg).await;
+            if !store.is_empty() && store != if pg { "postgres" } else { "sqlite" } {
+                continue;
+            }
+            if only.is_empty() || only == "per_step" {
+                let fake = FakeProvider::start().await;
+                per_step(&fake, pg).await;
+            }
+            if only.is_empty() || only == "thousand" {
+                for restarted in [false, true] {
+                    let fake = FakeProvider::start().await;
+                    thousand(&fake, pg, restarted).await;
+                }
+            }
         }
     });
 }
