@@ -270,7 +270,7 @@ async fn forgehook_cli_installs_and_lists_directly_and_through_a_server() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("installed echo 1.0.0 (4 endpoints)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("installed echo 1.0.0 (5 endpoints)"));
     let out = run(&["forgehook", "list", "--data-dir", &data_dir], &[]);
     let listing = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(

@@ -149,6 +149,14 @@ macro_rules! sql_store {
                 &self.pool
             }
 
+            pub fn writer_pool(&self) -> &sqlx::Pool<$db> {
+                &self.writer
+            }
+
+            pub fn progress_pool(&self) -> &sqlx::Pool<$db> {
+                &self.progress
+            }
+
             async fn fetch_agent_row(&self, id: Uuid) -> Result<Option<AgentRow>, StoreError> {
                 sqlx::query_as::<$db, AgentRow>(&format!(
                     "SELECT {AGENT_COLS} FROM agents WHERE id = $1 AND deleted_at IS NULL"

@@ -466,6 +466,64 @@ async fn parallel_steps_of_one_run_are_all_counted() {
     .await;
 }
 
+/// SQLite: one writer connection, so writers queue in the pool instead of sleeping in
+/// SQLite's busy handler; many concurrent writes of different runs all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_through_one_connection_and_concurrent_writers_all_land() {
+    let db = testing::sqlite().await;
+    let sqlite = leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
+        .await
+        .unwrap();
+    assert_eq!(sqlite.writer_pool().options().get_max_connections(), 1);
+    assert!(sqlite.pool().options().get_max_connections() > 1, "reads stay parallel");
+    let store = db.store.clone();
+    let agent = store.create_agent(new_agent("Crowd")).await.unwrap();
+    let writers: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let run = store
+                    .create_run(NewRun::simple(agent.id, format!("job {i}")))
+                    .await?;
+                store
+                    .append_step_with_progress(run.id, step(1, "string-utils"), 3, 2)
+                    .await?;
+                Ok::<_, StoreError>(run.id)
+            })
+        })
+        .collect();
+    for w in writers {
+        let id = w.await.unwrap().unwrap();
+        let run = store.get_run(id).await.unwrap().unwrap();
+        assert_eq!((run.total_steps, run.steps.len()), (1, 1));
+    }
+}
+
+/// PostgreSQL: step rows commit asynchronously (their own pool's sessions), everything else
+/// synchronously; see `PgStore::connect`.
+#[tokio::test]
+async fn postgres_commits_only_step_progress_asynchronously() {
+    let Some(db) = testing::postgres().await else {
+        return;
+    };
+    let pg = leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
+        .await
+        .unwrap();
+    let setting = |pool: &sqlx::PgPool| {
+        let pool = pool.clone();
+        async move {
+            let (v,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            v
+        }
+    };
+    assert_eq!(setting(pg.progress_pool()).await, "off");
+    assert_eq!(setting(pg.writer_pool()).await, "on");
+    assert_eq!(setting(pg.pool()).await, "on");
+}
+
 #[tokio::test]
 async fn api_keys_store_only_hashes_and_revoke_at_once() {
     each_backend(|store| async move {

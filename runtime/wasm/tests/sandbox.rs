@@ -63,7 +63,7 @@ async fn echo_round_trips_and_describes_itself() {
     let manifest = host.manifest("echo").unwrap();
     assert_eq!(manifest.version, "1.0.0");
     let names: Vec<_> = manifest.endpoints.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["echo", "config", "fetch", "now"]);
+    assert_eq!(names, ["echo", "config", "fetch", "now", "calls"]);
     let schema = &manifest.endpoints[0].input_schema;
     assert_eq!(schema["required"], json!(["message"]));
     assert_eq!(schema["properties"]["message"]["type"], "string");
@@ -74,6 +74,24 @@ async fn echo_round_trips_and_describes_itself() {
 
     let now = host.invoke("echo", "now", json!({})).await.unwrap();
     assert!(now.output["now_ms"].as_u64().unwrap() > 1_600_000_000_000);
+}
+
+/// Each call runs in a fresh instance, so nothing a call leaves in memory reaches the next.
+/// The pooling allocator zeroes a used memory in place, or decommits it; either way a static
+/// the guest bumps must start from its initial value on every call, including calls that land
+/// on a reused slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_state_survives_from_one_call_to_the_next() {
+    let (host, _dir) = host_with(&[leforge_test_guests::ECHO]).await;
+    for _ in 0..20 {
+        let out = host.invoke("echo", "calls", json!({})).await.unwrap();
+        assert_eq!(out.output, json!({"calls": 1}));
+    }
+    let call = || host.invoke("echo", "calls", json!({}));
+    let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
+    for out in [a, b, c, d] {
+        assert_eq!(out.unwrap().output, json!({"calls": 1}));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

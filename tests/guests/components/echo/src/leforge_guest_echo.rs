@@ -43,6 +43,15 @@ struct NowOut {
     now_ms: u64,
 }
 
+#[derive(Serialize, JsonSchema)]
+struct CallsOut {
+    calls: u32,
+}
+
+/// Calls this instance has served. Every call gets a fresh instance, so the host's tests
+/// expect 1 every time: anything else means state survived from an earlier call.
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn echo(input: Echo) -> Result<Echo, Error> {
     host::info(&format!("echoing {} bytes", input.message.len()));
     Ok(input)
@@ -68,6 +77,12 @@ fn now(_: Empty) -> Result<NowOut, Error> {
     })
 }
 
+fn calls(_: Empty) -> Result<CallsOut, Error> {
+    Ok(CallsOut {
+        calls: CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+    })
+}
+
 fn hook() -> ForgeHook {
     ForgeHook::new("echo", "Echo", env!("CARGO_PKG_VERSION"))
         .description("Test ForgeHook that echoes its input.")
@@ -84,6 +99,11 @@ fn hook() -> ForgeHook {
         .endpoint("config", "Reads a configuration value.", config)
         .endpoint("fetch", "GETs a URL through the host.", fetch)
         .endpoint("now", "Returns the host clock.", now)
+        .endpoint(
+            "calls",
+            "Counts the calls this instance has served (always 1: each call is a fresh instance).",
+            calls,
+        )
 }
 
 forgehook!(hook);
