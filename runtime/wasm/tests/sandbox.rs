@@ -129,7 +129,7 @@ async fn unknown_forgehooks_and_endpoints_are_not_found() {
     assert_eq!(err.code(), ToolErrorCode::NotFound);
     assert_eq!(
         err.to_string(),
-        "ForgeHook 'echo' has no endpoint 'shout'; it has: echo, config, fetch, now"
+        "ForgeHook 'echo' has no endpoint 'shout'; it has: echo, config, fetch, now, calls"
     );
 }
 
