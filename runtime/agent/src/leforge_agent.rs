@@ -266,7 +266,9 @@ pub async fn execute(
     if !input.return_run && !followed {
         match deps.store.apply_run_update(run_id, update).await {
             Ok(()) => {}
-            Err(StoreError::InvalidState(_)) => deps.store.apply_run_update(run_id, metrics).await?,
+            Err(StoreError::InvalidState(_)) => {
+                deps.store.apply_run_update(run_id, metrics).await?
+            }
             Err(e) => return Err(e),
         }
         tracing::info!(run_id = %run_id, "run finished");

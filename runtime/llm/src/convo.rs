@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use leforge_core::llm::MAX_TOOLS;
 use leforge_core::{
-    ChatRequest, ToolSpec, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, Usage,
+    ChatRequest, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, ToolSpec, Usage,
 };
 use serde_json::{Map, Value};
 

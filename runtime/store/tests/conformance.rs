@@ -475,7 +475,10 @@ async fn sqlite_writes_through_one_connection_and_concurrent_writers_all_land() 
         .await
         .unwrap();
     assert_eq!(sqlite.writer_pool().options().get_max_connections(), 1);
-    assert!(sqlite.pool().options().get_max_connections() > 1, "reads stay parallel");
+    assert!(
+        sqlite.pool().options().get_max_connections() > 1,
+        "reads stay parallel"
+    );
     let store = db.store.clone();
     let agent = store.create_agent(new_agent("Crowd")).await.unwrap();
     let writers: Vec<_> = (0..40)

@@ -214,17 +214,28 @@ impl WasmHost {
         check_component_header(wasm)?;
         let sha256 = sha256_hex(wasm);
 
-        // Compiling takes seconds for a large guest: keep it off the async workers.
+        // Compiling takes seconds for a large guest: keep it off the async workers, on a
+        // thread of its own rather than tokio's blocking pool, whose idle threads live on for
+        // seconds holding the compile's freed memory (see `compile`).
         let engine = self.inner.engine.clone();
         let bytes = wasm.to_vec();
-        let (component, compiled) =
-            tokio::task::spawn_blocking(move || -> wasmtime::Result<(Component, Vec<u8>)> {
-                let component = compile(&engine, &bytes)?;
-                let compiled = component.serialize()?;
-                Ok((component, compiled))
+        let (done, compiled) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("leforge-compile".into())
+            .spawn(move || {
+                let result = compile(&engine, &bytes).and_then(|component| {
+                    let compiled = component.serialize()?;
+                    Ok((component, compiled))
+                });
+                // The receiver is gone only if the install was abandoned.
+                let _ = done.send(result);
             })
+            .map_err(|e| InstallError::Internal(format!("cannot start the compile thread: {e}")))?;
+        let (component, compiled) = compiled
             .await
-            .map_err(|e| InstallError::Internal(format!("compile task: {e}")))?
+            .map_err(|_| {
+                InstallError::Internal("the compile thread ended without a result".into())
+            })?
             .map_err(|e| InstallError::Malformed(format!("{e:#}")))?;
         let pre = self.instance_pre(&component)?;
 
