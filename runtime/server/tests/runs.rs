@@ -570,7 +570,9 @@ async fn streamed_runs_emit_events_in_order_and_can_be_replayed() {
 #[tokio::test]
 async fn callbacks_are_signed_and_recorded() {
     use std::sync::{Arc, Mutex};
-    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>> = Arc::default();
+    /// Each callback the sink received: its headers and body.
+    type Received = Vec<(axum::http::HeaderMap, Vec<u8>)>;
+    let received: Arc<Mutex<Received>> = Arc::default();
     let sink = received.clone();
     let hook = axum::Router::new().route(
         "/resume",

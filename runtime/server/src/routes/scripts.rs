@@ -281,7 +281,7 @@ pub async fn update(
     let renamed = req.name.as_ref().is_some_and(|n| *n != current.name);
     // The global list names scripts as configured; a rename would leave it dangling and
     // fail every run at start.
-    if renamed && state.config.global_hooks.iter().any(|g| *g == current.name) {
+    if renamed && state.config.global_hooks.contains(&current.name) {
         return Err(global_in_use(&current, "rename"));
     }
     let script = state
