@@ -264,14 +264,15 @@ pub async fn execute(
     // store when the channel closes.
     let followed = events.as_ref().is_some_and(|tx| tx.receiver_count() > 0);
     if !input.return_run && !followed {
+        let (status, steps) = (update.status, p.steps);
         match deps.store.apply_run_update(run_id, update).await {
-            Ok(()) => {}
+            Ok(()) => tracing::info!(run_id = %run_id, status = ?status, steps, "run finished"),
             Err(StoreError::InvalidState(_)) => {
-                deps.store.apply_run_update(run_id, metrics).await?
+                deps.store.apply_run_update(run_id, metrics).await?;
+                tracing::info!(run_id = %run_id, steps, "run finished after it was ended elsewhere");
             }
             Err(e) => return Err(e),
         }
-        tracing::info!(run_id = %run_id, "run finished");
         return Ok(None);
     }
     let run = match deps.store.update_run(run_id, update).await {

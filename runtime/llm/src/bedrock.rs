@@ -102,11 +102,16 @@ pub(crate) fn body(p: &mut Prepared<'_>) -> Result<Value, LlmError> {
     for t in req.tools.iter() {
         let name = p.names.wire(&t.name);
         offered.insert(name.clone());
-        specs.push(json!({"toolSpec": {
-            "name": name,
-            "description": t.description,
-            "inputSchema": {"json": t.parameters},
-        }}));
+        // The schema is cloned into place: `json!` would re-serialize it value by value.
+        let mut input_schema = Map::new();
+        input_schema.insert("json".into(), t.parameters.clone());
+        let mut spec = Map::new();
+        spec.insert("name".into(), Value::String(name));
+        spec.insert("description".into(), Value::String(t.description.clone()));
+        spec.insert("inputSchema".into(), Value::Object(input_schema));
+        let mut tool = Map::new();
+        tool.insert("toolSpec".into(), Value::Object(spec));
+        specs.push(Value::Object(tool));
     }
     for name in history_tools.difference(&offered) {
         specs.push(json!({"toolSpec": {
