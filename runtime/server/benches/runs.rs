@@ -350,6 +350,8 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As the `leforge` binary does, for the in-process per-step bench.
+    leforge_server::cli::quiet_library_backtraces();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,6 +11,7 @@ use crate::config::{Cli, Command, Config, ServerArgs};
 use crate::state::AppState;
 
 pub fn main() -> ExitCode {
+    quiet_library_backtraces();
     let cli = Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -37,6 +38,23 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Turns off backtrace capture in error *values* unless `RUST_LIB_BACKTRACE` asks for it,
+/// while `RUST_BACKTRACE` keeps governing panics. Why: with `RUST_BACKTRACE=1` set (common on
+/// servers, and on CI machines), every library error captures a stack trace, and wasmtime
+/// builds one such error each time a store is dropped, i.e. on every WASM tool call: the
+/// unwinding was about 3% of the server's CPU under load (BENCHMARKS.md). Call it before
+/// any thread starts: it sets a process environment variable.
+pub fn quiet_library_backtraces() {
+    if let Some(v) = lib_backtrace_default(std::env::var_os("RUST_LIB_BACKTRACE").as_deref()) {
+        std::env::set_var("RUST_LIB_BACKTRACE", v);
+    }
+}
+
+/// The `RUST_LIB_BACKTRACE` to set given the current one: an operator's choice is kept.
+fn lib_backtrace_default(current: Option<&std::ffi::OsStr>) -> Option<&'static str> {
+    current.is_none().then_some("0")
 }
 
 /// Logs go to stderr; `LEFORGE_LOG` (or `RUST_LOG`) sets the filter and
@@ -154,4 +172,16 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_backtraces_default_off_but_an_explicit_setting_wins() {
+        assert_eq!(lib_backtrace_default(None), Some("0"));
+        assert_eq!(lib_backtrace_default(Some(std::ffi::OsStr::new("1"))), None);
+        assert_eq!(lib_backtrace_default(Some(std::ffi::OsStr::new("0"))), None);
+    }
 }
