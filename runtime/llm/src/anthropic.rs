@@ -11,7 +11,7 @@ use eventsource_stream::Eventsource;
 use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
 use serde_json::{json, Map, Value};
 
-use crate::convo::{args_object, content_text, parse_args, Prepared, RawArgs, RawCall, Turn};
+use crate::convo::{args_object, content_text, parse_args, Body, Prepared, RawArgs, RawCall, Turn};
 use crate::names::sanitize_call_id;
 use crate::retry::{Read, Reply};
 use crate::{emit, next_or_timeout, Ctx, Deltas};
@@ -23,7 +23,7 @@ fn text_block(t: &str) -> Value {
     json!({"type": "text", "text": t})
 }
 
-pub(crate) fn body(p: &mut Prepared<'_>) -> Result<Value, LlmError> {
+pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Result<Body<Tool<'r>>, LlmError> {
     let req = p.req;
     let mut messages: Vec<Value> = Vec::new();
     // Results of the previous assistant turn, waiting to open the next user message.
@@ -97,31 +97,34 @@ pub(crate) fn body(p: &mut Prepared<'_>) -> Result<Value, LlmError> {
         // Anthropic's range is 0–1; agent configs allow 0–2 (OpenAI's range).
         b.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
-    if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                let mut tool = Map::new();
-                tool.insert("name".into(), Value::String(p.names.wire(&t.name)));
-                tool.insert("description".into(), Value::String(t.description.clone()));
-                // A clone, not `json!`: the macro re-serializes the schema value by value.
-                tool.insert("input_schema".into(), t.parameters.clone());
-                Value::Object(tool)
-            })
-            .collect();
-        b.insert("tools".into(), Value::Array(tools));
-        if req.parallel_tool_calls == Some(false) {
-            b.insert(
-                "tool_choice".into(),
-                json!({"type": "auto", "disable_parallel_tool_use": true}),
-            );
-        }
-    }
     if req.stream {
         b.insert("stream".into(), json!(true));
     }
-    Ok(Value::Object(b))
+    let tools = req
+        .tools
+        .iter()
+        .map(|t| Tool {
+            name: p.names.wire(&t.name),
+            description: &t.description,
+            input_schema: &t.parameters,
+        })
+        .collect();
+    let mut body = Body::new(b, "tools", tools);
+    if !req.tools.is_empty() && req.parallel_tool_calls == Some(false) {
+        body.after_tools.insert(
+            "tool_choice".into(),
+            json!({"type": "auto", "disable_parallel_tool_use": true}),
+        );
+    }
+    Ok(body)
+}
+
+/// An offered tool, borrowing the spec's description and schema.
+#[derive(serde::Serialize)]
+pub(crate) struct Tool<'a> {
+    name: String,
+    description: &'a str,
+    input_schema: &'a Value,
 }
 
 pub(crate) async fn chat(
@@ -139,7 +142,9 @@ pub(crate) async fn chat(
         })?;
     let url = format!("{}/v1/messages", cfg.base_url);
     let body = body(p)?;
-    let bytes = serde_json::to_vec(&body).map_err(|e| malformed(format!("encode: {e}")))?;
+    let bytes = body
+        .to_bytes()
+        .map_err(|e| malformed(format!("encode: {e}")))?;
     let stream = p.req.stream;
     let reply = ctx
         .sender(P)

@@ -133,14 +133,22 @@ impl LlmRouter {
     /// and name sanitizing). For debugging and golden tests; sends nothing.
     pub fn request_body(&self, request: &ChatRequest) -> Result<serde_json::Value, LlmError> {
         let mut p = convo::Prepared::new(request, &self.config.aliases)?;
-        Ok(match request.provider {
-            Provider::Anthropic => anthropic::body(&mut p)?,
-            Provider::Bedrock => bedrock::body(&mut p)?,
-            Provider::Ollama => ollama::body(&mut p),
-            Provider::Openai => openai::body(&mut p, openai::Flavor::OpenAi),
-            Provider::Azure => openai::body(&mut p, openai::Flavor::Azure),
-            Provider::Lmstudio => openai::body(&mut p, openai::Flavor::LmStudio),
-            Provider::OpenaiCompatible => openai::body(&mut p, openai::Flavor::Compatible),
+        let value = match request.provider {
+            Provider::Anthropic => serde_json::to_value(anthropic::body(&mut p)?),
+            Provider::Bedrock => Ok(bedrock::body(&mut p)?),
+            Provider::Ollama => serde_json::to_value(ollama::body(&mut p)),
+            Provider::Openai => serde_json::to_value(openai::body(&mut p, openai::Flavor::OpenAi)),
+            Provider::Azure => serde_json::to_value(openai::body(&mut p, openai::Flavor::Azure)),
+            Provider::Lmstudio => {
+                serde_json::to_value(openai::body(&mut p, openai::Flavor::LmStudio))
+            }
+            Provider::OpenaiCompatible => {
+                serde_json::to_value(openai::body(&mut p, openai::Flavor::Compatible))
+            }
+        };
+        value.map_err(|e| LlmError::MalformedResponse {
+            provider: request.provider,
+            reason: format!("could not encode request: {e}"),
         })
     }
 

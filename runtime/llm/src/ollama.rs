@@ -8,14 +8,16 @@
 use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
 use serde_json::{json, Map, Value};
 
-use crate::convo::{args_object, content_text, function_tool, Prepared, RawArgs, RawCall, Turn};
+use crate::convo::{
+    args_object, content_text, function_tool, Body, FunctionTool, Prepared, RawArgs, RawCall, Turn,
+};
 use crate::recover::recover_calls;
 use crate::retry::{Read, Reply};
 use crate::{emit, next_or_timeout, Ctx, Deltas};
 
 const P: Provider = Provider::Ollama;
 
-pub(crate) fn body(p: &mut Prepared<'_>) -> Value {
+pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Body<FunctionTool<'r>> {
     let req = p.req;
     let mut messages = Vec::new();
     if !req.system.is_empty() {
@@ -64,17 +66,14 @@ pub(crate) fn body(p: &mut Prepared<'_>) -> Value {
     let mut b = Map::new();
     b.insert("model".into(), json!(p.model));
     b.insert("messages".into(), Value::Array(messages));
-    if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| function_tool(p.names.wire(&t.name), t))
-            .collect();
-        b.insert("tools".into(), Value::Array(tools));
-    }
     b.insert("stream".into(), json!(req.stream));
     b.insert("options".into(), Value::Object(options));
-    Value::Object(b)
+    let tools = req
+        .tools
+        .iter()
+        .map(|t| function_tool(p.names.wire(&t.name), t))
+        .collect();
+    Body::new(b, "tools", tools)
 }
 
 pub(crate) async fn chat(
@@ -84,7 +83,9 @@ pub(crate) async fn chat(
 ) -> Result<ChatResponse, LlmError> {
     let url = format!("{}/api/chat", ctx.config.ollama.base_url);
     let body = body(p);
-    let bytes = serde_json::to_vec(&body).map_err(|e| malformed(format!("encode: {e}")))?;
+    let bytes = body
+        .to_bytes()
+        .map_err(|e| malformed(format!("encode: {e}")))?;
     let stream = p.req.stream;
     let reply = ctx
         .sender(P)

@@ -12,7 +12,9 @@ use eventsource_stream::Eventsource;
 use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
 use serde_json::{json, Map, Value};
 
-use crate::convo::{content_text, function_tool, parse_args, Prepared, RawArgs, RawCall, Turn};
+use crate::convo::{
+    content_text, function_tool, parse_args, Body, FunctionTool, Prepared, RawArgs, RawCall, Turn,
+};
 use crate::names::sanitize_call_id;
 use crate::recover::recover_calls;
 use crate::retry::{Read, Reply};
@@ -45,7 +47,7 @@ impl Flavor {
 
 /// The request body. Public to the crate so golden tests and the fake server agree on
 /// what we send.
-pub(crate) fn body(p: &mut Prepared<'_>, flavor: Flavor) -> Value {
+pub(crate) fn body<'r>(p: &mut Prepared<'r>, flavor: Flavor) -> Body<FunctionTool<'r>> {
     let req = p.req;
     let mut messages = Vec::new();
     if !req.system.is_empty() {
@@ -114,22 +116,23 @@ pub(crate) fn body(p: &mut Prepared<'_>, flavor: Flavor) -> Value {
     if let Some(t) = req.temperature {
         b.insert("temperature".into(), json!(t));
     }
-    if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| function_tool(p.names.wire(&t.name), t))
-            .collect();
-        b.insert("tools".into(), Value::Array(tools));
-        if let Some(par) = req.parallel_tool_calls {
-            b.insert("parallel_tool_calls".into(), json!(par));
-        }
-    }
     if req.stream {
         b.insert("stream".into(), json!(true));
         b.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    Value::Object(b)
+    let tools = req
+        .tools
+        .iter()
+        .map(|t| function_tool(p.names.wire(&t.name), t))
+        .collect();
+    let mut body = Body::new(b, "tools", tools);
+    if !req.tools.is_empty() {
+        if let Some(par) = req.parallel_tool_calls {
+            body.after_tools
+                .insert("parallel_tool_calls".into(), json!(par));
+        }
+    }
+    body
 }
 
 /// OpenAI has no error flag on tool messages; the prefix tells the model the call failed.
@@ -192,7 +195,7 @@ pub(crate) async fn chat(
         }
     };
     let body = body(p, flavor);
-    let bytes = serde_json::to_vec(&body).map_err(|e| LlmError::MalformedResponse {
+    let bytes = body.to_bytes().map_err(|e| LlmError::MalformedResponse {
         provider,
         reason: format!("could not encode request: {e}"),
     })?;
