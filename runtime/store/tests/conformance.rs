@@ -277,6 +277,21 @@ async fn runs_keep_steps_in_order_and_filter() {
             store.append_step(Uuid::new_v4(), step(1, "x")).await,
             Err(StoreError::NotFound { .. })
         ));
+        // A failed step write leaves nothing behind: not a half-written step, not a
+        // transaction left open on the connection for the next writer (on SQLite the step
+        // and its counters go as one multi-statement command).
+        assert!(matches!(
+            store
+                .append_step_with_progress(Uuid::new_v4(), step(1, "x"), 1, 1)
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            store
+                .append_step_with_progress(r1.id, step(2, "duplicate"), 999, 999)
+                .await,
+            Err(StoreError::Conflict { .. })
+        ));
         store
             .append_step_with_progress(r1.id, step(3, "formula-engine"), 120, 30)
             .await
