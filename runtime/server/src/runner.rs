@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use leforge_agent::{Deps, RunEvent, RunInput, RunLimits};
-use leforge_core::{CallbackAttempt, Run, RunStatus, RunUpdate, Store, StoreError};
+use leforge_core::{Agent, CallbackAttempt, Run, RunStatus, RunUpdate, Store, StoreError};
 use sha2::Sha256;
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -165,15 +165,22 @@ impl Runner {
         self.inner.tasks.spawn(async move {
             // Asked for, the finished run is always returned.
             runner
-                .execute(run, true)
+                .execute(run, true, None)
                 .await?
                 .ok_or(StoreError::NotFound { entity: "run" })
         })
     }
 
     /// Runs `run` to its end. `return_run`: whether the finished run is wanted back; a run
-    /// with a callback reads it back anyway, for the callback's body.
-    async fn execute(&self, run: Run, return_run: bool) -> Result<Option<Run>, StoreError> {
+    /// with a callback reads it back anyway, for the callback's body. `agent`: the run's
+    /// agent when the caller has just read it (the queue worker reads each agent once per
+    /// claimed batch); `None` reads it here.
+    async fn execute(
+        &self,
+        run: Run,
+        return_run: bool,
+        agent: Option<Agent>,
+    ) -> Result<Option<Run>, StoreError> {
         let run_id = run.id;
         let (cancel, events) = {
             let mut live = self.live();
@@ -185,7 +192,7 @@ impl Runner {
         };
         let return_run = return_run || run.callback_url.is_some();
         let result = self
-            .execute_inner(run, return_run, cancel.clone(), events)
+            .execute_inner(run, return_run, agent, cancel.clone(), events)
             .await;
         self.live().remove(&run_id);
         cancel.cancel();
@@ -204,11 +211,12 @@ impl Runner {
         &self,
         run: Run,
         return_run: bool,
+        agent: Option<Agent>,
         cancel: CancellationToken,
         events: broadcast::Sender<RunEvent>,
     ) -> Result<Option<Run>, StoreError> {
         let store = &self.inner.deps.store;
-        let input = match self.run_input(&run, return_run).await {
+        let input = match self.run_input(&run, return_run, agent).await {
             Ok(input) => input,
             Err(message) => {
                 return store
@@ -273,15 +281,19 @@ impl Runner {
 
     /// Rebuilds what the loop needs from the stored run: the agent as it is now and the
     /// limits fixed when the run was created.
-    async fn run_input(&self, run: &Run, return_run: bool) -> Result<RunInput, String> {
-        let agent = self
-            .inner
-            .deps
-            .store
-            .find_agent(&run.agent_id.to_string())
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "the agent of this run no longer exists".to_string())?;
+    async fn run_input(
+        &self,
+        run: &Run,
+        return_run: bool,
+        agent: Option<Agent>,
+    ) -> Result<RunInput, String> {
+        let agent = match agent {
+            Some(agent) => agent,
+            None => self
+                .find_agent(run.agent_id)
+                .await?
+                .ok_or_else(|| "the agent of this run no longer exists".to_string())?,
+        };
         let limits = match &run.limits {
             Some(v) => serde_json::from_value::<RunLimits>(v.clone())
                 .map_err(|e| format!("stored limits are unreadable: {e}"))?,
@@ -302,6 +314,15 @@ impl Runner {
                 chrono::Utc::now() + self.lease_ttl(),
             )),
         })
+    }
+
+    async fn find_agent(&self, id: Uuid) -> Result<Option<Agent>, String> {
+        self.inner
+            .deps
+            .store
+            .find_agent(&id.to_string())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Loads the run's hook scripts (global, then the agent's). Agents without hooks and a
@@ -390,16 +411,28 @@ impl Runner {
                 {
                     Ok(runs) => {
                         let claimed = runs.len();
+                        // One read per agent per batch, not per run: a batch is usually
+                        // many runs of a few agents, claimed at one moment.
+                        let mut agents: HashMap<Uuid, Option<Agent>> = HashMap::new();
                         for run in runs {
                             let Ok(permit) = self.inner.slots.clone().try_acquire_owned() else {
                                 break;
+                            };
+                            let agent = match agents.get(&run.agent_id) {
+                                Some(agent) => agent.clone(),
+                                None => {
+                                    // A failed read leaves it to the run, which records why.
+                                    let agent = self.find_agent(run.agent_id).await.ok().flatten();
+                                    agents.insert(run.agent_id, agent.clone());
+                                    agent
+                                }
                             };
                             let runner = self.clone();
                             self.inner.tasks.spawn(async move {
                                 let _permit = permit;
                                 // Nobody waits for an async run's result here: the store
                                 // has it (and its callback, if any, is sent from it).
-                                if let Err(e) = runner.execute(run, false).await {
+                                if let Err(e) = runner.execute(run, false, agent).await {
                                     tracing::error!(error = %e, "async run failed to persist");
                                 }
                             });

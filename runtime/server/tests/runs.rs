@@ -398,6 +398,44 @@ async fn async_runs_are_polled_until_done() {
     }
 }
 
+/// The queue worker reads each agent once per claimed batch: runs of different agents
+/// queued together must each still run with their own agent.
+#[tokio::test]
+async fn queued_runs_of_several_agents_each_run_with_their_own_agent() {
+    for e in all_envs().await {
+        let a = e
+            .agent("Queue A", json!({"system_prompt": "Prompt of A."}))
+            .await;
+        let b = e
+            .agent("Queue B", json!({"system_prompt": "Prompt of B."}))
+            .await;
+        e.fake
+            .set_responder(|body| Script::text(json!({ "system": body["system"] }).to_string()));
+        let mut queued = Vec::new();
+        for i in 0..8 {
+            let slug = if i % 2 == 0 { &a } else { &b };
+            let r = e
+                .run(slug, json!({"input": format!("job {i}"), "mode": "async"}))
+                .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+            let prompt = if i % 2 == 0 {
+                "Prompt of A."
+            } else {
+                "Prompt of B."
+            };
+            queued.push((
+                r.body["data"]["run_id"].as_str().unwrap().to_string(),
+                prompt,
+            ));
+        }
+        for (run_id, prompt) in queued {
+            let done = e.poll(&run_id).await;
+            assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+            assert_eq!(done.body["data"]["output"], json!({ "system": prompt }));
+        }
+    }
+}
+
 #[tokio::test]
 async fn cancel_abandons_the_inflight_call() {
     let e = env().await;
