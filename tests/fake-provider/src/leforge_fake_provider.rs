@@ -66,11 +66,15 @@ impl RecordedRequest {
 
     /// Whether the request asked for a streamed answer (Ollama streams unless told not to).
     pub fn wants_stream(&self) -> bool {
-        match self.format {
-            Format::Ollama => self.body.get("stream") != Some(&Value::Bool(false)),
-            Format::Bedrock => false,
-            _ => self.body.get("stream") == Some(&Value::Bool(true)),
-        }
+        wants_stream(self.format, &self.body)
+    }
+}
+
+fn wants_stream(format: Format, body: &Value) -> bool {
+    match format {
+        Format::Ollama => body.get("stream") != Some(&Value::Bool(false)),
+        Format::Bedrock => false,
+        _ => body.get("stream") == Some(&Value::Bool(true)),
     }
 }
 
@@ -453,28 +457,32 @@ async fn answer(
         },
     };
     let body_json = parsed.unwrap_or(Value::Null);
-    let mut record = RecordedRequest {
+    // The body is cloned into the record only when the record is kept: under a load test
+    // the fake provider shares the cores with the server it measures.
+    let record = |body: Value, rejected: Option<Reject>| RecordedRequest {
         format,
         door,
         method: method.to_string(),
-        path,
-        query,
-        headers: header_list,
-        body: body_json.clone(),
-        rejected: None,
+        path: path.clone(),
+        query: query.clone(),
+        headers: header_list.clone(),
+        body,
+        rejected,
     };
     if let Err(reject) = check {
-        record.rejected = Some(reject.clone());
-        shared.lock().requests.push(record);
+        let r = record(body_json, Some(reject.clone()));
+        shared.lock().requests.push(r);
         let (b, h) = render::error_body(format, reject.status, &reject.kind, &reject.message);
         return json_response(reject.status, &b, &h);
     }
-    let stream = record.wants_stream();
+    let stream = wants_stream(format, &body_json);
     let (script, latency) = {
+        let keep = shared.lock().keep_requests;
+        let kept = keep.then(|| record(body_json.clone(), None));
         let mut inner = shared.lock();
         inner.chat_count += 1;
-        if inner.keep_requests {
-            inner.requests.push(record);
+        if let Some(r) = kept {
+            inner.requests.push(r);
         }
         let script = match inner.scripts.pop_front() {
             Some(s) => Some(s),
