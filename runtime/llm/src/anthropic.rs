@@ -97,6 +97,12 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Result<Body<Tool<'r>>, LlmError>
         // Anthropic's range is 0–1; agent configs allow 0–2 (OpenAI's range).
         b.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
+    if !req.tools.is_empty() && req.parallel_tool_calls == Some(false) {
+        b.insert(
+            "tool_choice".into(),
+            json!({"type": "auto", "disable_parallel_tool_use": true}),
+        );
+    }
     if req.stream {
         b.insert("stream".into(), json!(true));
     }
@@ -109,14 +115,7 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Result<Body<Tool<'r>>, LlmError>
             input_schema: &t.parameters,
         })
         .collect();
-    let mut body = Body::new(b, "tools", tools);
-    if !req.tools.is_empty() && req.parallel_tool_calls == Some(false) {
-        body.after_tools.insert(
-            "tool_choice".into(),
-            json!({"type": "auto", "disable_parallel_tool_use": true}),
-        );
-    }
-    Ok(body)
+    Ok(Body { fields: b, tools })
 }
 
 /// An offered tool, borrowing the spec's description and schema.

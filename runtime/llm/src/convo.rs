@@ -136,29 +136,18 @@ pub(crate) fn content_text(v: &Value) -> String {
     }
 }
 
-/// A request body: the fields built for this turn, then the offered tools, serialized
-/// straight from the request's specs. The tools are the bulk of most bodies and the same on
-/// every turn; cloning their schemas into a `Value` and dropping it again after sending was
-/// about 7% of the server's CPU under load (BENCHMARKS.md), so they are only borrowed.
+/// A request body: the fields built for this turn, then the offered tools under `tools`,
+/// serialized straight from the request's specs. The tools are the bulk of most bodies and
+/// the same on every turn; cloning their schemas into a `Value` and dropping it again after
+/// sending was about 7% of the server's CPU under load (BENCHMARKS.md), so they are only
+/// borrowed.
 pub(crate) struct Body<T> {
     pub fields: Map<String, Value>,
-    /// The key the tools go under (written only when there are some).
-    pub tools_key: &'static str,
+    /// Written only when there are some.
     pub tools: Vec<T>,
-    /// Fields that go after the tools (they only make sense with tools, e.g. `tool_choice`).
-    pub after_tools: Map<String, Value>,
 }
 
 impl<T: Serialize> Body<T> {
-    pub fn new(fields: Map<String, Value>, tools_key: &'static str, tools: Vec<T>) -> Self {
-        Body {
-            fields,
-            tools_key,
-            tools,
-            after_tools: Map::new(),
-        }
-    }
-
     pub fn to_bytes(&self) -> Result<bytes::Bytes, serde_json::Error> {
         serde_json::to_vec(self).map(bytes::Bytes::from)
     }
@@ -168,17 +157,12 @@ impl<T: Serialize> Serialize for Body<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let tools = !self.tools.is_empty();
-        let mut m = s.serialize_map(Some(
-            self.fields.len() + usize::from(tools) + self.after_tools.len(),
-        ))?;
+        let mut m = s.serialize_map(Some(self.fields.len() + usize::from(tools)))?;
         for (k, v) in &self.fields {
             m.serialize_entry(k, v)?;
         }
         if tools {
-            m.serialize_entry(self.tools_key, &self.tools)?;
-        }
-        for (k, v) in &self.after_tools {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry("tools", &self.tools)?;
         }
         m.end()
     }

@@ -73,7 +73,7 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Body<FunctionTool<'r>> {
         .iter()
         .map(|t| function_tool(p.names.wire(&t.name), t))
         .collect();
-    Body::new(b, "tools", tools)
+    Body { fields: b, tools }
 }
 
 pub(crate) async fn chat(

@@ -116,6 +116,11 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>, flavor: Flavor) -> Body<FunctionToo
     if let Some(t) = req.temperature {
         b.insert("temperature".into(), json!(t));
     }
+    if !req.tools.is_empty() {
+        if let Some(par) = req.parallel_tool_calls {
+            b.insert("parallel_tool_calls".into(), json!(par));
+        }
+    }
     if req.stream {
         b.insert("stream".into(), json!(true));
         b.insert("stream_options".into(), json!({"include_usage": true}));
@@ -125,14 +130,7 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>, flavor: Flavor) -> Body<FunctionToo
         .iter()
         .map(|t| function_tool(p.names.wire(&t.name), t))
         .collect();
-    let mut body = Body::new(b, "tools", tools);
-    if !req.tools.is_empty() {
-        if let Some(par) = req.parallel_tool_calls {
-            body.after_tools
-                .insert("parallel_tool_calls".into(), json!(par));
-        }
-    }
-    body
+    Body { fields: b, tools }
 }
 
 /// OpenAI has no error flag on tool messages; the prefix tells the model the call failed.

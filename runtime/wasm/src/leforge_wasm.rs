@@ -569,8 +569,6 @@ impl ToolExecutor for WasmHost {
     }
 }
 
-/// Gives a useful message for the two most common wrong uploads before the compiler gives a
-/// cryptic one.
 /// Compiles a component on a thread pool of its own that ends with the compile. wasmtime
 /// spreads a compile over rayon threads; on rayon's global pool those threads live on, idle,
 /// and the allocator keeps the compiler's freed scratch memory (tens of MB for the built-ins)
@@ -588,6 +586,8 @@ fn compile(engine: &wasmtime::Engine, wasm: &[u8]) -> wasmtime::Result<Component
     }
 }
 
+/// Gives a useful message for the two most common wrong uploads before the compiler gives a
+/// cryptic one.
 fn check_component_header(wasm: &[u8]) -> Result<(), InstallError> {
     const MAGIC: &[u8] = b"\0asm";
     if wasm.len() < 8 || &wasm[..4] != MAGIC {
