@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use leforge_core::llm::MAX_TOOLS;
 use leforge_core::{
-    ChatRequest, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, ToolSpec, Usage,
+    ChatRequest, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, Usage,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -184,15 +184,20 @@ struct Function<'a> {
     parameters: &'a Value,
 }
 
-pub(crate) fn function_tool(wire_name: String, t: &ToolSpec) -> FunctionTool<'_> {
-    FunctionTool {
-        kind: "function",
-        function: Function {
-            name: wire_name,
-            description: &t.description,
-            parameters: &t.parameters,
-        },
-    }
+/// The request's offered tools in that form, under their wire names.
+pub(crate) fn function_tools<'r>(p: &mut Prepared<'r>) -> Vec<FunctionTool<'r>> {
+    let req = p.req;
+    req.tools
+        .iter()
+        .map(|t| FunctionTool {
+            kind: "function",
+            function: Function {
+                name: p.names.wire(&t.name),
+                description: &t.description,
+                parameters: &t.parameters,
+            },
+        })
+        .collect()
 }
 
 /// Arguments to send back in history: an object, or `{}` when they never parsed (such a

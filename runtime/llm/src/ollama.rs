@@ -9,7 +9,7 @@ use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
 use serde_json::{json, Map, Value};
 
 use crate::convo::{
-    args_object, content_text, function_tool, Body, FunctionTool, Prepared, RawArgs, RawCall, Turn,
+    args_object, content_text, function_tools, Body, FunctionTool, Prepared, RawArgs, RawCall, Turn,
 };
 use crate::recover::recover_calls;
 use crate::retry::{Read, Reply};
@@ -68,12 +68,10 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Body<FunctionTool<'r>> {
     b.insert("messages".into(), Value::Array(messages));
     b.insert("stream".into(), json!(req.stream));
     b.insert("options".into(), Value::Object(options));
-    let tools = req
-        .tools
-        .iter()
-        .map(|t| function_tool(p.names.wire(&t.name), t))
-        .collect();
-    Body { fields: b, tools }
+    Body {
+        fields: b,
+        tools: function_tools(p),
+    }
 }
 
 pub(crate) async fn chat(

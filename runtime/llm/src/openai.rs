@@ -13,7 +13,7 @@ use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
 use serde_json::{json, Map, Value};
 
 use crate::convo::{
-    content_text, function_tool, parse_args, Body, FunctionTool, Prepared, RawArgs, RawCall, Turn,
+    content_text, function_tools, parse_args, Body, FunctionTool, Prepared, RawArgs, RawCall, Turn,
 };
 use crate::names::sanitize_call_id;
 use crate::recover::recover_calls;
@@ -125,12 +125,10 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>, flavor: Flavor) -> Body<FunctionToo
         b.insert("stream".into(), json!(true));
         b.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    let tools = req
-        .tools
-        .iter()
-        .map(|t| function_tool(p.names.wire(&t.name), t))
-        .collect();
-    Body { fields: b, tools }
+    Body {
+        fields: b,
+        tools: function_tools(p),
+    }
 }
 
 /// OpenAI has no error flag on tool messages; the prefix tells the model the call failed.
