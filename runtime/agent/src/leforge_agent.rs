@@ -303,11 +303,11 @@ impl Toolbox {
         for m in manifests {
             for ep in &m.endpoints {
                 let name = m.tool_name(&ep.name);
-                specs.push(ToolSpec {
-                    name: name.clone(),
-                    description: ep.description.clone(),
-                    parameters: ep.input_schema.clone(),
-                });
+                specs.push(ToolSpec::new(
+                    name.clone(),
+                    ep.description.clone(),
+                    ep.input_schema.clone(),
+                ));
                 by_name.insert(name, (m.id.clone(), ep.name.clone()));
             }
         }

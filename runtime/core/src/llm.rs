@@ -18,13 +18,50 @@ use crate::agent::Provider;
 pub const MAX_TOOLS: usize = 128;
 
 /// A tool offered to the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolSpec {
     /// Canonical name, `<forgehook-id>__<endpoint>`; the adapter sanitizes it per provider.
     pub name: String,
     pub description: String,
+    /// JSON Schema of the arguments object. Private so that it cannot change under
+    /// `parameters_json`.
+    parameters: Value,
+    /// `parameters` as JSON text, made on first use. Every turn of a run offers the same
+    /// tools, and the schemas are the bulk of a request body: serializing them again on
+    /// every turn was about 6% of the server's CPU under load (BENCHMARKS.md).
+    #[serde(skip)]
+    parameters_json: std::sync::OnceLock<String>,
+}
+
+impl ToolSpec {
+    pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
+        ToolSpec {
+            name: name.into(),
+            description: description.into(),
+            parameters,
+            parameters_json: std::sync::OnceLock::new(),
+        }
+    }
+
     /// JSON Schema of the arguments object.
-    pub parameters: Value,
+    pub fn parameters(&self) -> &Value {
+        &self.parameters
+    }
+
+    /// The same schema as compact JSON text, serialized once per spec.
+    pub fn parameters_json(&self) -> &str {
+        self.parameters_json
+            .get_or_init(|| self.parameters.to_string())
+    }
+}
+
+/// Equal when name, description and schema are; whether the text was made yet is no part of it.
+impl PartialEq for ToolSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.description == other.description
+            && self.parameters == other.parameters
+    }
 }
 
 /// A tool call made by the model.
@@ -247,6 +284,26 @@ pub trait LlmClient: Send + Sync {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tool_spec_schema_text_is_its_parameters_and_not_part_of_equality() {
+        let schema = json!({"type": "object", "properties": {"text": {"type": "string", "description": "a \"quoted\" word"}}});
+        let spec = ToolSpec::new("a__b", "does b", schema.clone());
+        let fresh = spec.clone();
+        let text = spec.parameters_json();
+        assert_eq!(serde_json::from_str::<Value>(text).unwrap(), schema);
+        assert_eq!(
+            spec, fresh,
+            "a spec whose text was made equals one whose was not"
+        );
+        assert_ne!(
+            spec,
+            ToolSpec::new("a__b", "does b", json!({"type": "object"}))
+        );
+        let round: ToolSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(round, spec);
+        assert_eq!(round.parameters_json(), text);
+    }
 
     #[test]
     fn messages_round_trip_through_json() {

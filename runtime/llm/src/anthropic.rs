@@ -8,10 +8,13 @@
 use std::collections::BTreeMap;
 
 use eventsource_stream::Eventsource;
-use leforge_core::{ChatResponse, LlmError, Provider, StopReason, Usage};
+use leforge_core::{ChatResponse, LlmError, Provider, StopReason, ToolSpec, Usage};
 use serde_json::{json, Map, Value};
 
-use crate::convo::{args_object, content_text, parse_args, Body, Prepared, RawArgs, RawCall, Turn};
+use crate::convo::{
+    args_object, content_text, parse_args, write_entry, Body, Prepared, RawArgs, RawCall, Turn,
+    WireTool,
+};
 use crate::names::sanitize_call_id;
 use crate::retry::{Read, Reply};
 use crate::{emit, next_or_timeout, Ctx, Deltas};
@@ -111,19 +114,28 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Result<Body<Tool<'r>>, LlmError>
         .iter()
         .map(|t| Tool {
             name: p.names.wire(&t.name),
-            description: &t.description,
-            input_schema: &t.parameters,
+            spec: t,
         })
         .collect();
     Ok(Body { fields: b, tools })
 }
 
-/// An offered tool, borrowing the spec's description and schema.
-#[derive(serde::Serialize)]
+/// An offered tool: `{"name", "description", "input_schema"}`.
 pub(crate) struct Tool<'a> {
     name: String,
-    description: &'a str,
-    input_schema: &'a Value,
+    spec: &'a ToolSpec,
+}
+
+impl WireTool for Tool<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.push(b'{');
+        write_entry(out, true, "name", &self.name)?;
+        write_entry(out, false, "description", &self.spec.description)?;
+        out.extend_from_slice(br#","input_schema":"#);
+        out.extend_from_slice(self.spec.parameters_json().as_bytes());
+        out.push(b'}');
+        Ok(())
+    }
 }
 
 pub(crate) async fn chat(

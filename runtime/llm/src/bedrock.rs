@@ -104,7 +104,7 @@ pub(crate) fn body(p: &mut Prepared<'_>) -> Result<Value, LlmError> {
         offered.insert(name.clone());
         // The schema is cloned into place: `json!` would re-serialize it value by value.
         let mut input_schema = Map::new();
-        input_schema.insert("json".into(), t.parameters.clone());
+        input_schema.insert("json".into(), t.parameters().clone());
         let mut spec = Map::new();
         spec.insert("name".into(), Value::String(name));
         spec.insert("description".into(), Value::String(t.description.clone()));

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 
 use leforge_core::llm::MAX_TOOLS;
 use leforge_core::{
-    ChatRequest, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, Usage,
+    ChatRequest, ChatResponse, LlmError, Message, StopReason, ToolCall, ToolResult, ToolSpec, Usage,
 };
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::ModelAliases;
@@ -136,52 +135,80 @@ pub(crate) fn content_text(v: &Value) -> String {
     }
 }
 
-/// A request body: the fields built for this turn, then the offered tools under `tools`,
-/// serialized straight from the request's specs. The tools are the bulk of most bodies and
-/// the same on every turn; cloning their schemas into a `Value` and dropping it again after
-/// sending was about 7% of the server's CPU under load (BENCHMARKS.md), so they are only
-/// borrowed.
+/// A request body: the fields built for this turn, then the offered tools under `tools`.
+/// The tools are the bulk of most bodies and the same on every turn, so each is written
+/// from its spec's cached schema text (`ToolSpec::parameters_json`): building their schemas
+/// into a `Value` and serializing them again on every turn was about 13% of the server's
+/// CPU under load (BENCHMARKS.md).
 pub(crate) struct Body<T> {
     pub fields: Map<String, Value>,
     /// Written only when there are some.
     pub tools: Vec<T>,
 }
 
-impl<T: Serialize> Body<T> {
+/// A tool as its provider's JSON, written straight into a body.
+pub(crate) trait WireTool {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+}
+
+impl<T: WireTool> Body<T> {
     pub fn to_bytes(&self) -> Result<bytes::Bytes, serde_json::Error> {
-        serde_json::to_vec(self).map(bytes::Bytes::from)
+        let mut out = serde_json::to_vec(&self.fields)?;
+        if !self.tools.is_empty() {
+            // Reopen the object: `fields` serialized as `{…}`.
+            out.pop();
+            if !self.fields.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"tools\":[");
+            for (i, tool) in self.tools.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                tool.write_json(&mut out)?;
+            }
+            out.extend_from_slice(b"]}");
+        }
+        Ok(out.into())
+    }
+
+    /// The body as a value, for `request_body` (debugging and golden tests).
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_slice(&self.to_bytes()?)
     }
 }
 
-impl<T: Serialize> Serialize for Body<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let tools = !self.tools.is_empty();
-        let mut m = s.serialize_map(Some(self.fields.len() + usize::from(tools)))?;
-        for (k, v) in &self.fields {
-            m.serialize_entry(k, v)?;
-        }
-        if tools {
-            m.serialize_entry("tools", &self.tools)?;
-        }
-        m.end()
+/// Writes `"key":` and `value` as JSON, after a comma unless `first`.
+pub(crate) fn write_entry(
+    out: &mut Vec<u8>,
+    first: bool,
+    key: &str,
+    value: &str,
+) -> Result<(), serde_json::Error> {
+    if !first {
+        out.push(b',');
     }
+    serde_json::to_writer(&mut *out, key)?;
+    out.push(b':');
+    serde_json::to_writer(&mut *out, value)
 }
 
-/// A tool in the `{"type": "function", "function": {…}}` form of OpenAI and Ollama,
-/// borrowing the spec's description and schema.
-#[derive(Serialize)]
+/// A tool in the `{"type": "function", "function": {…}}` form of OpenAI and Ollama.
 pub(crate) struct FunctionTool<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: Function<'a>,
+    name: String,
+    spec: &'a ToolSpec,
 }
 
-#[derive(Serialize)]
-struct Function<'a> {
-    name: String,
-    description: &'a str,
-    parameters: &'a Value,
+impl WireTool for FunctionTool<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.extend_from_slice(br#"{"type":"function","function":{"#);
+        write_entry(out, true, "name", &self.name)?;
+        write_entry(out, false, "description", &self.spec.description)?;
+        out.extend_from_slice(br#","parameters":"#);
+        out.extend_from_slice(self.spec.parameters_json().as_bytes());
+        out.extend_from_slice(b"}}");
+        Ok(())
+    }
 }
 
 /// The request's offered tools in that form, under their wire names.
@@ -190,12 +217,8 @@ pub(crate) fn function_tools<'r>(p: &mut Prepared<'r>) -> Vec<FunctionTool<'r>> 
     req.tools
         .iter()
         .map(|t| FunctionTool {
-            kind: "function",
-            function: Function {
-                name: p.names.wire(&t.name),
-                description: &t.description,
-                parameters: &t.parameters,
-            },
+            name: p.names.wire(&t.name),
+            spec: t,
         })
         .collect()
 }

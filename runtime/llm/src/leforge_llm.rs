@@ -134,16 +134,14 @@ impl LlmRouter {
     pub fn request_body(&self, request: &ChatRequest) -> Result<serde_json::Value, LlmError> {
         let mut p = convo::Prepared::new(request, &self.config.aliases)?;
         let value = match request.provider {
-            Provider::Anthropic => serde_json::to_value(anthropic::body(&mut p)?),
+            Provider::Anthropic => anthropic::body(&mut p)?.to_value(),
             Provider::Bedrock => Ok(bedrock::body(&mut p)?),
-            Provider::Ollama => serde_json::to_value(ollama::body(&mut p)),
-            Provider::Openai => serde_json::to_value(openai::body(&mut p, openai::Flavor::OpenAi)),
-            Provider::Azure => serde_json::to_value(openai::body(&mut p, openai::Flavor::Azure)),
-            Provider::Lmstudio => {
-                serde_json::to_value(openai::body(&mut p, openai::Flavor::LmStudio))
-            }
+            Provider::Ollama => ollama::body(&mut p).to_value(),
+            Provider::Openai => openai::body(&mut p, openai::Flavor::OpenAi).to_value(),
+            Provider::Azure => openai::body(&mut p, openai::Flavor::Azure).to_value(),
+            Provider::Lmstudio => openai::body(&mut p, openai::Flavor::LmStudio).to_value(),
             Provider::OpenaiCompatible => {
-                serde_json::to_value(openai::body(&mut p, openai::Flavor::Compatible))
+                openai::body(&mut p, openai::Flavor::Compatible).to_value()
             }
         };
         value.map_err(|e| LlmError::MalformedResponse {

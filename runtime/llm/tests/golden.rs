@@ -13,16 +13,16 @@ fn conversation(provider: Provider, model: &str) -> ChatRequest {
     r.temperature = Some(0.2);
     r.parallel_tool_calls = Some(true);
     r.tools = std::sync::Arc::from(vec![
-        ToolSpec {
-            name: "math__add".into(),
-            description: "Adds two numbers.".into(),
-            parameters: json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
-        },
-        ToolSpec {
-            name: "text.tools__upper".into(),
-            description: "Uppercases a string.".into(),
-            parameters: json!({"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}),
-        },
+        ToolSpec::new(
+            "math__add",
+            "Adds two numbers.",
+            json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
+        ),
+        ToolSpec::new(
+            "text.tools__upper",
+            "Uppercases a string.",
+            json!({"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}),
+        ),
     ]);
     r.messages = vec![
         Message::user("Add 1 and 2, then uppercase the word done."),
@@ -121,4 +121,39 @@ fn golden_openai_compatible() {
         "qwen2.5-coder",
         "openai-compatible.json",
     );
+}
+
+/// Tools are written into bodies by hand from cached schema text, not through serde:
+/// descriptions with quotes, backslashes, newlines and non-ASCII must still come out as
+/// the same JSON strings, and a body with no other fields must still be one object.
+#[test]
+fn offered_tools_survive_escaping_on_every_provider() {
+    let router = LlmRouter::new(LlmConfig::for_test_server("http://127.0.0.1:9")).unwrap();
+    let description = "Says \"hi\"\\n to C:\\temp\nthen ✓ — done\u{1}";
+    let schema = json!({"type": "object", "properties": {"s": {"type": "string", "description": "a \"quoted\" \\ value"}}});
+    for provider in Provider::ALL {
+        let mut r = ChatRequest::new(provider, "m", "");
+        r.messages = vec![Message::user("go")];
+        r.tools = std::sync::Arc::from(vec![ToolSpec::new(
+            "odd__tool",
+            description,
+            schema.clone(),
+        )]);
+        let body = router.request_body(&r).unwrap();
+        let tool = &body["tools"][0];
+        let (desc, params) = match provider {
+            Provider::Anthropic => (&tool["description"], &tool["input_schema"]),
+            Provider::Bedrock => {
+                let spec = &body["toolConfig"]["tools"][0]["toolSpec"];
+                (&spec["description"], &spec["inputSchema"]["json"])
+            }
+            _ => (
+                &tool["function"]["description"],
+                &tool["function"]["parameters"],
+            ),
+        };
+        assert_eq!(desc, description, "{provider}: {body}");
+        assert_eq!(params, &schema, "{provider}: {body}");
+        assert!(body["messages"].is_array(), "{provider}: {body}");
+    }
 }

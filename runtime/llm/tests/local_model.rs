@@ -33,11 +33,11 @@ async fn one_tool_round_trip_against_a_local_model() {
     );
     req.max_tokens = 200;
     req.temperature = Some(0.0);
-    req.tools = vec![ToolSpec {
-        name: "math__add".into(),
-        description: "Adds two integers a and b.".into(),
-        parameters: json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}),
-    }]
+    req.tools = vec![ToolSpec::new(
+        "math__add",
+        "Adds two integers a and b.",
+        json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}),
+    )]
     .into();
     req.messages
         .push(Message::user("What is 17 + 25? Use the tool."));

@@ -30,16 +30,16 @@ const UPPER: &str = "text.tools__upper";
 
 fn tools() -> Vec<ToolSpec> {
     vec![
-        ToolSpec {
-            name: ADD.into(),
-            description: "Adds two numbers.".into(),
-            parameters: json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
-        },
-        ToolSpec {
-            name: UPPER.into(),
-            description: "Uppercases a string.".into(),
-            parameters: json!({"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}),
-        },
+        ToolSpec::new(
+            ADD,
+            "Adds two numbers.",
+            json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
+        ),
+        ToolSpec::new(
+            UPPER,
+            "Uppercases a string.",
+            json!({"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}),
+        ),
     ]
 }
 
@@ -674,10 +674,12 @@ async fn too_many_tools_fails_before_any_request() {
     let (fake, router) = setup().await;
     let mut req = request(Provider::Openai);
     req.tools = (0..129)
-        .map(|i| ToolSpec {
-            name: format!("hook{i}__run"),
-            description: String::new(),
-            parameters: json!({"type": "object"}),
+        .map(|i| {
+            ToolSpec::new(
+                format!("hook{i}__run"),
+                String::new(),
+                json!({"type": "object"}),
+            )
         })
         .collect();
     let err = router.chat(req.clone(), None).await.unwrap_err();
