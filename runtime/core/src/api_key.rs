@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// `last_used_at` is kept to this resolution: a key is written back as used at most once
+/// per interval, so authentication (on every request) does not turn reads into writes.
+pub const LAST_USED_RESOLUTION_SECS: i64 = 60;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiKeyScope {

@@ -89,6 +89,8 @@ pub trait Store: Send + Sync + 'static {
     /// Finds a key that is not revoked by the hash of its plain text.
     async fn find_active_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError>;
     async fn count_api_keys(&self, scope: Option<ApiKeyScope>) -> Result<i64, StoreError>;
+    /// Records a use of the key, unless one was recorded within
+    /// [`LAST_USED_RESOLUTION_SECS`](crate::api_key::LAST_USED_RESOLUTION_SECS).
     async fn touch_api_key(&self, id: Uuid) -> Result<(), StoreError>;
     /// Revokes a key; revoking an already revoked key is `NotFound`.
     async fn revoke_api_key(&self, id: Uuid) -> Result<ApiKey, StoreError>;

@@ -137,9 +137,8 @@ pub(crate) fn content_text(v: &Value) -> String {
 
 /// A request body: the fields built for this turn, then the offered tools under `tools`.
 /// The tools are the bulk of most bodies and the same on every turn, so each is written
-/// from its spec's cached schema text (`ToolSpec::parameters_json`): building their schemas
-/// into a `Value` and serializing them again on every turn was about 13% of the server's
-/// CPU under load (BENCHMARKS.md).
+/// from its spec's cached schema text (`ToolSpec::parameters_json`): serializing the schemas
+/// again on every turn was about 6% of the server's CPU under load (BENCHMARKS.md).
 pub(crate) struct Body<T> {
     pub fields: Map<String, Value>,
     /// Written only when there are some.

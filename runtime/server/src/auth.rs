@@ -10,9 +10,6 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-
-/// How stale `last_used_at` may get: the store's `touch_api_key` writes at most this often.
-const TOUCH_EVERY_SECS: i64 = 60;
 use crate::state::AppState;
 
 pub const KEY_PREFIX_LEN: usize = 8;
@@ -77,21 +74,17 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<Call
             "the API key is unknown or has been revoked",
         ));
     };
-    // The store writes last_used_at at most once a minute; a key read back as used within
-    // that minute needs no statement at all (authentication is on every request, and a write
-    // statement, even one that changes nothing, waits for the single writer).
-    let fresh = found
+    // A key read back as used within the interval needs no statement at all: a write
+    // statement, even one that changes nothing, waits for the single writer.
+    let resolution = chrono::TimeDelta::seconds(leforge_core::api_key::LAST_USED_RESOLUTION_SECS);
+    let recent = found
         .last_used_at
-        .is_some_and(|at| chrono::Utc::now() - at < chrono::TimeDelta::seconds(TOUCH_EVERY_SECS));
-    if fresh {
-        return Ok(Caller::Key {
-            id: found.id,
-            scope: found.scope,
-        });
-    }
-    if let Err(e) = store.touch_api_key(found.id).await {
-        // Bookkeeping only: never fail a request because last_used_at could not be written.
-        tracing::warn!(key_id = %found.id, error = %e, "could not record API key use");
+        .is_some_and(|at| chrono::Utc::now() - at < resolution);
+    if !recent {
+        if let Err(e) = store.touch_api_key(found.id).await {
+            // Bookkeeping only: never fail a request because last_used_at could not be written.
+            tracing::warn!(key_id = %found.id, error = %e, "could not record API key use");
+        }
     }
     Ok(Caller::Key {
         id: found.id,

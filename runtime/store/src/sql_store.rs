@@ -699,15 +699,15 @@ macro_rules! sql_store {
 
             async fn touch_api_key(&self, id: Uuid) -> Result<(), StoreError> {
                 let ts = now();
-                // At most one write a minute per key: authentication is on every request and
-                // must not turn reads into writes.
+                // Conditional, for servers racing on one key; callers skip the statement when
+                // the key they read was used within the interval.
                 sqlx::query(
                     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
                      AND (last_used_at IS NULL OR last_used_at < $3)",
                 )
                 .bind(id)
                 .bind(ts)
-                .bind(ts - chrono::TimeDelta::seconds(60))
+                .bind(ts - chrono::TimeDelta::seconds(leforge_core::api_key::LAST_USED_RESOLUTION_SECS))
                 .execute(&self.writer)
                 .await
                 .map_err(db_err)?;
