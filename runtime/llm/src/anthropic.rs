@@ -12,8 +12,8 @@ use leforge_core::{ChatResponse, LlmError, Provider, StopReason, ToolSpec, Usage
 use serde_json::{json, Map, Value};
 
 use crate::convo::{
-    args_object, content_text, parse_args, write_entry, Body, Prepared, RawArgs, RawCall, Turn,
-    WireTool,
+    args_object, content_text, parse_args, write_tool_members, Body, Prepared, RawArgs, RawCall,
+    Turn, WireTool,
 };
 use crate::names::sanitize_call_id;
 use crate::retry::{Read, Reply};
@@ -129,10 +129,7 @@ pub(crate) struct Tool<'a> {
 impl WireTool for Tool<'_> {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         out.push(b'{');
-        write_entry(out, true, "name", &self.name)?;
-        write_entry(out, false, "description", &self.spec.description)?;
-        out.extend_from_slice(br#","input_schema":"#);
-        out.extend_from_slice(self.spec.parameters_json().as_bytes());
+        write_tool_members(out, &self.name, self.spec, "input_schema")?;
         out.push(b'}');
         Ok(())
     }

@@ -177,19 +177,23 @@ impl<T: WireTool> Body<T> {
     }
 }
 
-/// Writes `"key":` and `value` as JSON, after a comma unless `first`.
-pub(crate) fn write_entry(
+/// Writes a tool's `"name":…,"description":…,"<schema_key>":<schema>` (no braces): the
+/// members every provider's tool object has, whatever wraps them.
+pub(crate) fn write_tool_members(
     out: &mut Vec<u8>,
-    first: bool,
-    key: &str,
-    value: &str,
+    name: &str,
+    spec: &ToolSpec,
+    schema_key: &str,
 ) -> Result<(), serde_json::Error> {
-    if !first {
-        out.push(b',');
-    }
-    serde_json::to_writer(&mut *out, key)?;
+    out.extend_from_slice(b"\"name\":");
+    serde_json::to_writer(&mut *out, name)?;
+    out.extend_from_slice(b",\"description\":");
+    serde_json::to_writer(&mut *out, &spec.description)?;
+    out.push(b',');
+    serde_json::to_writer(&mut *out, schema_key)?;
     out.push(b':');
-    serde_json::to_writer(&mut *out, value)
+    out.extend_from_slice(spec.parameters_json().as_bytes());
+    Ok(())
 }
 
 /// A tool in the `{"type": "function", "function": {…}}` form of OpenAI and Ollama.
@@ -201,10 +205,7 @@ pub(crate) struct FunctionTool<'a> {
 impl WireTool for FunctionTool<'_> {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         out.extend_from_slice(br#"{"type":"function","function":{"#);
-        write_entry(out, true, "name", &self.name)?;
-        write_entry(out, false, "description", &self.spec.description)?;
-        out.extend_from_slice(br#","parameters":"#);
-        out.extend_from_slice(self.spec.parameters_json().as_bytes());
+        write_tool_members(out, &self.name, self.spec, "parameters")?;
         out.extend_from_slice(b"}}");
         Ok(())
     }
