@@ -57,7 +57,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let pool = sqlite_pool_options()
             .max_connections(8)
             .connect_with(options.clone())
             .await
@@ -71,7 +71,7 @@ impl SqliteStore {
         let writer = if in_memory {
             pool.clone()
         } else {
-            SqlitePoolOptions::new()
+            sqlite_pool_options()
                 .max_connections(1)
                 .connect_with(options)
                 .await
@@ -88,7 +88,7 @@ impl SqliteStore {
 impl PgStore {
     pub async fn connect(url: &str, migrate: Migrate) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(db_err)?;
-        let pool = PgPoolOptions::new()
+        let pool = pg_pool_options()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
@@ -104,7 +104,7 @@ impl PgStore {
         // the result. Only a PostgreSQL crash while a run is in flight can lose the last few
         // hundred milliseconds of its step rows, the same trace a LeForge crash a moment
         // earlier would leave; the run's status, output and everything else stay synchronous.
-        let progress = PgPoolOptions::new()
+        let progress = pg_pool_options()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.options([("synchronous_commit", "off")]))
@@ -116,6 +116,34 @@ impl PgStore {
             progress,
         })
     }
+}
+
+/// sqlx pings a pooled connection when it is taken from the pool (`test_before_acquire`) and
+/// again when it goes back. On SQLite each ping is a round trip to the connection's thread:
+/// two of the three thread hops of every statement, for a local file that cannot hang up.
+/// The ping on release stays (sqlx always does it), and it is what catches a broken one.
+fn sqlite_pool_options() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().test_before_acquire(false)
+}
+
+/// Connections idle for less than this were proven alive by the ping sqlx makes when it
+/// returns them to the pool, so they are not pinged again when taken.
+const PG_PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// On PostgreSQL the ping on acquire is a network round trip before every statement (on the
+/// path of every step). Only connections that sat idle long enough for the server, or
+/// something between, to have dropped them are pinged.
+fn pg_pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PG_PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
