@@ -53,6 +53,11 @@ pub struct RunInput {
     /// The worker's lease (owner, expiry), written with the `running` status so that starting
     /// a run costs one statement.
     pub lease: Option<(String, chrono::DateTime<chrono::Utc>)>,
+    /// The queue's claim already made the run `running` under this worker's lease, so the
+    /// loop writes no `running` update of its own. A cancel that landed between the claim
+    /// and the start must then arrive as `cancel` already cancelled: the loop checks it
+    /// before any work.
+    pub claimed: bool,
     /// The hook scripts of this run (global, then the agent's); empty: no hook overhead.
     pub hook_chain: leforge_core::hook::HookChain,
     /// Whether the caller needs the finished run back (a sync answer, a callback). When it
@@ -70,6 +75,40 @@ pub struct Deps {
     pub catalog: Arc<dyn ToolCatalog>,
     /// Runs user hook scripts; `None` (or an empty chain) skips hooks.
     pub hooks: Option<Arc<dyn leforge_core::HookRunner>>,
+    /// The tool lists of recent ForgeHook sets, shared by every run of this process.
+    pub toolboxes: ToolboxCache,
+}
+
+/// Tool sets that recent runs used, with the offered tools built once per set rather than
+/// once per run (a run of 1,000 identical ones otherwise clones, serializes and drops every
+/// schema 1,000 times). Keyed by the identity of the loaded manifests: reinstalling or
+/// reloading a ForgeHook loads a new manifest, which misses the cache, so an entry can never
+/// offer a stale schema. Entries hold their manifests, so an address is not reused while
+/// its entry lives.
+#[derive(Clone, Default)]
+pub struct ToolboxCache(Arc<Mutex<Vec<(Vec<Arc<Manifest>>, Arc<Toolbox>)>>>);
+
+/// Tool sets kept; the oldest goes first. A server has few distinct agents' tool lists in
+/// use at once, and a miss only costs building one list.
+const TOOLBOXES_KEPT: usize = 64;
+
+impl ToolboxCache {
+    fn get(&self, manifests: &[Arc<Manifest>]) -> Arc<Toolbox> {
+        let same = |kept: &[Arc<Manifest>]| {
+            kept.len() == manifests.len()
+                && kept.iter().zip(manifests).all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        let mut sets = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, toolbox)) = sets.iter().find(|(kept, _)| same(kept)) {
+            return toolbox.clone();
+        }
+        let toolbox = Arc::new(Toolbox::new(manifests));
+        if sets.len() >= TOOLBOXES_KEPT {
+            sets.remove(0);
+        }
+        sets.push((manifests.to_vec(), toolbox.clone()));
+        toolbox
+    }
 }
 
 /// What a live run reports, in order, for streaming to clients.
@@ -175,30 +214,36 @@ pub async fn execute(
 ) -> Result<Option<Run>, StoreError> {
     let started = Instant::now();
     let run_id = input.run_id;
-    match deps
-        .store
-        .apply_run_update(
-            run_id,
-            RunUpdate {
-                status: Some(RunStatus::Running),
-                started_at: Some(now()),
-                lease: input.lease.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-    {
-        Ok(_) => {}
-        // Cancelled (or otherwise finished) before it started: nothing to do.
-        Err(StoreError::InvalidState(_)) => {
-            return deps
-                .store
-                .get_run(run_id)
-                .await?
-                .ok_or(StoreError::NotFound { entity: "run" })
-                .map(Some)
+    // Cancelled (or otherwise finished) before it started: nothing to do.
+    let not_started = || async {
+        deps.store
+            .get_run(run_id)
+            .await?
+            .ok_or(StoreError::NotFound { entity: "run" })
+            .map(Some)
+    };
+    if input.claimed {
+        if cancel.is_cancelled() {
+            return not_started().await;
         }
-        Err(e) => return Err(e),
+    } else {
+        match deps
+            .store
+            .apply_run_update(
+                run_id,
+                RunUpdate {
+                    status: Some(RunStatus::Running),
+                    started_at: Some(now()),
+                    lease: input.lease.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::InvalidState(_)) => return not_started().await,
+            Err(e) => return Err(e),
+        }
     }
     emit(&events, RunEvent::RunStarted { run_id });
 
@@ -291,7 +336,7 @@ pub async fn execute(
 }
 
 /// The tools of a run: what the model is offered and how its names map back.
-struct Toolbox {
+pub struct Toolbox {
     specs: Arc<[ToolSpec]>,
     by_name: HashMap<String, (String, String)>,
 }
@@ -386,7 +431,7 @@ async fn run_loop(
             };
         }
     };
-    let toolbox = Arc::new(Toolbox::new(&manifests));
+    let toolbox = deps.toolboxes.get(&manifests);
     let mut hooks = hooks::RunHooks::new(deps, input, events);
     let first = match &mut hooks {
         None => user_message(&input.input, input.data.as_ref()),

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use leforge_agent::{Deps, RunEvent, RunInput, RunLimits};
@@ -73,12 +73,24 @@ struct LiveRun {
     events: broadcast::Sender<RunEvent>,
 }
 
+/// The runs of this process, and runs cancelled here before their task registered.
+#[derive(Default)]
+struct Live {
+    runs: HashMap<Uuid, LiveRun>,
+    /// A claimed run is `running` in the store before its task starts, and its task writes
+    /// no status of its own then (that would be a second write per run), so a cancel in
+    /// between is kept here, under the same lock as `runs`, for the task to find when it
+    /// registers. Entries older than a lease are dropped: a task starts within moments of
+    /// its claim, and one that never comes here (another server ran it) leaves no trace.
+    cancelled_early: HashMap<Uuid, Instant>,
+}
+
 struct Inner {
     deps: Deps,
     settings: RunnerSettings,
     /// Names this process's leases.
     instance: String,
-    live: Mutex<HashMap<Uuid, LiveRun>>,
+    live: Mutex<Live>,
     /// Stops claiming and starting runs (shutdown).
     closing: CancellationToken,
     queued: Notify,
@@ -106,7 +118,7 @@ impl Runner {
                 deps,
                 settings,
                 instance: format!("leforge-{}", Uuid::new_v4().simple()),
-                live: Mutex::new(HashMap::new()),
+                live: Mutex::new(Live::default()),
                 closing: CancellationToken::new(),
                 queued: Notify::new(),
                 slots,
@@ -138,17 +150,17 @@ impl Runner {
 
     /// Subscribes to a run executing in this process.
     pub fn subscribe(&self, run_id: Uuid) -> Option<broadcast::Receiver<RunEvent>> {
-        self.live().get(&run_id).map(|l| l.events.subscribe())
+        self.live().runs.get(&run_id).map(|l| l.events.subscribe())
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, LiveRun>> {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
         self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a run as live before it starts, so a subscriber sees every event.
     pub fn prepare(&self, run_id: Uuid) -> broadcast::Receiver<RunEvent> {
         let (tx, rx) = broadcast::channel(EVENT_BUFFER);
-        self.live().insert(
+        self.live().runs.insert(
             run_id,
             LiveRun {
                 cancel: CancellationToken::new(),
@@ -165,7 +177,7 @@ impl Runner {
         self.inner.tasks.spawn(async move {
             // Asked for, the finished run is always returned.
             runner
-                .execute(run, true, None)
+                .execute(run, true, None, false)
                 .await?
                 .ok_or(StoreError::NotFound { entity: "run" })
         })
@@ -174,27 +186,32 @@ impl Runner {
     /// Runs `run` to its end. `return_run`: whether the finished run is wanted back; a run
     /// with a callback reads it back anyway, for the callback's body. `agent`: the run's
     /// agent when the caller has just read it (the queue worker reads each agent once per
-    /// claimed batch); `None` reads it here.
+    /// claimed batch); `None` reads it here. `claimed`: the queue's claim made it `running`.
     async fn execute(
         &self,
         run: Run,
         return_run: bool,
         agent: Option<Agent>,
+        claimed: bool,
     ) -> Result<Option<Run>, StoreError> {
         let run_id = run.id;
         let (cancel, events) = {
-            let mut live = self.live();
-            let entry = live.entry(run_id).or_insert_with(|| LiveRun {
+            let mut guard = self.live();
+            let live = &mut *guard;
+            let entry = live.runs.entry(run_id).or_insert_with(|| LiveRun {
                 cancel: CancellationToken::new(),
                 events: broadcast::channel(EVENT_BUFFER).0,
             });
+            if live.cancelled_early.remove(&run_id).is_some() {
+                entry.cancel.cancel();
+            }
             (entry.cancel.clone(), entry.events.clone())
         };
         let return_run = return_run || run.callback_url.is_some();
         let result = self
-            .execute_inner(run, return_run, agent, cancel.clone(), events)
+            .execute_inner(run, return_run, agent, claimed, cancel.clone(), events)
             .await;
-        self.live().remove(&run_id);
+        self.live().runs.remove(&run_id);
         cancel.cancel();
         let run = result?;
         if let Some(run) = run.as_ref().filter(|r| r.callback_url.is_some()) {
@@ -212,11 +229,12 @@ impl Runner {
         run: Run,
         return_run: bool,
         agent: Option<Agent>,
+        claimed: bool,
         cancel: CancellationToken,
         events: broadcast::Sender<RunEvent>,
     ) -> Result<Option<Run>, StoreError> {
         let store = &self.inner.deps.store;
-        let input = match self.run_input(&run, return_run, agent).await {
+        let input = match self.run_input(&run, return_run, agent, claimed).await {
             Ok(input) => input,
             Err(message) => {
                 return store
@@ -238,8 +256,8 @@ impl Runner {
         if let Err(message) = self.resolve_hooks(&mut input).await {
             return self.fail_hooks_at_start(run.id, message).await.map(Some);
         }
-        // The loop takes the lease with the `running` status, before any work; keep it fresh
-        // while the loop runs.
+        // The lease was taken with the `running` status (by the claim, or by the loop before
+        // any work); keep it fresh while the loop runs.
         let renewer = self.keep_lease(run.id, cancel.clone());
         let result = leforge_agent::execute(&self.inner.deps, input, cancel, Some(events)).await;
         renewer.abort();
@@ -286,6 +304,7 @@ impl Runner {
         run: &Run,
         return_run: bool,
         agent: Option<Agent>,
+        claimed: bool,
     ) -> Result<RunInput, String> {
         let agent = match agent {
             Some(agent) => agent,
@@ -309,6 +328,7 @@ impl Runner {
             stream: run.mode == leforge_core::RunMode::Stream,
             hook_chain: Default::default(),
             return_run,
+            claimed,
             lease: Some((
                 self.inner.instance.clone(),
                 chrono::Utc::now() + self.lease_ttl(),
@@ -374,8 +394,13 @@ impl Runner {
                 },
             )
             .await?;
-        if let Some(live) = self.live().get(&run_id) {
-            live.cancel.cancel();
+        let mut live = self.live();
+        if let Some(running) = live.runs.get(&run_id) {
+            running.cancel.cancel();
+        } else {
+            let ttl = self.inner.settings.lease_ttl;
+            live.cancelled_early.retain(|_, at| at.elapsed() < ttl);
+            live.cancelled_early.insert(run_id, Instant::now());
         }
         Ok(run)
     }
@@ -432,7 +457,7 @@ impl Runner {
                                 let _permit = permit;
                                 // Nobody waits for an async run's result here: the store
                                 // has it (and its callback, if any, is sent from it).
-                                if let Err(e) = runner.execute(run, false, agent).await {
+                                if let Err(e) = runner.execute(run, false, agent, true).await {
                                     tracing::error!(error = %e, "async run failed to persist");
                                 }
                             });
@@ -498,6 +523,7 @@ impl Runner {
         }
         let left: Vec<(Uuid, CancellationToken)> = self
             .live()
+            .runs
             .iter()
             .map(|(id, l)| (*id, l.cancel.clone()))
             .collect();
@@ -603,5 +629,90 @@ pub fn limits_of(config: &leforge_core::AgentConfig) -> RunLimits {
         max_total_tokens: config.max_total_tokens,
         retry_on_error: config.retry_on_error,
         max_retries: config.max_retries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leforge_core::{NewAgent, NewRun, RunMode};
+
+    /// A claimed run is `running` in the store before its task starts, and the task writes
+    /// no status then. A cancel in that gap must still stop it: no model call, no step, and
+    /// the run stays `cancelled`.
+    #[tokio::test]
+    async fn a_cancel_between_claim_and_start_stops_the_run() {
+        let fake = leforge_fake_provider::FakeProvider::start().await;
+        let db = leforge_store::testing::sqlite().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config =
+            crate::config::Config::resolve(&crate::config::ServerArgs::default()).unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        let state = crate::AppState::build_with_llm(
+            db.store.clone(),
+            config,
+            leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
+        )
+        .unwrap();
+        let store = state.store.clone();
+        let agent = store
+            .create_agent(NewAgent {
+                name: "Gap".into(),
+                slug: "gap".into(),
+                description: None,
+                model: "claude-sonnet".into(),
+                provider: leforge_core::Provider::Anthropic,
+                system_prompt: "Answer.".into(),
+                tools: vec![],
+                config: Default::default(),
+                is_public: false,
+                api_key_required: false,
+                allowed_api_keys: vec![],
+                output_schema: None,
+                hooks: vec![],
+                created_by: None,
+            })
+            .await
+            .unwrap();
+        let runner = &state.runner;
+        let until = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+        let mut queued = Vec::new();
+        for _ in 0..2 {
+            let mut new = NewRun::simple(agent.id, "go");
+            new.mode = RunMode::Async;
+            queued.push(store.create_run(new).await.unwrap().id);
+        }
+        let mut claimed = store
+            .claim_queued_runs(runner.instance(), 10, until)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(claimed.iter().all(|r| r.status == RunStatus::Running));
+
+        let cancelled = runner.cancel(queued[0]).await.unwrap();
+        assert_eq!(cancelled.status, RunStatus::Cancelled);
+        let first = claimed.remove(0);
+        assert_eq!(first.id, queued[0]);
+        let done = runner
+            .execute(first, true, None, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Cancelled);
+        assert_eq!(done.total_steps, 0);
+        assert_eq!(fake.chat_count(), 0, "a cancelled run must not call the model");
+        assert!(runner.live().cancelled_early.is_empty());
+
+        // The other claimed run, not cancelled, runs to its end without a `running` write.
+        fake.push(leforge_fake_provider::Script::text("{\"ok\": true}"));
+        let done = runner
+            .execute(claimed.remove(0), true, None, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Completed);
+        assert_eq!(done.output, Some(serde_json::json!({"ok": true})));
+        assert!(done.started_at.is_some());
+        assert_eq!(fake.chat_count(), 1);
     }
 }

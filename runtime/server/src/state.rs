@@ -90,6 +90,7 @@ impl AppState {
                 tools: Arc::new(forgehooks.clone()),
                 catalog: Arc::new(forgehooks.clone()),
                 hooks: Some(Arc::new(hooks.clone())),
+                toolboxes: Default::default(),
             },
             settings,
         );
