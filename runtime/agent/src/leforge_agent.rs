@@ -336,7 +336,7 @@ pub async fn execute(
 }
 
 /// The tools of a run: what the model is offered and how its names map back.
-pub struct Toolbox {
+struct Toolbox {
     specs: Arc<[ToolSpec]>,
     by_name: HashMap<String, (String, String)>,
 }
@@ -821,5 +821,53 @@ async fn invoke_with_retries(
                 tokio::time::sleep(backoff).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: &str, schema: Value) -> Arc<Manifest> {
+        Arc::new(
+            Manifest::from_value(json!({
+                "id": id, "name": id, "version": "1.0.0",
+                "endpoints": [{"name": "run", "description": "Runs.",
+                               "input_schema": schema, "output_schema": {"type": "object"}}]
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// The same loaded manifests share one tool list; a reinstalled ForgeHook (a new manifest)
+    /// never gets the old one; the cache stays bounded.
+    #[test]
+    fn tool_lists_are_shared_per_manifest_set_and_never_stale() {
+        let cache = ToolboxCache::default();
+        let a = manifest("alpha", json!({"type": "object"}));
+        let b = manifest("beta", json!({"type": "object"}));
+        let first = cache.get(&[a.clone(), b.clone()]);
+        assert!(Arc::ptr_eq(&first, &cache.get(&[a.clone(), b.clone()])));
+        assert_eq!(first.specs.len(), 2);
+        assert_eq!(
+            first.by_name["beta__run"],
+            ("beta".to_string(), "run".to_string())
+        );
+
+        // The same ForgeHooks in another order are offered in that order.
+        let reordered = cache.get(&[b.clone(), a.clone()]);
+        assert!(!Arc::ptr_eq(&first, &reordered));
+        assert_eq!(reordered.specs[0].name, "beta__run");
+
+        let schema = json!({"type": "object", "required": ["x"]});
+        let reinstalled = manifest("alpha", schema.clone());
+        let fresh = cache.get(&[reinstalled, b.clone()]);
+        assert!(!Arc::ptr_eq(&first, &fresh));
+        assert_eq!(fresh.specs[0].parameters(), &schema);
+
+        for i in 0..TOOLBOXES_KEPT + 10 {
+            cache.get(&[manifest(&format!("m{i}"), json!({"type": "object"}))]);
+        }
+        assert_eq!(cache.0.lock().unwrap().len(), TOOLBOXES_KEPT);
     }
 }
