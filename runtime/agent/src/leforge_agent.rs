@@ -86,7 +86,10 @@ pub struct Deps {
 /// offer a stale schema. Entries hold their manifests, so an address is not reused while
 /// its entry lives.
 #[derive(Clone, Default)]
-pub struct ToolboxCache(Arc<Mutex<Vec<(Vec<Arc<Manifest>>, Arc<Toolbox>)>>>);
+pub struct ToolboxCache(Arc<Mutex<Vec<CachedToolbox>>>);
+
+/// One cached tool list and the manifests it was built from.
+type CachedToolbox = (Vec<Arc<Manifest>>, Arc<Toolbox>);
 
 /// Tool sets kept; the oldest goes first. A server has few distinct agents' tool lists in
 /// use at once, and a miss only costs building one list.
