@@ -217,6 +217,18 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
         cmd.env_remove("DATABASE_URL");
     }
     let http = reqwest::Client::new();
+    // A GET with the admin key, as JSON.
+    let admin_get = |http: &reqwest::Client, url: String| {
+        let request = http.get(url).header("x-api-key", KEY).send();
+        async move {
+            request
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
     let started_server = |cmd: &mut std::process::Command| {
         let child = cmd.spawn().unwrap();
         let http = http.clone();
@@ -298,15 +310,7 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
     for _ in 0..3000 {
         let mut open = 0;
         for status in ["pending", "running"] {
-            let page: serde_json::Value = http
-                .get(format!("{base}/runs?status={status}&limit=1"))
-                .header("x-api-key", KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page = admin_get(&http, format!("{base}/runs?status={status}&limit=1")).await;
             open += page["count"].as_u64().unwrap_or(0);
         }
         if open == 0 {
@@ -325,15 +329,7 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: serde_json::Value = http
-            .get(url)
-            .header("x-api-key", KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = admin_get(&http, url).await;
         completed += page["count"].as_u64().unwrap_or(0) as usize;
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),

@@ -700,7 +700,11 @@ mod tests {
             .unwrap();
         assert_eq!(done.status, RunStatus::Cancelled);
         assert_eq!(done.total_steps, 0);
-        assert_eq!(fake.chat_count(), 0, "a cancelled run must not call the model");
+        assert_eq!(
+            fake.chat_count(),
+            0,
+            "a cancelled run must not call the model"
+        );
         assert!(runner.live().cancelled_early.is_empty());
 
         // The other claimed run, not cancelled, runs to its end without a `running` write.
