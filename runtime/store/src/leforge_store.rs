@@ -6,6 +6,7 @@
 
 mod rows;
 mod sql_store;
+mod sqlite_writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -18,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use sql_store::{PgStore, SqliteStore};
+use sqlite_writer::SqliteWriter;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -65,23 +67,15 @@ impl SqliteStore {
         if migrate == Migrate::Yes {
             SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
         }
-        // Each connection to an in-memory database is a database of its own, so there the
-        // one pool must do everything.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writer = if in_memory {
-            pool.clone()
+            SqliteWriter::pooled(pool.clone())
         } else {
-            sqlite_pool_options()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .map_err(db_err)?
+            // Its statement cache holds every group size of the step writer besides the
+            // other writes' statements.
+            SqliteWriter::dedicated(&options.statement_cache_capacity(256)).await?
         };
-        Ok(SqliteStore {
-            pool,
-            progress: writer.clone(),
-            writer,
-        })
+        Ok(SqliteStore { pool, writer })
     }
 }
 
@@ -120,8 +114,8 @@ impl PgStore {
 
 /// sqlx pings a pooled connection when it is taken from the pool (`test_before_acquire`) and
 /// again when it goes back. On SQLite each ping is a round trip to the connection's thread:
-/// two of the three thread hops of every statement, for a local file that cannot hang up.
-/// The ping on release stays (sqlx always does it), and it is what catches a broken one.
+/// two of the three thread hops of every read, for a local file that cannot hang up. The
+/// ping on release stays (sqlx always does it), and it is what catches a broken one.
 fn sqlite_pool_options() -> SqlitePoolOptions {
     SqlitePoolOptions::new().test_before_acquire(false)
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::db_err;
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
+use crate::sqlite_writer::{SqliteWriter, WriteGuard};
 
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
     tools, config, is_public, api_key_required, allowed_api_keys, output_schema, created_by, \
@@ -81,7 +82,28 @@ where
     Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    sqlx::query::<DB>(sql)
+    bind_step(sqlx::query::<DB>(sql), run_id, step)
+}
+
+/// Binds a step's nine columns, in the step INSERT's column order, after whatever `query`
+/// has bound already.
+pub(crate) fn bind_step<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    run_id: Uuid,
+    step: &'q RunStep,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Json<&'q serde_json::Value>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
         .bind(run_id)
         .bind(step.step)
         .bind(step.tool.as_str())
@@ -94,7 +116,7 @@ where
 }
 
 /// A step insert that fails on the foreign key means the run is missing.
-fn step_write_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn step_write_err(e: sqlx::Error) -> StoreError {
     match write_err(e, "step") {
         StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
         other => other,
@@ -128,35 +150,8 @@ where
 }
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal), skip_locked: $skip_locked:literal, one_statement_step: $one_statement_step:literal) => {
-        #[doc = concat!("The `Store` on ", $backend, ".")]
-        #[derive(Debug, Clone)]
-        pub struct $store {
-            /// Reads, and every write on a back end where [`Self::writer`] is the same pool.
-            pub(crate) pool: sqlx::Pool<$db>,
-            /// Writes that must be durable when they return (runs, agents, keys, …). On SQLite
-            /// a pool of one connection: SQLite admits one writer at a time, and writers on
-            /// several connections wait in its busy handler, which sleeps in steps of
-            /// milliseconds; queueing in the pool instead costs nothing.
-            pub(crate) writer: sqlx::Pool<$db>,
-            /// Step rows and the counters written with them: see `PgStore::connect` for why
-            /// PostgreSQL commits these asynchronously. On SQLite, the writer.
-            pub(crate) progress: sqlx::Pool<$db>,
-        }
-
+    ($store:ident, $db:ty, $backend:literal, keys_empty: $empty:literal, keys_contain: ($open:literal, $close:literal), skip_locked: $skip_locked:literal) => {
         impl $store {
-            pub fn pool(&self) -> &sqlx::Pool<$db> {
-                &self.pool
-            }
-
-            pub fn writer_pool(&self) -> &sqlx::Pool<$db> {
-                &self.writer
-            }
-
-            pub fn progress_pool(&self) -> &sqlx::Pool<$db> {
-                &self.progress
-            }
-
             async fn fetch_agent_row(&self, id: Uuid) -> Result<Option<AgentRow>, StoreError> {
                 sqlx::query_as::<$db, AgentRow>(&format!(
                     "SELECT {AGENT_COLS} FROM agents WHERE id = $1 AND deleted_at IS NULL"
@@ -348,7 +343,7 @@ macro_rules! sql_store {
                 .bind(ts)
                 .bind(agent.output_schema.as_ref().map(Json))
                 .bind(Json(&agent.hooks))
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await
                 .map_err(|e| write_err(e, "agent"))?;
                 Ok(row.into_agent()?.1)
@@ -433,7 +428,7 @@ macro_rules! sql_store {
                 .bind(agent.updated_at)
                 .bind(agent.output_schema.as_ref().map(Json))
                 .bind(Json(&agent.hooks))
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await
                 .map_err(|e| write_err(e, "agent"))?
                 .ok_or(StoreError::NotFound { entity: "agent" })?;
@@ -446,7 +441,7 @@ macro_rules! sql_store {
                 )
                 .bind(id)
                 .bind(now())
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
                 if done.rows_affected() == 0 {
@@ -479,7 +474,7 @@ macro_rules! sql_store {
                 .bind(&run.callback_url)
                 .bind(&run.idempotency_key)
                 .bind(&run.request_hash)
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await
                 .map_err(|e| match write_err(e, "run") {
                     // The unique index on (agent, idempotency key): another request won.
@@ -541,7 +536,7 @@ macro_rules! sql_store {
                 qb.push(format!(" RETURNING {RUN_COLS}"));
                 let row: Option<RunRow> = qb
                     .build_query_as()
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.write_conn().await?)
                     .await
                     .map_err(db_err)?;
                 match row {
@@ -556,7 +551,7 @@ macro_rules! sql_store {
             async fn apply_run_update(&self, id: Uuid, update: RunUpdate) -> Result<(), StoreError> {
                 let done = Self::run_update_query(id, update)
                     .build()
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await
                     .map_err(db_err)?;
                 if done.rows_affected() == 0 {
@@ -566,8 +561,7 @@ macro_rules! sql_store {
             }
 
             async fn append_step(&self, run_id: Uuid, step: RunStep) -> Result<(), StoreError> {
-                let mut conn = self.progress.acquire().await.map_err(db_err)?;
-                insert_step::<$db>(&mut conn, run_id, &step).await
+                self.write_step(run_id, step, None).await
             }
 
             async fn append_step_with_progress(
@@ -577,62 +571,7 @@ macro_rules! sql_store {
                 tokens_input: i64,
                 tokens_output: i64,
             ) -> Result<(), StoreError> {
-                if $one_statement_step {
-                    // One statement, so one round trip and one commit per step: the per-step
-                    // cost on a networked database is round trips. The UPDATE cannot see the
-                    // row the CTE inserts (same snapshot), hence the `+ 1`. Parallel steps of
-                    // one run queue on the run's row lock, and a waiter re-reads the row but
-                    // not the snapshot of its COUNT: `total_steps + 1` covers that case.
-                    step_query::<$db>(
-                        concat!(
-                            "WITH new_step AS (",
-                            insert_step_sql!(),
-                            ") UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
-                             (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
-                             tokens_input = $10, tokens_output = $11, updated_at = $12 \
-                             WHERE id = $1"
-                        ),
-                        run_id,
-                        &step,
-                    )
-                    .bind(tokens_input)
-                    .bind(tokens_output)
-                    .bind(now())
-                    .execute(&self.progress)
-                    .await
-                    .map_err(step_write_err)?;
-                    return Ok(());
-                }
-                // SQLite has no data-modifying CTEs. The transaction goes as one multi-statement
-                // command: each statement sent separately is a hop to the connection's worker
-                // thread and back (a futex wake each way), four per step instead of one.
-                let mut conn = self.progress.acquire().await.map_err(db_err)?;
-                let written = step_query::<$db>(
-                    concat!(
-                        "BEGIN; ",
-                        insert_step_sql!(),
-                        "; UPDATE agent_runs SET total_steps = \
-                         (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1), \
-                         tokens_input = $10, tokens_output = $11, updated_at = $12 WHERE id = $1; \
-                         COMMIT"
-                    ),
-                    run_id,
-                    &step,
-                )
-                .bind(tokens_input)
-                .bind(tokens_output)
-                .bind(now())
-                .execute(&mut *conn)
-                .await;
-                if let Err(e) = written {
-                    // A statement failed inside the transaction, which is still open: roll it
-                    // back, or retire the connection rather than hand it on mid-transaction.
-                    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                        conn.close_on_drop();
-                    }
-                    return Err(step_write_err(e));
-                }
-                Ok(())
+                self.write_step(run_id, step, Some((tokens_input, tokens_output))).await
             }
 
             async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
@@ -646,7 +585,7 @@ macro_rules! sql_store {
                 .bind(&key.key_hash)
                 .bind(key.scope.as_str())
                 .bind(now())
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await
                 .map_err(|e| write_err(e, "api key"))?;
                 Ok(row.into_key()?.1)
@@ -708,7 +647,7 @@ macro_rules! sql_store {
                 .bind(id)
                 .bind(ts)
                 .bind(ts - chrono::TimeDelta::seconds(leforge_core::api_key::LAST_USED_RESOLUTION_SECS))
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -721,7 +660,7 @@ macro_rules! sql_store {
                 ))
                 .bind(id)
                 .bind(now())
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "api key" })?;
@@ -763,7 +702,7 @@ macro_rules! sql_store {
                 .bind(agent_id)
                 .bind(key)
                 .bind(before)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -787,7 +726,7 @@ macro_rules! sql_store {
                 .bind(lease_until)
                 .bind(ts)
                 .bind(i64::from(limit))
-                .fetch_all(&self.writer)
+                .fetch_all(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
                 let mut runs = rows
@@ -816,7 +755,7 @@ macro_rules! sql_store {
                     sep.push_bind(*id);
                 }
                 qb.push(")");
-                let done = qb.build().execute(&self.writer).await.map_err(db_err)?;
+                let done = qb.build().execute(&mut *self.write_conn().await?).await.map_err(db_err)?;
                 Ok(done.rows_affected())
             }
 
@@ -832,7 +771,7 @@ macro_rules! sql_store {
                      RETURNING id",
                 )
                 .bind(at)
-                .fetch_all(&self.writer)
+                .fetch_all(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
                 Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -843,10 +782,13 @@ macro_rules! sql_store {
                 run_id: Uuid,
                 attempt: CallbackAttempt,
             ) -> Result<(), StoreError> {
+                // Read and write on one writer connection, so that on SQLite (one writer) no
+                // other attempt's write lands in between.
+                let mut conn = self.write_conn().await?;
                 let (Json(mut attempts),): (Json<Vec<CallbackAttempt>>,) =
                     sqlx::query_as("SELECT callback_attempts FROM agent_runs WHERE id = $1")
                         .bind(run_id)
-                        .fetch_optional(&self.writer)
+                        .fetch_optional(&mut *conn)
                         .await
                         .map_err(db_err)?
                         .ok_or(StoreError::NotFound { entity: "run" })?;
@@ -854,7 +796,7 @@ macro_rules! sql_store {
                 sqlx::query("UPDATE agent_runs SET callback_attempts = $2 WHERE id = $1")
                     .bind(run_id)
                     .bind(Json(&attempts))
-                    .execute(&self.writer)
+                    .execute(&mut *conn)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -879,7 +821,7 @@ macro_rules! sql_store {
                 .bind(key)
                 .bind(value)
                 .bind(now())
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -907,7 +849,7 @@ macro_rules! sql_store {
                 .bind(&hook.wasm_sha256)
                 .bind(hook.builtin)
                 .bind(ts)
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await
                 .map_err(|e| write_err(e, "forgehook"))?;
                 Ok(row.into_installed())
@@ -939,7 +881,7 @@ macro_rules! sql_store {
                     "DELETE FROM forgehooks WHERE id = $1 RETURNING {HOOK_COLS}"
                 ))
                 .bind(id)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "forgehook" })?;
@@ -958,7 +900,7 @@ macro_rules! sql_store {
                 .bind(id)
                 .bind(enabled)
                 .bind(now())
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "forgehook" })?;
@@ -973,7 +915,7 @@ macro_rules! sql_store {
                 .bind(sha256)
                 .bind(wasm)
                 .bind(now())
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -992,7 +934,7 @@ macro_rules! sql_store {
             async fn delete_wasm_blob(&self, sha256: &str) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM forgehook_blobs WHERE sha256 = $1")
                     .bind(sha256)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -1010,7 +952,7 @@ macro_rules! sql_store {
                 .bind(id)
                 .bind(Json(&config))
                 .bind(now())
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "forgehook" })?;
@@ -1030,7 +972,7 @@ macro_rules! sql_store {
                 .bind(&script.description)
                 .bind(&script.source)
                 .bind(ts)
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await
                 .map_err(|e| write_err(e, "script"))?;
                 Ok(row.into_script().1)
@@ -1089,7 +1031,7 @@ macro_rules! sql_store {
                 qb.push(format!(" RETURNING {SCRIPT_COLS}"));
                 let row: ScriptRow = qb
                     .build_query_as()
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut *self.write_conn().await?)
                     .await
                     .map_err(|e| write_err(e, "script"))?
                     .ok_or(StoreError::NotFound { entity: "script" })?;
@@ -1101,7 +1043,7 @@ macro_rules! sql_store {
                     "DELETE FROM scripts WHERE id = $1 RETURNING {SCRIPT_COLS}"
                 ))
                 .bind(id)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?
                 .ok_or(StoreError::NotFound { entity: "script" })?;
@@ -1154,7 +1096,7 @@ macro_rules! sql_store {
                         .push_bind(Json(r.logs.clone()))
                         .push_bind(ts);
                 });
-                qb.build().execute(&self.writer).await.map_err(|e| match write_err(e, "hook record") {
+                qb.build().execute(&mut *self.write_conn().await?).await.map_err(|e| match write_err(e, "hook record") {
                     StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
                     other => other,
                 })?;
@@ -1171,8 +1113,7 @@ sql_store!(
     keys_empty: "json_array_length(allowed_api_keys) = 0",
     keys_contain: ("EXISTS (SELECT 1 FROM json_each(agents.allowed_api_keys) WHERE value = ", ")"),
     // SQLite has one writer at a time, so a plain UPDATE … WHERE id IN (…) claims atomically.
-    skip_locked: "",
-    one_statement_step: false
+    skip_locked: ""
 );
 sql_store!(
     PgStore,
@@ -1180,6 +1121,129 @@ sql_store!(
     "postgres",
     keys_empty: "jsonb_array_length(allowed_api_keys) = 0",
     keys_contain: ("allowed_api_keys ? ", ""),
-    skip_locked: " FOR UPDATE SKIP LOCKED",
-    one_statement_step: true
+    skip_locked: " FOR UPDATE SKIP LOCKED"
 );
+
+/// The `Store` on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Reads, on several connections: WAL mode lets them proceed while the writer writes.
+    pub(crate) pool: sqlx::Pool<sqlx::Sqlite>,
+    /// Every write, through one connection (see `sqlite_writer`).
+    pub(crate) writer: SqliteWriter,
+}
+
+impl SqliteStore {
+    pub fn pool(&self) -> &sqlx::Pool<sqlx::Sqlite> {
+        &self.pool
+    }
+
+    /// Whether writes go through a connection of their own (every file database), rather than
+    /// through the read pool (an in-memory database).
+    pub fn writes_through_dedicated_connection(&self) -> bool {
+        self.writer.is_dedicated()
+    }
+
+    /// How many groups of step rows the writer has committed (each one transaction).
+    pub fn step_groups_committed(&self) -> u64 {
+        self.writer.groups_committed()
+    }
+
+    /// Step rows waiting for the writer.
+    pub fn steps_queued(&self) -> usize {
+        self.writer.steps_queued()
+    }
+
+    /// Holds the writer until the guard is dropped: tests use it to make steps queue up.
+    #[cfg(feature = "testing")]
+    pub async fn hold_writer(&self) -> Result<impl Send, StoreError> {
+        self.writer.lock().await
+    }
+
+    async fn write_conn(&self) -> Result<WriteGuard, StoreError> {
+        self.writer.lock().await
+    }
+
+    async fn write_step(
+        &self,
+        run_id: Uuid,
+        step: RunStep,
+        progress: Option<(i64, i64)>,
+    ) -> Result<(), StoreError> {
+        match progress {
+            Some((tokens_input, tokens_output)) => {
+                self.writer
+                    .append_step_with_progress(run_id, step, tokens_input, tokens_output)
+                    .await
+            }
+            None => {
+                insert_step::<sqlx::Sqlite>(&mut *self.write_conn().await?, run_id, &step).await
+            }
+        }
+    }
+}
+
+/// The `Store` on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    /// Reads.
+    pub(crate) pool: sqlx::Pool<sqlx::Postgres>,
+    /// Writes that must be durable when they return (runs, agents, keys, …): the read pool.
+    pub(crate) writer: sqlx::Pool<sqlx::Postgres>,
+    /// Step rows and the counters written with them, committed asynchronously: see
+    /// `PgStore::connect` for why.
+    pub(crate) progress: sqlx::Pool<sqlx::Postgres>,
+}
+
+impl PgStore {
+    pub fn pool(&self) -> &sqlx::Pool<sqlx::Postgres> {
+        &self.pool
+    }
+
+    pub fn writer_pool(&self) -> &sqlx::Pool<sqlx::Postgres> {
+        &self.writer
+    }
+
+    pub fn progress_pool(&self) -> &sqlx::Pool<sqlx::Postgres> {
+        &self.progress
+    }
+
+    async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.writer.acquire().await.map_err(db_err)
+    }
+
+    async fn write_step(
+        &self,
+        run_id: Uuid,
+        step: RunStep,
+        progress: Option<(i64, i64)>,
+    ) -> Result<(), StoreError> {
+        let Some((tokens_input, tokens_output)) = progress else {
+            let mut conn = self.progress.acquire().await.map_err(db_err)?;
+            return insert_step::<sqlx::Postgres>(&mut conn, run_id, &step).await;
+        };
+        // One statement, so one round trip and one commit per step: the per-step cost on a
+        // networked database is round trips. The UPDATE cannot see the row the CTE inserts
+        // (same snapshot), hence the `+ 1`. Parallel steps of one run queue on the run's row
+        // lock, and a waiter re-reads the row but not the snapshot of its COUNT:
+        // `total_steps + 1` covers that case.
+        step_query::<sqlx::Postgres>(
+            concat!(
+                "WITH new_step AS (",
+                insert_step_sql!(),
+                ") UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
+                 (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
+                 tokens_input = $10, tokens_output = $11, updated_at = $12 WHERE id = $1"
+            ),
+            run_id,
+            &step,
+        )
+        .bind(tokens_input)
+        .bind(tokens_output)
+        .bind(now())
+        .execute(&self.progress)
+        .await
+        .map_err(step_write_err)?;
+        Ok(())
+    }
+}

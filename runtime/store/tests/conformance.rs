@@ -481,15 +481,15 @@ async fn parallel_steps_of_one_run_are_all_counted() {
     .await;
 }
 
-/// SQLite: one writer connection, so writers queue in the pool instead of sleeping in
-/// SQLite's busy handler; many concurrent writes of different runs all land.
+/// SQLite: one writer connection, so writers queue for it instead of sleeping in SQLite's
+/// busy handler; many concurrent writes of different runs all land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_writes_through_one_connection_and_concurrent_writers_all_land() {
     let db = testing::sqlite().await;
     let sqlite = leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
         .await
         .unwrap();
-    assert_eq!(sqlite.writer_pool().options().get_max_connections(), 1);
+    assert!(sqlite.writes_through_dedicated_connection());
     assert!(
         sqlite.pool().options().get_max_connections() > 1,
         "reads stay parallel"
@@ -515,6 +515,137 @@ async fn sqlite_writes_through_one_connection_and_concurrent_writers_all_land() 
         let run = store.get_run(id).await.unwrap().unwrap();
         assert_eq!((run.total_steps, run.steps.len()), (1, 1));
     }
+}
+
+/// Polls until `n` steps wait for the SQLite writer.
+async fn until_queued(sqlite: &leforge_store::SqliteStore, n: usize) {
+    for _ in 0..2000 {
+        if sqlite.steps_queued() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("{} steps queued, expected {n}", sqlite.steps_queued());
+}
+
+/// SQLite: steps queued while the writer is busy commit as one group (one transaction); a
+/// caller that gives up does not take the group down; and when one step of a group fails,
+/// every other step still lands and every caller hears its own outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
+    let db = testing::sqlite().await;
+    let sqlite = std::sync::Arc::new(
+        leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
+            .await
+            .unwrap(),
+    );
+    let agent = sqlite.create_agent(new_agent("Grouped")).await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..6 {
+        let run = sqlite
+            .create_run(NewRun::simple(agent.id, format!("job {i}")))
+            .await
+            .unwrap();
+        runs.push(run.id);
+    }
+    let append = |run_id: Uuid, n: i32| {
+        let sqlite = sqlite.clone();
+        tokio::spawn(async move {
+            sqlite
+                .append_step_with_progress(run_id, step(n, "string-utils"), 10, 1)
+                .await
+        })
+    };
+
+    // Two steps of each run, queued while the writer is held; one caller gives up.
+    let held = sqlite.hold_writer().await.unwrap();
+    let groups = sqlite.step_groups_committed();
+    let mut tasks: Vec<_> = runs
+        .iter()
+        .flat_map(|&id| [append(id, 1), append(id, 2)])
+        .collect();
+    until_queued(&sqlite, 12).await;
+    tasks.pop().unwrap().abort();
+    assert_eq!(
+        sqlite.step_groups_committed(),
+        groups,
+        "nothing is written while held"
+    );
+    drop(held);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // The count goes up before any caller hears back.
+    assert_eq!(
+        sqlite.step_groups_committed(),
+        groups + 1,
+        "one group, one commit"
+    );
+    for id in &runs {
+        let run = sqlite.get_run(*id).await.unwrap().unwrap();
+        let numbers: Vec<i32> = run.steps.iter().map(|s| s.step).collect();
+        // The abandoned caller's step landed too: it was written with its group.
+        assert_eq!((run.total_steps, numbers), (2, vec![1, 2]), "run {id}");
+        assert_eq!((run.tokens_input, run.tokens_output), (10, 1));
+    }
+
+    // A group holding a taken step number and a missing run: those two fail, alone.
+    let held = sqlite.hold_writer().await.unwrap();
+    let valid: Vec<_> = runs.iter().map(|&id| append(id, 3)).collect();
+    let taken = append(runs[0], 1);
+    let missing = append(Uuid::new_v4(), 1);
+    until_queued(&sqlite, 8).await;
+    drop(held);
+    for t in valid {
+        t.await.unwrap().unwrap();
+    }
+    match taken.await.unwrap() {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "step"),
+        other => panic!("a taken step number should conflict, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            missing.await.unwrap(),
+            Err(StoreError::NotFound { entity: "run" })
+        ),
+        "a step of a missing run"
+    );
+    for id in &runs {
+        let run = sqlite.get_run(*id).await.unwrap().unwrap();
+        let numbers: Vec<i32> = run.steps.iter().map(|s| s.step).collect();
+        assert_eq!((run.total_steps, numbers), (3, vec![1, 2, 3]), "run {id}");
+        assert_eq!(run.steps[0].tool, "string-utils");
+    }
+}
+
+/// SQLite in memory: there is one database only while every connection shares it, so reads
+/// and writes share the one pool, and steps still group-commit through it.
+#[tokio::test]
+async fn sqlite_in_memory_reads_what_it_wrote() {
+    let sqlite =
+        leforge_store::SqliteStore::connect("sqlite::memory:", leforge_store::Migrate::Yes)
+            .await
+            .unwrap();
+    assert!(!sqlite.writes_through_dedicated_connection());
+    let agent = sqlite.create_agent(new_agent("Memory")).await.unwrap();
+    let run = sqlite
+        .create_run(NewRun::simple(agent.id, "in memory"))
+        .await
+        .unwrap();
+    sqlite
+        .append_step_with_progress(run.id, step(1, "date-utils"), 7, 3)
+        .await
+        .unwrap();
+    sqlite
+        .append_step(run.id, step(2, "date-utils"))
+        .await
+        .unwrap();
+    let run = sqlite.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(run.steps.len(), 2);
+    assert_eq!(
+        (run.total_steps, run.tokens_input, run.tokens_output),
+        (1, 7, 3)
+    );
 }
 
 /// PostgreSQL: step rows commit asynchronously (their own pool's sessions), everything else
