@@ -77,9 +77,9 @@ async fn echo_round_trips_and_describes_itself() {
 }
 
 /// Each call runs in a fresh instance, so nothing a call leaves in memory reaches the next.
-/// The pooling allocator zeroes a used memory in place, or decommits it; either way a static
-/// the guest bumps must start from its initial value on every call, including calls that land
-/// on a reused slot.
+/// The pooling allocator resets a used memory in place (the pages it dirtied, where the kernel
+/// can tell which), or decommits it; either way a static the guest bumps must start from its
+/// initial value on every call, including calls that land on a reused slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_state_survives_from_one_call_to_the_next() {
     let (host, _dir) = host_with(&[leforge_test_guests::ECHO]).await;
