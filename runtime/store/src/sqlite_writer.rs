@@ -38,14 +38,25 @@ pub(crate) struct SqliteWriter {
 
 struct Inner {
     conn: WriterConn,
-    /// Steps waiting for the next flush. When this goes from empty to one, a flush is started.
-    queued: std::sync::Mutex<Vec<QueuedStep>>,
+    queue: std::sync::Mutex<Queue>,
     /// Groups committed, for tests that check steps really are grouped.
     groups: std::sync::atomic::AtomicU64,
 }
 
+#[derive(Default)]
+struct Queue {
+    /// Steps waiting for a flush.
+    steps: Vec<QueuedStep>,
+    /// Whether a flush task is running; it runs until it finds `steps` empty.
+    flushing: bool,
+}
+
 enum WriterConn {
-    Dedicated(Arc<Mutex<SqliteConnection>>),
+    Dedicated {
+        conn: Arc<Mutex<SqliteConnection>>,
+        /// To open a replacement if the connection is ever left inside a transaction.
+        options: Box<SqliteConnectOptions>,
+    },
     /// An in-memory database keeps to its one pool for reads and writes alike, as it always
     /// did: sqlx opens it in shared-cache mode, where a second connection would take table
     /// locks against the readers instead of the file locks WAL mode is built around.
@@ -89,7 +100,7 @@ impl DerefMut for WriteGuard {
 impl std::fmt::Debug for SqliteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.inner.conn {
-            WriterConn::Dedicated(_) => "dedicated connection",
+            WriterConn::Dedicated { .. } => "dedicated connection",
             WriterConn::Pooled(_) => "the read pool (in-memory database)",
         };
         f.debug_struct("SqliteWriter")
@@ -104,7 +115,10 @@ impl SqliteWriter {
         let conn = SqliteConnection::connect_with(options)
             .await
             .map_err(db_err)?;
-        Ok(Self::new(WriterConn::Dedicated(Arc::new(Mutex::new(conn)))))
+        Ok(Self::new(WriterConn::Dedicated {
+            conn: Arc::new(Mutex::new(conn)),
+            options: Box::new(options.clone()),
+        }))
     }
 
     /// Writes through `pool` (an in-memory database's only pool).
@@ -116,7 +130,7 @@ impl SqliteWriter {
         SqliteWriter {
             inner: Arc::new(Inner {
                 conn,
-                queued: std::sync::Mutex::new(Vec::new()),
+                queue: std::sync::Mutex::new(Queue::default()),
                 groups: std::sync::atomic::AtomicU64::new(0),
             }),
         }
@@ -126,7 +140,7 @@ impl SqliteWriter {
     /// mid-statement (its future dropped) leaves no transaction open behind it.
     pub(crate) async fn lock(&self) -> Result<WriteGuard, StoreError> {
         match &self.inner.conn {
-            WriterConn::Dedicated(conn) => {
+            WriterConn::Dedicated { conn, .. } => {
                 Ok(WriteGuard::Dedicated(conn.clone().lock_owned().await))
             }
             WriterConn::Pooled(pool) => {
@@ -136,7 +150,7 @@ impl SqliteWriter {
     }
 
     pub(crate) fn is_dedicated(&self) -> bool {
-        matches!(self.inner.conn, WriterConn::Dedicated(_))
+        matches!(self.inner.conn, WriterConn::Dedicated { .. })
     }
 
     /// Groups of steps committed so far.
@@ -146,12 +160,13 @@ impl SqliteWriter {
 
     /// Steps queued and not yet taken by a flush.
     pub(crate) fn steps_queued(&self) -> usize {
-        self.queued().len()
+        self.queue().steps.len()
     }
 
-    fn queued(&self) -> std::sync::MutexGuard<'_, Vec<QueuedStep>> {
-        // The queue is a plain Vec; a panic elsewhere cannot leave it half-updated.
-        self.inner.queued.lock().unwrap_or_else(|e| e.into_inner())
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Every update of the queue is a push or a drain: a panic elsewhere cannot leave it
+        // half-updated.
+        self.inner.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes a step row and the run's progress counters, and returns once they committed.
@@ -163,18 +178,18 @@ impl SqliteWriter {
         tokens_output: i64,
     ) -> Result<(), StoreError> {
         let (done, outcome) = oneshot::channel();
-        let first = {
-            let mut queued = self.queued();
-            queued.push(QueuedStep {
+        let start = {
+            let mut queue = self.queue();
+            queue.steps.push(QueuedStep {
                 run_id,
                 step,
                 tokens_input,
                 tokens_output,
                 done,
             });
-            queued.len() == 1
+            !std::mem::replace(&mut queue.flushing, true)
         };
-        if first {
+        if start {
             // A task of its own, so that no caller giving up (a run timing out, say) can
             // abandon a group that other runs' steps are in.
             let writer = self.clone();
@@ -187,67 +202,162 @@ impl SqliteWriter {
         })
     }
 
-    /// Takes the writer, then every step queued by then, and writes them in groups.
+    /// Writes queued steps until none is left: each round takes the writer and up to
+    /// [`MAX_GROUP`] steps, and lets the writer go between rounds, so other writes (a run
+    /// being created, say) wait for one group at most.
     async fn flush(self) {
-        let conn = self.lock().await;
-        let queued = std::mem::take(&mut *self.queued());
-        let mut conn = match conn {
-            Ok(conn) => conn,
-            Err(e) => {
-                let message = e.to_string();
-                for q in queued {
-                    let _ = q.done.send(Err(StoreError::Database(message.clone())));
-                }
-                return;
-            }
+        // Should this task be dropped mid-way (the runtime shutting down), the steps still
+        // queued fail and the next step starts a new flush, rather than waiting forever.
+        let mut stop = StopGuard {
+            writer: &self,
+            armed: true,
         };
-        let mut queued = queued.into_iter();
         loop {
-            let group: Vec<QueuedStep> = queued.by_ref().take(MAX_GROUP).collect();
-            if group.is_empty() {
-                return;
-            }
-            if write_group(&mut conn, &group).await.is_ok() {
-                self.inner
-                    .groups
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let conn = self.lock().await;
+            let group: Vec<QueuedStep> = {
+                let mut queue = self.queue();
+                if queue.steps.is_empty() {
+                    queue.flushing = false;
+                    stop.armed = false;
+                    return;
+                }
+                let n = queue.steps.len().min(MAX_GROUP);
+                queue.steps.drain(..n).collect()
+            };
+            let mut conn = match conn {
+                Ok(conn) => conn,
+                Err(e) => {
+                    for q in group {
+                        let _ = q.done.send(Err(copy_err(&e)));
+                    }
+                    continue;
+                }
+            };
+            let e = match self.write_group(&mut conn, &group).await {
+                Ok(()) => {
+                    self.inner
+                        .groups
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    for q in group {
+                        let _ = q.done.send(Ok(()));
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let constraint = e
+                .as_database_error()
+                .is_some_and(|d| d.kind() != sqlx::error::ErrorKind::Other);
+            if group.len() == 1 || !constraint {
+                // Nothing one step alone could change (the database busy past its timeout,
+                // a full disk): every step of the group gets that error.
+                let e = step_write_err(e);
                 for q in group {
-                    let _ = q.done.send(Ok(()));
+                    let _ = q.done.send(Err(copy_err(&e)));
                 }
                 continue;
             }
-            // One failing statement (a run deleted meanwhile, a step number taken) failed the
-            // whole group, and each caller must learn its own outcome: write them one by one.
+            // A constraint (a run deleted meanwhile, a step number taken) failed the whole
+            // group, and each caller must learn its own outcome: write them one by one.
             for q in group {
-                let outcome = write_group(&mut conn, std::slice::from_ref(&q))
+                let outcome = self
+                    .write_group(&mut conn, std::slice::from_ref(&q))
                     .await
                     .map_err(step_write_err);
                 let _ = q.done.send(outcome);
             }
         }
     }
+
+    /// Writes `group` in one transaction, sent as one multi-statement command; on failure the
+    /// transaction is rolled back, so nothing of the group stays.
+    async fn write_group(
+        &self,
+        conn: &mut WriteGuard,
+        group: &[QueuedStep],
+    ) -> Result<(), sqlx::Error> {
+        let ts = now();
+        let mut query = sqlx::query::<Sqlite>(group_sql(group.len()));
+        for q in group {
+            query = bind_step(query, q.run_id, &q.step)
+                .bind(q.run_id)
+                .bind(q.tokens_input)
+                .bind(q.tokens_output)
+                .bind(ts)
+                .bind(q.run_id);
+        }
+        let written = query.execute(&mut **conn).await;
+        if written.is_err() {
+            // The failed statement stopped the command with the transaction open, or SQLite
+            // already rolled it back and this fails harmlessly with "no transaction is active".
+            if let Err(e) = sqlx::query("ROLLBACK").execute(&mut **conn).await {
+                let harmless = e
+                    .as_database_error()
+                    .is_some_and(|d| d.message().contains("no transaction is active"));
+                if !harmless {
+                    self.replace_connection(conn, &e).await;
+                }
+            }
+        }
+        written.map(|_| ())
+    }
+
+    /// A connection whose ROLLBACK failed may still be inside the group's transaction, and
+    /// every later write on it would join that transaction and never commit. It is replaced:
+    /// closing it rolls back whatever it held.
+    async fn replace_connection(&self, conn: &mut WriteGuard, why: &sqlx::Error) {
+        tracing::error!(error = %why, "ROLLBACK failed on the SQLite writer; reopening it");
+        let fresh = match &self.inner.conn {
+            WriterConn::Dedicated { options, .. } => SqliteConnection::connect_with(options)
+                .await
+                .map(|c| match conn {
+                    WriteGuard::Dedicated(guard) => **guard = c,
+                    WriteGuard::Pooled(_) => {}
+                }),
+            WriterConn::Pooled(pool) => {
+                if let WriteGuard::Pooled(old) = conn {
+                    old.close_on_drop();
+                }
+                pool.acquire().await.map(|c| *conn = WriteGuard::Pooled(c))
+            }
+        };
+        if let Err(e) = fresh {
+            tracing::error!(error = %e, "could not reopen the SQLite writer");
+        }
+    }
 }
 
-/// Writes `group` in one transaction, sent as one multi-statement command; on failure the
-/// transaction is rolled back, so nothing of the group stays.
-async fn write_group(conn: &mut SqliteConnection, group: &[QueuedStep]) -> Result<(), sqlx::Error> {
-    let ts = now();
-    let mut query = sqlx::query::<Sqlite>(group_sql(group.len()));
-    for q in group {
-        query = bind_step(query, q.run_id, &q.step)
-            .bind(q.run_id)
-            .bind(q.tokens_input)
-            .bind(q.tokens_output)
-            .bind(ts)
-            .bind(q.run_id);
+/// Fails the steps still queued, and lets the next step start a flush, if a flush task is
+/// dropped before it finished.
+struct StopGuard<'a> {
+    writer: &'a SqliteWriter,
+    armed: bool,
+}
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut queue = self.writer.queue();
+        queue.flushing = false;
+        // Dropping their senders tells the waiting callers the writer stopped.
+        queue.steps.clear();
     }
-    let written = query.execute(&mut *conn).await;
-    if written.is_err() {
-        // The failed statement stopped the command with the transaction open (or SQLite
-        // already rolled it back, and this fails harmlessly with "no transaction is active").
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+}
+
+/// The same error for each step of a group (`StoreError` is not `Clone`).
+fn copy_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::NotFound { entity } => StoreError::NotFound { entity },
+        StoreError::Conflict { entity, field } => StoreError::Conflict {
+            entity,
+            field: field.clone(),
+        },
+        StoreError::InvalidState(m) => StoreError::InvalidState(m.clone()),
+        StoreError::Database(m) => StoreError::Database(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
     }
-    written.map(|_| ())
 }
 
 /// `BEGIN; (INSERT step; UPDATE run) × n; COMMIT` with positional `?` parameters, which
