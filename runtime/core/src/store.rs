@@ -14,7 +14,7 @@ use crate::page::{Page, PageRequest};
 use crate::run::{CallbackAttempt, NewRun, Run, RunFilter, RunStep, RunUpdate};
 use crate::script::{NewScript, Script, ScriptPatch};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{entity} not found")]
     NotFound { entity: &'static str },

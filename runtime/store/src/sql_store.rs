@@ -55,34 +55,13 @@ fn write_err(e: sqlx::Error, entity: &'static str) -> StoreError {
     db_err(e)
 }
 
-/// The step row's INSERT, `$1`–`$9` bound by [`step_query`]; a macro so that the one-statement
+/// The step row's INSERT, `$1`–`$9` bound by [`bind_step`]; a macro so that the one-statement
 /// step write can embed it with `concat!`.
 macro_rules! insert_step_sql {
     () => {
         "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \
          error, duration_ms, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     };
-}
-
-/// `sql` with the step's columns bound as `$1`–`$9` (in [`insert_step_sql!`]'s order); the
-/// caller binds any further parameters.
-fn step_query<'q, DB>(
-    sql: &'q str,
-    run_id: Uuid,
-    step: &'q RunStep,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
-where
-    DB: sqlx::Database,
-    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Json<&'q serde_json::Value>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    bind_step(sqlx::query::<DB>(sql), run_id, step)
 }
 
 /// Binds a step's nine columns, in the step INSERT's column order, after whatever `query`
@@ -142,7 +121,7 @@ where
     for<'q> Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    step_query::<DB>(insert_step_sql!(), run_id, step)
+    bind_step(sqlx::query::<DB>(insert_step_sql!()), run_id, step)
         .execute(&mut *conn)
         .await
         .map_err(step_write_err)?;
@@ -1227,14 +1206,14 @@ impl PgStore {
         // (same snapshot), hence the `+ 1`. Parallel steps of one run queue on the run's row
         // lock, and a waiter re-reads the row but not the snapshot of its COUNT:
         // `total_steps + 1` covers that case.
-        step_query::<sqlx::Postgres>(
-            concat!(
+        bind_step(
+            sqlx::query::<sqlx::Postgres>(concat!(
                 "WITH new_step AS (",
                 insert_step_sql!(),
                 ") UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
                  (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
                  tokens_input = $10, tokens_output = $11, updated_at = $12 WHERE id = $1"
-            ),
+            )),
             run_id,
             &step,
         )

@@ -7,11 +7,11 @@
 //! one is needed.
 //!
 //! Step rows are the most frequent write: one per tool call of every live run. A step is
-//! queued, and one flush writes every step queued by then in a single multi-statement
-//! transaction: one round trip and one commit for the group. Steps queue while the writer is
-//! busy with other writes, so the busier the server, the larger the groups. A caller hears
-//! about its step only after the group committed, and hears its own outcome: when a group
-//! fails, its steps are written again one by one.
+//! queued, and a flush writes the queued steps in groups of up to [`MAX_GROUP`], each group
+//! one multi-statement transaction: one round trip and one commit for the group. Steps queue
+//! while the writer is busy with other writes, so the busier the server, the larger the
+//! groups. A caller hears about its step only after its group committed, and hears its own
+//! outcome: when a constraint fails a group, its steps are written again one by one.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
@@ -228,7 +228,7 @@ impl SqliteWriter {
                 Ok(conn) => conn,
                 Err(e) => {
                     for q in group {
-                        let _ = q.done.send(Err(copy_err(&e)));
+                        let _ = q.done.send(Err(e.clone()));
                     }
                     continue;
                 }
@@ -253,7 +253,7 @@ impl SqliteWriter {
                 // a full disk): every step of the group gets that error.
                 let e = step_write_err(e);
                 for q in group {
-                    let _ = q.done.send(Err(copy_err(&e)));
+                    let _ = q.done.send(Err(e.clone()));
                 }
                 continue;
             }
@@ -346,22 +346,9 @@ impl Drop for StopGuard<'_> {
     }
 }
 
-/// The same error for each step of a group (`StoreError` is not `Clone`).
-fn copy_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::NotFound { entity } => StoreError::NotFound { entity },
-        StoreError::Conflict { entity, field } => StoreError::Conflict {
-            entity,
-            field: field.clone(),
-        },
-        StoreError::InvalidState(m) => StoreError::InvalidState(m.clone()),
-        StoreError::Database(m) => StoreError::Database(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-    }
-}
-
 /// `BEGIN; (INSERT step; UPDATE run) × n; COMMIT` with positional `?` parameters, which
-/// SQLite numbers across the statements of one command (a `$n` would restart at each).
+/// sqlx numbers on across the statements of one command. (A `$n` names the n-th argument of
+/// the whole command, so every step would need numbers of its own.)
 fn group_sql(n: usize) -> &'static str {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
