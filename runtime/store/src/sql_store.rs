@@ -21,7 +21,8 @@ use crate::sqlite_writer::{SqliteWriter, WriteGuard};
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
     tools, config, is_public, api_key_required, allowed_api_keys, output_schema, created_by, \
     created_at, updated_at, hooks";
-const RUN_COLS: &str = "seq, id, agent_id, status, input_text, input_data, output, output_text, \
+pub(crate) const RUN_COLS: &str =
+    "seq, id, agent_id, status, input_text, input_data, output, output_text, \
     error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
     triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at, \
     mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner";
@@ -98,6 +99,57 @@ where
 pub(crate) fn step_write_err(e: sqlx::Error) -> StoreError {
     match write_err(e, "step") {
         StoreError::NotFound { .. } => StoreError::NotFound { entity: "run" },
+        other => other,
+    }
+}
+
+/// The columns a new run is inserted with, in [`bind_new_run`]'s order.
+pub(crate) const NEW_RUN_COLS: &str = "id, agent_id, status, input_text, input_data, \
+    triggered_by, ip_address, user_agent, created_at, updated_at, mode, limits, callback_url, \
+    idempotency_key, request_hash";
+
+/// Binds a new run's fifteen [`NEW_RUN_COLS`] (it starts `pending`, created and updated at
+/// `ts`), after whatever `query` has bound already.
+pub(crate) fn bind_new_run<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    id: Uuid,
+    ts: chrono::DateTime<chrono::Utc>,
+    run: &'q NewRun,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(id)
+        .bind(run.agent_id)
+        .bind(RunStatus::Pending.as_str())
+        .bind(run.input_text.as_str())
+        .bind(run.input_data.as_ref().map(Json))
+        .bind(run.triggered_by.as_deref())
+        .bind(run.ip_address.as_deref())
+        .bind(run.user_agent.as_deref())
+        .bind(ts)
+        .bind(ts)
+        .bind(run.mode.as_str())
+        .bind(run.limits.as_ref().map(Json))
+        .bind(run.callback_url.as_deref())
+        .bind(run.idempotency_key.as_deref())
+        .bind(run.request_hash.as_deref())
+}
+
+/// A failed run insert: the unique index on (agent, idempotency key) means another request
+/// with the same key won.
+pub(crate) fn create_run_err(e: sqlx::Error) -> StoreError {
+    match write_err(e, "run") {
+        StoreError::Conflict { entity, .. } => StoreError::Conflict {
+            entity,
+            field: "idempotency_key".into(),
+        },
         other => other,
     }
 }
@@ -430,39 +482,7 @@ macro_rules! sql_store {
             }
 
             async fn create_run(&self, run: NewRun) -> Result<Run, StoreError> {
-                let id = Uuid::now_v7();
-                let ts = now();
-                let row = sqlx::query_as::<$db, RunRow>(&format!(
-                    "INSERT INTO agent_runs (id, agent_id, status, input_text, input_data, \
-                     triggered_by, ip_address, user_agent, created_at, updated_at, mode, limits, \
-                     callback_url, idempotency_key, request_hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14) \
-                     RETURNING {RUN_COLS}"
-                ))
-                .bind(id)
-                .bind(run.agent_id)
-                .bind(RunStatus::Pending.as_str())
-                .bind(&run.input_text)
-                .bind(run.input_data.as_ref().map(Json))
-                .bind(&run.triggered_by)
-                .bind(&run.ip_address)
-                .bind(&run.user_agent)
-                .bind(ts)
-                .bind(run.mode.as_str())
-                .bind(run.limits.as_ref().map(Json))
-                .bind(&run.callback_url)
-                .bind(&run.idempotency_key)
-                .bind(&run.request_hash)
-                .fetch_one(&mut *self.write_conn().await?)
-                .await
-                .map_err(|e| match write_err(e, "run") {
-                    // The unique index on (agent, idempotency key): another request won.
-                    StoreError::Conflict { entity, .. } => StoreError::Conflict {
-                        entity,
-                        field: "idempotency_key".into(),
-                    },
-                    other => other,
-                })?;
+                let row = self.insert_run(Uuid::now_v7(), now(), run).await?;
                 Ok(row.into_run(Vec::new())?.1)
             }
 
@@ -528,12 +548,7 @@ macro_rules! sql_store {
             }
 
             async fn apply_run_update(&self, id: Uuid, update: RunUpdate) -> Result<(), StoreError> {
-                let done = Self::run_update_query(id, update)
-                    .build()
-                    .execute(&mut *self.write_conn().await?)
-                    .await
-                    .map_err(db_err)?;
-                if done.rows_affected() == 0 {
+                if !self.write_run_update(id, update).await? {
                     return Err(self.not_updated(id).await);
                 }
                 Ok(())
@@ -1125,12 +1140,17 @@ impl SqliteStore {
 
     /// How many groups of step rows the writer has committed (each one transaction).
     pub fn step_groups_committed(&self) -> u64 {
-        self.writer.groups_committed()
+        self.writer.step_groups_committed()
     }
 
-    /// Step rows waiting for the writer.
-    pub fn steps_queued(&self) -> usize {
-        self.writer.steps_queued()
+    /// How many groups of run creations or run updates the writer has committed.
+    pub fn run_groups_committed(&self) -> u64 {
+        self.writer.run_groups_committed()
+    }
+
+    /// Writes (steps, run creations, run updates) waiting for the writer.
+    pub fn writes_queued(&self) -> usize {
+        self.writer.writes_queued()
     }
 
     /// Holds the writer until the guard is dropped: tests use it to make steps queue up.
@@ -1141,6 +1161,22 @@ impl SqliteStore {
 
     async fn write_conn(&self) -> Result<WriteGuard, StoreError> {
         self.writer.lock().await
+    }
+
+    /// A new run, through the writer's group commit: at a burst of run requests, one commit
+    /// for many rather than one each, in turn, on the single writer.
+    async fn insert_run(
+        &self,
+        id: Uuid,
+        ts: chrono::DateTime<chrono::Utc>,
+        run: NewRun,
+    ) -> Result<RunRow, StoreError> {
+        self.writer.insert_run(id, ts, run).await
+    }
+
+    /// Whether the update matched the run; grouped like [`Self::insert_run`].
+    async fn write_run_update(&self, id: Uuid, update: RunUpdate) -> Result<bool, StoreError> {
+        self.writer.update_run(id, update).await
     }
 
     async fn write_step(
@@ -1189,6 +1225,35 @@ impl PgStore {
 
     async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
         self.writer.acquire().await.map_err(db_err)
+    }
+
+    async fn insert_run(
+        &self,
+        id: Uuid,
+        ts: chrono::DateTime<chrono::Utc>,
+        run: NewRun,
+    ) -> Result<RunRow, StoreError> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let values: Vec<String> = (1..=15).map(|i| format!("${i}")).collect();
+            format!(
+                "INSERT INTO agent_runs ({NEW_RUN_COLS}) VALUES ({}) RETURNING {RUN_COLS}",
+                values.join(", ")
+            )
+        });
+        let row = bind_new_run(sqlx::query::<sqlx::Postgres>(&SQL), id, ts, &run)
+            .fetch_one(&mut *self.write_conn().await?)
+            .await
+            .map_err(create_run_err)?;
+        sqlx::FromRow::from_row(&row).map_err(db_err)
+    }
+
+    async fn write_run_update(&self, id: Uuid, update: RunUpdate) -> Result<bool, StoreError> {
+        let done = Self::run_update_query(id, update)
+            .build()
+            .execute(&mut *self.write_conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn write_step(

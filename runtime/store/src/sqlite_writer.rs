@@ -1,4 +1,4 @@
-//! SQLite's one writer, and group commit for step rows.
+//! SQLite's one writer, and group commit.
 //!
 //! SQLite admits one writer at a time, so every write goes through one connection. It is a
 //! dedicated connection behind an async lock, not a pool of one: a pooled connection is
@@ -6,29 +6,38 @@
 //! cost two round trips to the connection's thread (each a pair of thread wake-ups) where
 //! one is needed.
 //!
-//! Step rows are the most frequent write: one per tool call of every live run. A step is
-//! queued, and a flush writes the queued steps in groups of up to [`MAX_GROUP`], each group
-//! one multi-statement transaction: one round trip and one commit for the group. Steps queue
-//! while the writer is busy with other writes, so the busier the server, the larger the
-//! groups. A caller hears about its step only after its group committed, and hears its own
-//! outcome: when a constraint fails a group, its steps are written again one by one.
+//! The writes every run makes go through group commit: its creation, its step rows (one per
+//! tool call) and its final update. Each is queued, and a flush writes queued writes of one
+//! kind in groups of up to [`MAX_GROUP`], each group one multi-statement transaction: one
+//! round trip and one commit for the group. Writes queue while the writer is busy, so the
+//! busier the server, the larger the groups; one at a time, the writer would take them in
+//! turn, each waiting for the last one's round trip to the connection's thread. A caller
+//! hears about its write only after its group committed, and hears its own outcome: when a
+//! constraint fails a group, its writes are made again one by one.
 
+use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use leforge_core::{RunStep, StoreError};
+use futures::TryStreamExt;
+use leforge_core::{NewRun, RunStatus, RunStep, RunUpdate, StoreError};
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{Connection, Sqlite};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteRow};
+use sqlx::types::Json;
+use sqlx::{Connection, Either, Sqlite};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use crate::db_err;
-use crate::rows::now;
-use crate::sql_store::{bind_step, step_write_err};
+use crate::rows::{now, RunRow};
+use crate::sql_store::{
+    bind_new_run, bind_step, create_run_err, step_write_err, NEW_RUN_COLS, RUN_COLS,
+};
 
-/// At most this many steps share one transaction. Each group size is its own statement text,
-/// prepared once and cached by the connection, so the bound also bounds that cache.
+/// At most this many writes share one transaction. Each kind and group size is its own
+/// statement text, prepared once and cached by the connection, so the bound also bounds that
+/// cache.
 pub(crate) const MAX_GROUP: usize = 16;
 
 #[derive(Clone)]
@@ -39,16 +48,63 @@ pub(crate) struct SqliteWriter {
 struct Inner {
     conn: WriterConn,
     queue: std::sync::Mutex<Queue>,
-    /// Groups committed, for tests that check steps really are grouped.
-    groups: std::sync::atomic::AtomicU64,
+    /// Groups committed, by kind, for tests that check writes really are grouped.
+    step_groups: AtomicU64,
+    run_groups: AtomicU64,
 }
 
+/// Queued writes, one lane per kind; `seq` orders them across lanes, so the flush serves the
+/// oldest write first.
 #[derive(Default)]
 struct Queue {
-    /// Steps waiting for a flush.
-    steps: Vec<QueuedStep>,
-    /// Whether a flush task is running; it runs until it finds `steps` empty.
+    steps: VecDeque<(u64, QueuedStep)>,
+    creates: VecDeque<(u64, QueuedCreate)>,
+    updates: VecDeque<(u64, QueuedUpdate)>,
+    seq: u64,
+    /// Whether a flush task is running; it runs until it finds every lane empty.
     flushing: bool,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.steps.len() + self.creates.len() + self.updates.len()
+    }
+
+    /// Takes up to [`MAX_GROUP`] writes of the kind whose oldest write is the oldest queued.
+    fn take_group(&mut self) -> Option<Group> {
+        let front = |seq: Option<u64>| seq.unwrap_or(u64::MAX);
+        let steps = front(self.steps.front().map(|q| q.0));
+        let creates = front(self.creates.front().map(|q| q.0));
+        let updates = front(self.updates.front().map(|q| q.0));
+        let oldest = steps.min(creates).min(updates);
+        if oldest == u64::MAX {
+            return None;
+        }
+        fn take<T>(lane: &mut VecDeque<(u64, T)>) -> Vec<T> {
+            let n = lane.len().min(MAX_GROUP);
+            lane.drain(..n).map(|(_, q)| q).collect()
+        }
+        Some(if oldest == steps {
+            Group::Steps(take(&mut self.steps))
+        } else if oldest == creates {
+            Group::Creates(take(&mut self.creates))
+        } else {
+            Group::Updates(take(&mut self.updates))
+        })
+    }
+
+    fn clear(&mut self) {
+        // Dropping their senders tells the waiting callers the writer stopped.
+        self.steps.clear();
+        self.creates.clear();
+        self.updates.clear();
+    }
+}
+
+enum Group {
+    Steps(Vec<QueuedStep>),
+    Creates(Vec<QueuedCreate>),
+    Updates(Vec<QueuedUpdate>),
 }
 
 enum WriterConn {
@@ -63,12 +119,188 @@ enum WriterConn {
     Pooled(sqlx::Pool<Sqlite>),
 }
 
+/// A write that can share a transaction with others of its kind.
+trait Job: Sized + Send + 'static {
+    /// What its caller hears back once its group committed.
+    type Out: Send;
+    /// Its statements, each ending in `; `, with positional `?` parameters.
+    fn statements() -> String;
+    /// How many statements [`Self::statements`] holds.
+    const STATEMENT_COUNT: usize;
+    /// The cache of group texts for this kind.
+    fn texts() -> &'static OnceLock<Vec<String>>;
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+        ts: chrono::DateTime<chrono::Utc>,
+    ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+    /// Its outcome from the rows its statements returned.
+    fn output(rows: Vec<SqliteRow>) -> Result<Self::Out, sqlx::Error>;
+    fn map_err(e: sqlx::Error) -> StoreError;
+    fn reply(self, outcome: Result<Self::Out, StoreError>);
+}
+
 struct QueuedStep {
     run_id: Uuid,
     step: RunStep,
     tokens_input: i64,
     tokens_output: i64,
     done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl Job for QueuedStep {
+    type Out = ();
+    fn statements() -> String {
+        "INSERT INTO agent_run_steps (run_id, step, tool, action, \
+        input, output, error, duration_ms, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?); \
+        UPDATE agent_runs SET total_steps = \
+        (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = ?), \
+        tokens_input = ?, tokens_output = ?, updated_at = ? WHERE id = ?; "
+            .into()
+    }
+    const STATEMENT_COUNT: usize = 2;
+
+    fn texts() -> &'static OnceLock<Vec<String>> {
+        static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+        &TEXTS
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+        ts: chrono::DateTime<chrono::Utc>,
+    ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+        bind_step(query, self.run_id, &self.step)
+            .bind(self.run_id)
+            .bind(self.tokens_input)
+            .bind(self.tokens_output)
+            .bind(ts)
+            .bind(self.run_id)
+    }
+
+    fn output(_: Vec<SqliteRow>) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    fn map_err(e: sqlx::Error) -> StoreError {
+        step_write_err(e)
+    }
+
+    fn reply(self, outcome: Result<(), StoreError>) {
+        let _ = self.done.send(outcome);
+    }
+}
+
+struct QueuedCreate {
+    id: Uuid,
+    ts: chrono::DateTime<chrono::Utc>,
+    run: NewRun,
+    done: oneshot::Sender<Result<RunRow, StoreError>>,
+}
+
+impl Job for QueuedCreate {
+    type Out = RunRow;
+    fn statements() -> String {
+        let values = vec!["?"; NEW_RUN_COLS.split(',').count()].join(", ");
+        format!("INSERT INTO agent_runs ({NEW_RUN_COLS}) VALUES ({values}) RETURNING {RUN_COLS}; ")
+    }
+    const STATEMENT_COUNT: usize = 1;
+
+    fn texts() -> &'static OnceLock<Vec<String>> {
+        static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+        &TEXTS
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+        bind_new_run(query, self.id, self.ts, &self.run)
+    }
+
+    fn output(rows: Vec<SqliteRow>) -> Result<RunRow, sqlx::Error> {
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        sqlx::FromRow::from_row(row)
+    }
+
+    fn map_err(e: sqlx::Error) -> StoreError {
+        create_run_err(e)
+    }
+
+    fn reply(self, outcome: Result<RunRow, StoreError>) {
+        let _ = self.done.send(outcome);
+    }
+}
+
+struct QueuedUpdate {
+    id: Uuid,
+    update: RunUpdate,
+    /// Whether the update matched the run.
+    done: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+impl Job for QueuedUpdate {
+    type Out = bool;
+    // One text for every `RunUpdate`, so that updates share groups: a field left `None` keeps
+    // its value (`COALESCE`), as the store's own update query leaves it out. A status is only
+    // written to a run still `pending` or `running`: a terminal status is final.
+    fn statements() -> String {
+        "UPDATE agent_runs SET updated_at = ?, \
+        status = COALESCE(?, status), output = COALESCE(?, output), \
+        output_text = COALESCE(?, output_text), error_code = COALESCE(?, error_code), \
+        error_message = COALESCE(?, error_message), total_steps = COALESCE(?, total_steps), \
+        tokens_input = COALESCE(?, tokens_input), tokens_output = COALESCE(?, tokens_output), \
+        duration_ms = COALESCE(?, duration_ms), started_at = COALESCE(?, started_at), \
+        completed_at = COALESCE(?, completed_at), lease_owner = COALESCE(?, lease_owner), \
+        lease_expires_at = COALESCE(?, lease_expires_at) \
+        WHERE id = ? AND (? IS NULL OR status IN ('pending', 'running')) RETURNING id; "
+            .into()
+    }
+    const STATEMENT_COUNT: usize = 1;
+
+    fn texts() -> &'static OnceLock<Vec<String>> {
+        static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+        &TEXTS
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+        ts: chrono::DateTime<chrono::Utc>,
+    ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+        let u = &self.update;
+        let status = u.status.map(RunStatus::as_str);
+        query
+            .bind(ts)
+            .bind(status)
+            .bind(u.output.as_ref().map(Json))
+            .bind(u.output_text.as_deref())
+            .bind(u.error_code.as_deref())
+            .bind(u.error_message.as_deref())
+            .bind(u.total_steps)
+            .bind(u.tokens_input)
+            .bind(u.tokens_output)
+            .bind(u.duration_ms)
+            .bind(u.started_at)
+            .bind(u.completed_at)
+            .bind(u.lease.as_ref().map(|(owner, _)| owner.as_str()))
+            .bind(u.lease.as_ref().map(|(_, until)| *until))
+            .bind(self.id)
+            .bind(status)
+    }
+
+    fn output(rows: Vec<SqliteRow>) -> Result<bool, sqlx::Error> {
+        Ok(!rows.is_empty())
+    }
+
+    fn map_err(e: sqlx::Error) -> StoreError {
+        db_err(e)
+    }
+
+    fn reply(self, outcome: Result<bool, StoreError>) {
+        let _ = self.done.send(outcome);
+    }
 }
 
 /// Exclusive use of the writer's connection until dropped.
@@ -131,7 +363,8 @@ impl SqliteWriter {
             inner: Arc::new(Inner {
                 conn,
                 queue: std::sync::Mutex::new(Queue::default()),
-                groups: std::sync::atomic::AtomicU64::new(0),
+                step_groups: AtomicU64::new(0),
+                run_groups: AtomicU64::new(0),
             }),
         }
     }
@@ -154,19 +387,50 @@ impl SqliteWriter {
     }
 
     /// Groups of steps committed so far.
-    pub(crate) fn groups_committed(&self) -> u64 {
-        self.inner.groups.load(std::sync::atomic::Ordering::Relaxed)
+    pub(crate) fn step_groups_committed(&self) -> u64 {
+        self.inner.step_groups.load(Ordering::Relaxed)
     }
 
-    /// Steps queued and not yet taken by a flush.
-    pub(crate) fn steps_queued(&self) -> usize {
-        self.queue().steps.len()
+    /// Groups of run creations and of run updates committed so far.
+    pub(crate) fn run_groups_committed(&self) -> u64 {
+        self.inner.run_groups.load(Ordering::Relaxed)
+    }
+
+    /// Writes queued and not yet taken by a flush.
+    pub(crate) fn writes_queued(&self) -> usize {
+        self.queue().len()
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         // Every update of the queue is a push or a drain: a panic elsewhere cannot leave it
         // half-updated.
         self.inner.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a write, starts a flush unless one is running, and waits for the outcome.
+    async fn submit<T>(
+        &self,
+        push: impl FnOnce(&mut Queue, u64, oneshot::Sender<Result<T, StoreError>>),
+    ) -> Result<T, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        let start = {
+            let mut queue = self.queue();
+            queue.seq += 1;
+            let seq = queue.seq;
+            push(&mut queue, seq, done);
+            !std::mem::replace(&mut queue.flushing, true)
+        };
+        if start {
+            // A task of its own, so that no caller giving up (a run timing out, say) can
+            // abandon a group that other callers' writes are in.
+            let writer = self.clone();
+            tokio::spawn(async move { writer.flush().await });
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Database(
+                "the SQLite writer stopped before the write was made".into(),
+            ))
+        })
     }
 
     /// Writes a step row and the run's progress counters, and returns once they committed.
@@ -177,117 +441,177 @@ impl SqliteWriter {
         tokens_input: i64,
         tokens_output: i64,
     ) -> Result<(), StoreError> {
-        let (done, outcome) = oneshot::channel();
-        let start = {
-            let mut queue = self.queue();
-            queue.steps.push(QueuedStep {
-                run_id,
-                step,
-                tokens_input,
-                tokens_output,
-                done,
-            });
-            !std::mem::replace(&mut queue.flushing, true)
-        };
-        if start {
-            // A task of its own, so that no caller giving up (a run timing out, say) can
-            // abandon a group that other runs' steps are in.
-            let writer = self.clone();
-            tokio::spawn(async move { writer.flush().await });
-        }
-        outcome.await.unwrap_or_else(|_| {
-            Err(StoreError::Database(
-                "the step writer stopped before the step was written".into(),
+        self.submit(|queue, seq, done| {
+            queue.steps.push_back((
+                seq,
+                QueuedStep {
+                    run_id,
+                    step,
+                    tokens_input,
+                    tokens_output,
+                    done,
+                },
             ))
         })
+        .await
     }
 
-    /// Writes queued steps until none is left: each round takes the writer and up to
-    /// [`MAX_GROUP`] steps, and lets the writer go between rounds, so other writes (a run
-    /// being created, say) wait for one group at most.
+    /// Inserts a new run (`pending`), and returns its row once committed.
+    pub(crate) async fn insert_run(
+        &self,
+        id: Uuid,
+        ts: chrono::DateTime<chrono::Utc>,
+        run: NewRun,
+    ) -> Result<RunRow, StoreError> {
+        self.submit(|queue, seq, done| {
+            queue
+                .creates
+                .push_back((seq, QueuedCreate { id, ts, run, done }))
+        })
+        .await
+    }
+
+    /// Applies an update to a run; `false` when it matched none (the run is missing, or the
+    /// update sets a status and the run is already terminal).
+    pub(crate) async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<bool, StoreError> {
+        self.submit(|queue, seq, done| {
+            queue
+                .updates
+                .push_back((seq, QueuedUpdate { id, update, done }))
+        })
+        .await
+    }
+
+    /// Writes queued writes until none is left: each round takes the writer and one group,
+    /// and lets the writer go between rounds, so other writes (a claim of queued runs, say)
+    /// wait for one group at most.
     async fn flush(self) {
-        // Should this task be dropped mid-way (the runtime shutting down), the steps still
-        // queued fail and the next step starts a new flush, rather than waiting forever.
+        // Should this task be dropped mid-way (the runtime shutting down), the writes still
+        // queued fail and the next write starts a new flush, rather than waiting forever.
         let mut stop = StopGuard {
             writer: &self,
             armed: true,
         };
         loop {
             let conn = self.lock().await;
-            let group: Vec<QueuedStep> = {
+            let group = {
                 let mut queue = self.queue();
-                if queue.steps.is_empty() {
+                let group = queue.take_group();
+                if group.is_none() {
                     queue.flushing = false;
-                    stop.armed = false;
-                    return;
                 }
-                let n = queue.steps.len().min(MAX_GROUP);
-                queue.steps.drain(..n).collect()
+                group
             };
-            let mut conn = match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    for q in group {
-                        let _ = q.done.send(Err(e.clone()));
+            let Some(group) = group else {
+                stop.armed = false;
+                return;
+            };
+            match group {
+                Group::Steps(g) => {
+                    if self.flush_group(conn, g).await {
+                        self.inner.step_groups.fetch_add(1, Ordering::Relaxed);
                     }
-                    continue;
                 }
-            };
-            let e = match self.write_group(&mut conn, &group).await {
-                Ok(()) => {
-                    self.inner
-                        .groups
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    for q in group {
-                        let _ = q.done.send(Ok(()));
+                Group::Creates(g) => {
+                    if self.flush_group(conn, g).await {
+                        self.inner.run_groups.fetch_add(1, Ordering::Relaxed);
                     }
-                    continue;
                 }
-                Err(e) => e,
-            };
-            let constraint = e
-                .as_database_error()
-                .is_some_and(|d| d.kind() != sqlx::error::ErrorKind::Other);
-            if group.len() == 1 || !constraint {
-                // Nothing one step alone could change (the database busy past its timeout,
-                // a full disk): every step of the group gets that error.
-                let e = step_write_err(e);
-                for q in group {
-                    let _ = q.done.send(Err(e.clone()));
+                Group::Updates(g) => {
+                    if self.flush_group(conn, g).await {
+                        self.inner.run_groups.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                continue;
-            }
-            // A constraint (a run deleted meanwhile, a step number taken) failed the whole
-            // group, and each caller must learn its own outcome: write them one by one.
-            for q in group {
-                let outcome = self
-                    .write_group(&mut conn, std::slice::from_ref(&q))
-                    .await
-                    .map_err(step_write_err);
-                let _ = q.done.send(outcome);
             }
         }
     }
 
-    /// Writes `group` in one transaction, sent as one multi-statement command; on failure the
+    /// Writes one group and tells each caller its outcome; `true` when the group committed
+    /// as one. The count goes up before any caller hears back.
+    async fn flush_group<J: Job>(
+        &self,
+        conn: Result<WriteGuard, StoreError>,
+        group: Vec<J>,
+    ) -> bool {
+        let mut conn = match conn {
+            Ok(conn) => conn,
+            Err(e) => {
+                for job in group {
+                    job.reply(Err(e.clone()));
+                }
+                return false;
+            }
+        };
+        let e = match self.write_group(&mut conn, &group).await {
+            Ok(outputs) => {
+                for (job, out) in group.into_iter().zip(outputs) {
+                    job.reply(out.map_err(J::map_err));
+                }
+                return true;
+            }
+            Err(e) => e,
+        };
+        let constraint = e
+            .as_database_error()
+            .is_some_and(|d| d.kind() != sqlx::error::ErrorKind::Other);
+        if group.len() == 1 || !constraint {
+            // Nothing one write alone could change (the database busy past its timeout, a
+            // full disk): every write of the group gets that error.
+            let e = J::map_err(e);
+            for job in group {
+                job.reply(Err(e.clone()));
+            }
+            return false;
+        }
+        // A constraint (a run deleted meanwhile, a step number or an idempotency key taken)
+        // failed the whole group, and each caller must learn its own outcome: one by one.
+        for job in group {
+            let outcome = match self
+                .write_group(&mut conn, std::slice::from_ref(&job))
+                .await
+            {
+                Ok(mut outputs) => outputs.pop().unwrap_or(Err(sqlx::Error::RowNotFound)),
+                Err(e) => Err(e),
+            };
+            job.reply(outcome.map_err(J::map_err));
+        }
+        false
+    }
+
+    /// Writes `group` in one transaction, sent as one multi-statement command, and returns
+    /// each write's outcome read from the rows its statements returned. On failure the
     /// transaction is rolled back, so nothing of the group stays.
-    async fn write_group(
+    async fn write_group<J: Job>(
         &self,
         conn: &mut WriteGuard,
-        group: &[QueuedStep],
-    ) -> Result<(), sqlx::Error> {
+        group: &[J],
+    ) -> Result<Vec<Result<J::Out, sqlx::Error>>, sqlx::Error> {
         let ts = now();
-        let mut query = sqlx::query::<Sqlite>(group_sql(group.len()));
-        for q in group {
-            query = bind_step(query, q.run_id, &q.step)
-                .bind(q.run_id)
-                .bind(q.tokens_input)
-                .bind(q.tokens_output)
-                .bind(ts)
-                .bind(q.run_id);
+        let mut query = sqlx::query::<Sqlite>(group_sql::<J>(group.len()));
+        for job in group {
+            query = job.bind(query, ts);
         }
-        let written = query.execute(&mut **conn).await;
-        if written.is_err() {
+        // One result per statement, each after the rows it returned: `BEGIN`, the group's
+        // statements in order, `COMMIT`.
+        let mut statements: Vec<Vec<SqliteRow>> =
+            Vec::with_capacity(group.len() * J::STATEMENT_COUNT + 2);
+        let mut rows = Vec::new();
+        let written: Result<(), sqlx::Error> = async {
+            // sqlx deprecates `fetch_many` because only SQLite runs several statements as one
+            // prepared command; this writer is SQLite's alone, and one command is the point.
+            // Only `fetch_many` tells where each statement's rows end.
+            #[allow(deprecated)]
+            let mut stream = query.fetch_many(&mut **conn);
+            while let Some(item) = stream.try_next().await? {
+                match item {
+                    Either::Left(_) => statements.push(std::mem::take(&mut rows)),
+                    Either::Right(row) => rows.push(row),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = written {
             // The failed statement stopped the command with the transaction open, or SQLite
             // already rolled it back and this fails harmlessly with "no transaction is active".
             if let Err(e) = sqlx::query("ROLLBACK").execute(&mut **conn).await {
@@ -298,8 +622,20 @@ impl SqliteWriter {
                     self.replace_connection(conn, &e).await;
                 }
             }
+            return Err(e);
         }
-        written.map(|_| ())
+        let mut per_statement = statements.into_iter().skip(1);
+        Ok(group
+            .iter()
+            .map(|_| {
+                let rows: Vec<SqliteRow> = per_statement
+                    .by_ref()
+                    .take(J::STATEMENT_COUNT)
+                    .flatten()
+                    .collect();
+                J::output(rows)
+            })
+            .collect())
     }
 
     /// A connection whose ROLLBACK failed may still be inside the group's transaction, and
@@ -327,7 +663,7 @@ impl SqliteWriter {
     }
 }
 
-/// Fails the steps still queued, and lets the next step start a flush, if a flush task is
+/// Fails the writes still queued, and lets the next write start a flush, if a flush task is
 /// dropped before it finished.
 struct StopGuard<'a> {
     writer: &'a SqliteWriter,
@@ -341,28 +677,21 @@ impl Drop for StopGuard<'_> {
         }
         let mut queue = self.writer.queue();
         queue.flushing = false;
-        // Dropping their senders tells the waiting callers the writer stopped.
-        queue.steps.clear();
+        queue.clear();
     }
 }
 
-/// `BEGIN; (INSERT step; UPDATE run) × n; COMMIT` with positional `?` parameters, which
-/// sqlx numbers on across the statements of one command. (A `$n` names the n-th argument of
-/// the whole command, so every step would need numbers of its own.)
-fn group_sql(n: usize) -> &'static str {
-    static SQL: OnceLock<Vec<String>> = OnceLock::new();
-    let all = SQL.get_or_init(|| {
+/// `BEGIN; <the job's statements> × n COMMIT` with positional `?` parameters, which sqlx
+/// numbers on across the statements of one command. (A `$n` names the n-th argument of the
+/// whole command, so every write would need numbers of its own.)
+fn group_sql<J: Job>(n: usize) -> &'static str {
+    let all = J::texts().get_or_init(|| {
         (0..=MAX_GROUP)
             .map(|n| {
                 let mut sql = String::from("BEGIN; ");
+                let statements = J::statements();
                 for _ in 0..n {
-                    sql.push_str(
-                        "INSERT INTO agent_run_steps (run_id, step, tool, action, input, output, \
-                         error, duration_ms, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?); \
-                         UPDATE agent_runs SET total_steps = \
-                         (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = ?), \
-                         tokens_input = ?, tokens_output = ?, updated_at = ? WHERE id = ?; ",
-                    );
+                    sql.push_str(&statements);
                 }
                 sql.push_str("COMMIT");
                 sql

@@ -517,15 +517,15 @@ async fn sqlite_writes_through_one_connection_and_concurrent_writers_all_land() 
     }
 }
 
-/// Polls until `n` steps wait for the SQLite writer.
+/// Polls until `n` writes wait for the SQLite writer.
 async fn until_queued(sqlite: &leforge_store::SqliteStore, n: usize) {
     for _ in 0..2000 {
-        if sqlite.steps_queued() == n {
+        if sqlite.writes_queued() == n {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    panic!("{} steps queued, expected {n}", sqlite.steps_queued());
+    panic!("{} writes queued, expected {n}", sqlite.writes_queued());
 }
 
 /// SQLite: steps queued while the writer is busy commit as one group (one transaction); a
@@ -616,6 +616,180 @@ async fn sqlite_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         assert_eq!((run.total_steps, numbers), (3, vec![1, 2, 3]), "run {id}");
         assert_eq!(run.steps[0].tool, "string-utils");
     }
+}
+
+/// SQLite: runs created, and runs updated, while the writer is busy commit as groups, one
+/// transaction per kind; each caller gets its own run back or its own outcome, including an
+/// idempotency key taken within the same group, a terminal run, and a missing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_groups_run_creations_and_updates_with_outcomes_of_their_own() {
+    let db = testing::sqlite().await;
+    let sqlite = std::sync::Arc::new(
+        leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
+            .await
+            .unwrap(),
+    );
+    let agent = sqlite
+        .create_agent(new_agent("Grouped runs"))
+        .await
+        .unwrap();
+    let create = |input: String, key: Option<&str>| {
+        let sqlite = sqlite.clone();
+        let mut new = NewRun::simple(agent.id, input);
+        new.idempotency_key = key.map(str::to_string);
+        new.triggered_by = Some("key-1".into());
+        new.limits = Some(serde_json::json!({"max_steps": 3}));
+        tokio::spawn(async move { sqlite.create_run(new).await })
+    };
+
+    let held = sqlite.hold_writer().await.unwrap();
+    let groups = sqlite.run_groups_committed();
+    let plain: Vec<_> = (0..5).map(|i| create(format!("job {i}"), None)).collect();
+    until_queued(&sqlite, 5).await;
+    drop(held);
+    let mut ids = std::collections::HashSet::new();
+    for (i, t) in plain.into_iter().enumerate() {
+        let run = t.await.unwrap().unwrap();
+        assert_eq!(run.input_text, format!("job {i}"));
+        assert_eq!(run.status, RunStatus::Pending);
+        assert_eq!(run.agent_id, agent.id);
+        assert_eq!(run.triggered_by.as_deref(), Some("key-1"));
+        assert_eq!(run.limits, Some(serde_json::json!({"max_steps": 3})));
+        assert!(run.steps.is_empty() && run.total_steps == 0);
+        // What the caller got back is what was stored.
+        let stored = sqlite.get_run(run.id).await.unwrap().unwrap();
+        assert_eq!(stored.created_at, run.created_at);
+        assert_eq!(stored.input_text, run.input_text);
+        ids.insert(run.id);
+    }
+    assert_eq!(ids.len(), 5, "every run has an id of its own");
+    assert_eq!(
+        sqlite.run_groups_committed(),
+        groups + 1,
+        "one group, one commit"
+    );
+
+    // One idempotency key twice in one group: the group fails on the unique index, and is
+    // written again one run at a time, so only the second use of the key fails.
+    let held = sqlite.hold_writer().await.unwrap();
+    let first = create("keyed".into(), Some("same-key"));
+    until_queued(&sqlite, 1).await;
+    let second = create("keyed".into(), Some("same-key"));
+    until_queued(&sqlite, 2).await;
+    let bystander = create("bystander".into(), None);
+    until_queued(&sqlite, 3).await;
+    drop(held);
+    let winner = first.await.unwrap().unwrap();
+    assert_eq!(winner.idempotency_key.as_deref(), Some("same-key"));
+    match second.await.unwrap() {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "idempotency_key"),
+        other => panic!("the second use of a key should conflict, got {other:?}"),
+    }
+    let bystander = bystander.await.unwrap().unwrap();
+    assert_eq!(
+        sqlite
+            .get_run(bystander.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .input_text,
+        "bystander"
+    );
+
+    // Updates: each to its own run, one to a run already terminal, one to a missing run.
+    let ended = ids.iter().next().copied().unwrap();
+    sqlite
+        .apply_run_update(
+            ended,
+            RunUpdate {
+                status: Some(RunStatus::Cancelled),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let update = |id: Uuid, status: RunStatus, steps: i32| {
+        let sqlite = sqlite.clone();
+        tokio::spawn(async move {
+            sqlite
+                .apply_run_update(
+                    id,
+                    RunUpdate {
+                        status: Some(status),
+                        output_text: Some(format!("done {steps}")),
+                        total_steps: Some(steps),
+                        completed_at: Some(chrono::Utc::now()),
+                        ..Default::default()
+                    },
+                )
+                .await
+        })
+    };
+    let held = sqlite.hold_writer().await.unwrap();
+    let groups = sqlite.run_groups_committed();
+    let others: Vec<Uuid> = ids.iter().copied().filter(|id| *id != ended).collect();
+    let mut tasks = Vec::new();
+    for (i, id) in others.iter().enumerate() {
+        tasks.push(update(*id, RunStatus::Completed, i as i32 + 1));
+    }
+    let late = update(ended, RunStatus::Completed, 9);
+    let missing = update(Uuid::new_v4(), RunStatus::Completed, 9);
+    // A metrics-only update (no status) applies to a terminal run too.
+    let metrics = {
+        let sqlite = sqlite.clone();
+        tokio::spawn(async move {
+            sqlite
+                .apply_run_update(
+                    winner.id,
+                    RunUpdate {
+                        tokens_input: Some(42),
+                        ..Default::default()
+                    },
+                )
+                .await
+        })
+    };
+    until_queued(&sqlite, others.len() + 3).await;
+    drop(held);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    metrics.await.unwrap().unwrap();
+    assert!(
+        matches!(late.await.unwrap(), Err(StoreError::InvalidState(_))),
+        "a terminal status is final"
+    );
+    assert!(matches!(
+        missing.await.unwrap(),
+        Err(StoreError::NotFound { entity: "run" })
+    ));
+    assert_eq!(
+        sqlite.run_groups_committed(),
+        groups + 1,
+        "one group, one commit"
+    );
+    for (i, id) in others.iter().enumerate() {
+        let run = sqlite.get_run(*id).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(
+            run.output_text.as_deref(),
+            Some(format!("done {}", i + 1).as_str())
+        );
+        assert_eq!(run.total_steps, i as i32 + 1);
+        assert!(run.completed_at.is_some());
+        // Fields the update left out kept their values.
+        assert!(run.input_text.starts_with("job "));
+        assert_eq!(run.tokens_input, 0);
+        assert_eq!(run.limits, Some(serde_json::json!({"max_steps": 3})));
+    }
+    let ended = sqlite.get_run(ended).await.unwrap().unwrap();
+    assert_eq!(ended.status, RunStatus::Cancelled);
+    assert_eq!(ended.total_steps, 0, "the refused update changed nothing");
+    let winner = sqlite.get_run(winner.id).await.unwrap().unwrap();
+    assert_eq!(
+        (winner.status, winner.tokens_input),
+        (RunStatus::Pending, 42)
+    );
 }
 
 /// SQLite in memory: there is one database only while every connection shares it, so reads
