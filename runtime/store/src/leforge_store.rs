@@ -6,6 +6,7 @@
 
 mod rows;
 mod sql_store;
+mod sqlite_readers;
 mod sqlite_writer;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -19,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use sql_store::{PgStore, SqliteStore};
+use sqlite_readers::SqliteReaders;
 use sqlite_writer::SqliteWriter;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -49,6 +51,10 @@ pub fn sqlite_url_for_path(path: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
+/// Read connections of a file database. Reads are short and the cores few; four keep a read
+/// from waiting behind another while bounding the connections' threads and page caches.
+const SQLITE_READERS: usize = 4;
+
 impl SqliteStore {
     pub async fn connect(url: &str, migrate: Migrate) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
@@ -68,14 +74,24 @@ impl SqliteStore {
             SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
         }
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let writer = if in_memory {
-            SqliteWriter::pooled(pool.clone())
+        let (writer, readers) = if in_memory {
+            (
+                SqliteWriter::pooled(pool.clone()),
+                SqliteReaders::Pooled(pool.clone()),
+            )
         } else {
-            // Its statement cache holds every group size of the step writer besides the
-            // other writes' statements.
-            SqliteWriter::dedicated(&options.statement_cache_capacity(256)).await?
+            (
+                // Its statement cache holds every group size of each kind of grouped write
+                // besides the other writes' statements.
+                SqliteWriter::dedicated(&options.clone().statement_cache_capacity(256)).await?,
+                SqliteReaders::open(&options, SQLITE_READERS).await?,
+            )
         };
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteStore {
+            pool,
+            readers: Arc::new(readers),
+            writer,
+        })
     }
 }
 

@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 use crate::db_err;
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
+use std::sync::Arc;
+
+use crate::sqlite_readers::SqliteReaders;
 use crate::sqlite_writer::{SqliteWriter, WriteGuard};
 
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
@@ -188,7 +191,7 @@ macro_rules! sql_store {
                     "SELECT {AGENT_COLS} FROM agents WHERE id = $1 AND deleted_at IS NULL"
                 ))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)
             }
@@ -213,7 +216,7 @@ macro_rules! sql_store {
                 qb.push(") ORDER BY run_id, step");
                 let rows: Vec<StepRow> = qb
                     .build_query_as()
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?;
                 for row in rows {
@@ -276,10 +279,15 @@ macro_rules! sql_store {
             /// writer, say a worker finishing after a cancel, must not overwrite the status).
             async fn not_updated(&self, id: Uuid) -> StoreError {
                 let status: Result<Option<(String,)>, _> =
-                    sqlx::query_as("SELECT status FROM agent_runs WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await;
+                    match self.read_conn().await {
+                        Ok(mut conn) => {
+                            sqlx::query_as("SELECT status FROM agent_runs WHERE id = $1")
+                                .bind(id)
+                                .fetch_optional(&mut *conn)
+                                .await
+                        }
+                        Err(e) => return e,
+                    };
                 match status {
                     Ok(Some((status,))) => {
                         StoreError::InvalidState(format!("run {id} is already {status}"))
@@ -325,7 +333,7 @@ macro_rules! sql_store {
                 qb.push(") ORDER BY seq");
                 let rows: Vec<RunHookRow> = qb
                     .build_query_as()
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?;
                 for row in rows {
@@ -343,7 +351,7 @@ macro_rules! sql_store {
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+                sqlx::query("SELECT 1").execute(&mut *self.read_conn().await?).await.map_err(db_err)?;
                 Ok(())
             }
 
@@ -387,7 +395,7 @@ macro_rules! sql_store {
                         "SELECT {AGENT_COLS} FROM agents WHERE slug = $1 AND deleted_at IS NULL"
                     ))
                     .bind(id_or_slug)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?,
                 };
@@ -419,7 +427,7 @@ macro_rules! sql_store {
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
                 let rows: Vec<AgentRow> = qb
                     .build_query_as()
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?;
                 let rows = rows
@@ -491,7 +499,7 @@ macro_rules! sql_store {
                     "SELECT {RUN_COLS} FROM agent_runs WHERE id = $1"
                 ))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)?;
                 match row {
@@ -523,7 +531,7 @@ macro_rules! sql_store {
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
                 let rows: Vec<RunRow> = qb
                     .build_query_as()
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?;
                 Ok(Page::from_rows(self.runs_with_steps(rows).await?, page.limit))
@@ -594,7 +602,7 @@ macro_rules! sql_store {
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
                 let rows: Vec<ApiKeyRow> = qb
                     .build_query_as()
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?;
                 let rows = rows
@@ -609,7 +617,7 @@ macro_rules! sql_store {
                     "SELECT {KEY_COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
                 ))
                 .bind(key_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)?;
                 row.map(|r| r.into_key().map(|(_, k)| k)).transpose()
@@ -624,7 +632,7 @@ macro_rules! sql_store {
                 }
                 let (count,): (i64,) = qb
                     .build_query_as()
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?;
                 Ok(count)
@@ -674,7 +682,7 @@ macro_rules! sql_store {
                 .bind(agent_id)
                 .bind(key)
                 .bind(since)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)?;
                 match row {
@@ -800,7 +808,7 @@ macro_rules! sql_store {
                 let row: Option<(String,)> =
                     sqlx::query_as("SELECT value FROM server_meta WHERE key = $1")
                         .bind(key)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.read_conn().await?)
                         .await
                         .map_err(db_err)?;
                 Ok(row.map(|(v,)| v))
@@ -854,7 +862,7 @@ macro_rules! sql_store {
                     "SELECT {HOOK_COLS} FROM forgehooks WHERE id = $1"
                 ))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)?;
                 Ok(row.map(ForgehookRow::into_installed))
@@ -864,7 +872,7 @@ macro_rules! sql_store {
                 let rows = sqlx::query_as::<$db, ForgehookRow>(&format!(
                     "SELECT {HOOK_COLS} FROM forgehooks ORDER BY id"
                 ))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)?;
                 Ok(rows.into_iter().map(ForgehookRow::into_installed).collect())
@@ -919,7 +927,7 @@ macro_rules! sql_store {
                 let row: Option<(Vec<u8>,)> =
                     sqlx::query_as("SELECT wasm FROM forgehook_blobs WHERE sha256 = $1")
                         .bind(sha256)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.read_conn().await?)
                         .await
                         .map_err(db_err)?;
                 Ok(row.map(|(w,)| w))
@@ -978,13 +986,13 @@ macro_rules! sql_store {
                         "SELECT {SCRIPT_COLS} FROM scripts WHERE id = $1"
                     ))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await,
                     Err(_) => sqlx::query_as::<$db, ScriptRow>(&format!(
                         "SELECT {SCRIPT_COLS} FROM scripts WHERE name = $1"
                     ))
                     .bind(id_or_name)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await,
                 };
                 Ok(query.map_err(db_err)?.map(|r| r.into_script().1))
@@ -1000,7 +1008,7 @@ macro_rules! sql_store {
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(page.limit) + 1);
                 let rows: Vec<ScriptRow> = qb
                     .build_query_as()
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await
                     .map_err(db_err)?;
                 Ok(Page::from_rows(
@@ -1051,7 +1059,7 @@ macro_rules! sql_store {
                     "SELECT {AGENT_COLS} FROM agents WHERE deleted_at IS NULL AND hooks <> '[]' \
                      ORDER BY seq"
                 ))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)?;
                 let mut agents = Vec::new();
@@ -1121,8 +1129,10 @@ sql_store!(
 /// The `Store` on SQLite.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    /// Reads, on several connections: WAL mode lets them proceed while the writer writes.
+    /// Migrations, and every connection of an in-memory database.
     pub(crate) pool: sqlx::Pool<sqlx::Sqlite>,
+    /// Reads, on several connections: WAL mode lets them proceed while the writer writes.
+    pub(crate) readers: Arc<SqliteReaders>,
     /// Every write, through one connection (see `sqlite_writer`).
     pub(crate) writer: SqliteWriter,
 }
@@ -1161,6 +1171,15 @@ impl SqliteStore {
 
     async fn write_conn(&self) -> Result<WriteGuard, StoreError> {
         self.writer.lock().await
+    }
+
+    async fn read_conn(&self) -> Result<WriteGuard, StoreError> {
+        self.readers.get().await
+    }
+
+    /// How many connections reads spread over (`None`: an in-memory database's pool).
+    pub fn read_connections(&self) -> Option<usize> {
+        self.readers.dedicated_connections()
     }
 
     /// A new run, through the writer's group commit: at a burst of run requests, one commit
@@ -1225,6 +1244,10 @@ impl PgStore {
 
     async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
         self.writer.acquire().await.map_err(db_err)
+    }
+
+    async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(db_err)
     }
 
     async fn insert_run(

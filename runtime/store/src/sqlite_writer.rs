@@ -303,7 +303,7 @@ impl Job for QueuedUpdate {
     }
 }
 
-/// Exclusive use of the writer's connection until dropped.
+/// Exclusive use of one SQLite connection (the writer's, or a reader's) until dropped.
 pub(crate) enum WriteGuard {
     Dedicated(OwnedMutexGuard<SqliteConnection>),
     Pooled(PoolConnection<Sqlite>),
