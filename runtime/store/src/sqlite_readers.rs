@@ -12,7 +12,7 @@ use std::sync::Arc;
 use leforge_core::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Sqlite};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::db_err;
 use crate::sqlite_writer::WriteGuard;
@@ -20,6 +20,9 @@ use crate::sqlite_writer::WriteGuard;
 pub(crate) enum SqliteReaders {
     Dedicated {
         conns: Vec<Arc<Mutex<SqliteConnection>>>,
+        /// One permit per connection: a read waits here, for whichever connection frees up
+        /// first, rather than in the queue of one connection while others sit idle.
+        free: Arc<Semaphore>,
         /// Where the next read starts looking, so reads spread over the connections.
         next: AtomicUsize,
     },
@@ -46,6 +49,7 @@ impl SqliteReaders {
             conns.push(Arc::new(Mutex::new(conn)));
         }
         Ok(SqliteReaders::Dedicated {
+            free: Arc::new(Semaphore::new(conns.len())),
             conns,
             next: AtomicUsize::new(0),
         })
@@ -63,16 +67,26 @@ impl SqliteReaders {
     /// statements on it, so a caller abandoned mid-read leaves nothing open behind it.
     pub(crate) async fn get(&self) -> Result<WriteGuard, StoreError> {
         match self {
-            SqliteReaders::Dedicated { conns, next } => {
+            SqliteReaders::Dedicated { conns, free, next } => {
+                let permit =
+                    free.clone().acquire_owned().await.map_err(|_| {
+                        StoreError::Database("the SQLite readers are closed".into())
+                    })?;
+                // Holding a permit means some connection is free, or is being let go by a
+                // holder that already gave its permit back.
                 let start = next.fetch_add(1, Ordering::Relaxed);
-                for i in 0..conns.len() {
-                    let conn = &conns[(start + i) % conns.len()];
-                    if let Ok(guard) = conn.clone().try_lock_owned() {
-                        return Ok(WriteGuard::Dedicated(guard));
+                loop {
+                    for i in 0..conns.len() {
+                        let conn = &conns[(start + i) % conns.len()];
+                        if let Ok(conn) = conn.clone().try_lock_owned() {
+                            return Ok(WriteGuard::Reader {
+                                conn,
+                                _permit: permit,
+                            });
+                        }
                     }
+                    tokio::task::yield_now().await;
                 }
-                let conn = conns[start % conns.len()].clone();
-                Ok(WriteGuard::Dedicated(conn.lock_owned().await))
             }
             SqliteReaders::Pooled(pool) => {
                 Ok(WriteGuard::Pooled(pool.acquire().await.map_err(db_err)?))

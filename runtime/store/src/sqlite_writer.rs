@@ -26,7 +26,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Either, Sqlite};
-use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard, OwnedSemaphorePermit};
 use uuid::Uuid;
 
 use crate::db_err;
@@ -72,6 +72,10 @@ impl Queue {
 
     /// Takes up to [`MAX_GROUP`] writes of the kind whose oldest write is the oldest queued.
     fn take_group(&mut self) -> Option<Group> {
+        // A run whose caller gave up before its turn is not created: nobody has its id, and a
+        // sync run nobody waits for would stay `pending` for ever. (Steps and updates of an
+        // abandoned caller are still written: their run exists.)
+        self.creates.retain(|(_, q)| !q.done.is_closed());
         let front = |seq: Option<u64>| seq.unwrap_or(u64::MAX);
         let steps = front(self.steps.front().map(|q| q.0));
         let creates = front(self.creates.front().map(|q| q.0));
@@ -307,6 +311,12 @@ impl Job for QueuedUpdate {
 pub(crate) enum WriteGuard {
     Dedicated(OwnedMutexGuard<SqliteConnection>),
     Pooled(PoolConnection<Sqlite>),
+    /// A read connection and its permit. Fields drop in order: the connection is let go
+    /// before the permit, so whoever the permit goes to next finds a free connection.
+    Reader {
+        conn: OwnedMutexGuard<SqliteConnection>,
+        _permit: OwnedSemaphorePermit,
+    },
 }
 
 impl Deref for WriteGuard {
@@ -316,6 +326,7 @@ impl Deref for WriteGuard {
         match self {
             WriteGuard::Dedicated(c) => c,
             WriteGuard::Pooled(c) => c,
+            WriteGuard::Reader { conn, .. } => conn,
         }
     }
 }
@@ -325,6 +336,7 @@ impl DerefMut for WriteGuard {
         match self {
             WriteGuard::Dedicated(c) => c,
             WriteGuard::Pooled(c) => c,
+            WriteGuard::Reader { conn, .. } => conn,
         }
     }
 }
@@ -506,48 +518,39 @@ impl SqliteWriter {
                 stop.armed = false;
                 return;
             };
+            let inner = &self.inner;
             match group {
-                Group::Steps(g) => {
-                    if self.flush_group(conn, g).await {
-                        self.inner.step_groups.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Group::Creates(g) => {
-                    if self.flush_group(conn, g).await {
-                        self.inner.run_groups.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Group::Updates(g) => {
-                    if self.flush_group(conn, g).await {
-                        self.inner.run_groups.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                Group::Steps(g) => self.flush_group(conn, g, &inner.step_groups).await,
+                Group::Creates(g) => self.flush_group(conn, g, &inner.run_groups).await,
+                Group::Updates(g) => self.flush_group(conn, g, &inner.run_groups).await,
             }
         }
     }
 
-    /// Writes one group and tells each caller its outcome; `true` when the group committed
-    /// as one. The count goes up before any caller hears back.
+    /// Writes one group and tells each caller its outcome. When the group committed as one,
+    /// `committed` goes up, before any caller hears back (tests rely on that order).
     async fn flush_group<J: Job>(
         &self,
         conn: Result<WriteGuard, StoreError>,
         group: Vec<J>,
-    ) -> bool {
+        committed: &AtomicU64,
+    ) {
         let mut conn = match conn {
             Ok(conn) => conn,
             Err(e) => {
                 for job in group {
                     job.reply(Err(e.clone()));
                 }
-                return false;
+                return;
             }
         };
         let e = match self.write_group(&mut conn, &group).await {
             Ok(outputs) => {
+                committed.fetch_add(1, Ordering::Relaxed);
                 for (job, out) in group.into_iter().zip(outputs) {
                     job.reply(out.map_err(J::map_err));
                 }
-                return true;
+                return;
             }
             Err(e) => e,
         };
@@ -561,7 +564,7 @@ impl SqliteWriter {
             for job in group {
                 job.reply(Err(e.clone()));
             }
-            return false;
+            return;
         }
         // A constraint (a run deleted meanwhile, a step number or an idempotency key taken)
         // failed the whole group, and each caller must learn its own outcome: one by one.
@@ -575,7 +578,6 @@ impl SqliteWriter {
             };
             job.reply(outcome.map_err(J::map_err));
         }
-        false
     }
 
     /// Writes `group` in one transaction, sent as one multi-statement command, and returns
@@ -648,7 +650,7 @@ impl SqliteWriter {
                 .await
                 .map(|c| match conn {
                     WriteGuard::Dedicated(guard) => **guard = c,
-                    WriteGuard::Pooled(_) => {}
+                    WriteGuard::Pooled(_) | WriteGuard::Reader { .. } => {}
                 }),
             WriterConn::Pooled(pool) => {
                 if let WriteGuard::Pooled(old) = conn {

@@ -745,13 +745,14 @@ async fn sqlite_groups_run_creations_and_updates_with_outcomes_of_their_own() {
     }
     let late = update(ended, RunStatus::Completed, 9);
     let missing = update(Uuid::new_v4(), RunStatus::Completed, 9);
-    // A metrics-only update (no status) applies to a terminal run too.
+    // A metrics-only update (no status) applies to a terminal run too: a worker records
+    // what it measured after a cancel ended the run.
     let metrics = {
         let sqlite = sqlite.clone();
         tokio::spawn(async move {
             sqlite
                 .apply_run_update(
-                    winner.id,
+                    ended,
                     RunUpdate {
                         tokens_input: Some(42),
                         ..Default::default()
@@ -796,10 +797,47 @@ async fn sqlite_groups_run_creations_and_updates_with_outcomes_of_their_own() {
     let ended = sqlite.get_run(ended).await.unwrap().unwrap();
     assert_eq!(ended.status, RunStatus::Cancelled);
     assert_eq!(ended.total_steps, 0, "the refused update changed nothing");
+    assert_eq!(
+        ended.output_text, None,
+        "the refused update changed nothing"
+    );
+    assert_eq!(ended.tokens_input, 42, "the metrics-only update applied");
     let winner = sqlite.get_run(winner.id).await.unwrap().unwrap();
     assert_eq!(
         (winner.status, winner.tokens_input),
-        (RunStatus::Pending, 42)
+        (RunStatus::Pending, 0)
+    );
+
+    // A creation whose caller gave up while it waited is not made: nobody has its id.
+    let held = sqlite.hold_writer().await.unwrap();
+    let abandoned = create("abandoned".into(), None);
+    let kept = create("kept".into(), None);
+    until_queued(&sqlite, 2).await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    drop(held);
+    let kept = kept.await.unwrap().unwrap();
+    let inputs: Vec<String> = sqlite
+        .list_runs(
+            RunFilter {
+                agent_id: Some(agent.id),
+                ..Default::default()
+            },
+            PageRequest {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.input_text)
+        .collect();
+    assert!(inputs.contains(&kept.input_text));
+    assert!(
+        !inputs.iter().any(|i| i == "abandoned"),
+        "an abandoned creation was written: {inputs:?}"
     );
 }
 
