@@ -2,6 +2,8 @@
 //! `sql_store!`. Queries use `$n` placeholders, which both drivers accept; the only dialect
 //! differences (JSON array tests) are macro arguments.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook};
 use leforge_core::store::AgentVisibility;
@@ -16,10 +18,8 @@ use uuid::Uuid;
 
 use crate::db_err;
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
-use std::sync::Arc;
-
 use crate::sqlite_readers::SqliteReaders;
-use crate::sqlite_writer::{SqliteWriter, WriteGuard};
+use crate::sqlite_writer::{ConnGuard, SqliteWriter};
 
 const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
     tools, config, is_public, api_key_required, allowed_api_keys, output_schema, created_by, \
@@ -1169,11 +1169,11 @@ impl SqliteStore {
         self.writer.lock().await
     }
 
-    async fn write_conn(&self) -> Result<WriteGuard, StoreError> {
+    async fn write_conn(&self) -> Result<ConnGuard, StoreError> {
         self.writer.lock().await
     }
 
-    async fn read_conn(&self) -> Result<WriteGuard, StoreError> {
+    async fn read_conn(&self) -> Result<ConnGuard, StoreError> {
         self.readers.get().await
     }
 

@@ -15,7 +15,7 @@ use sqlx::{Connection, Sqlite};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::db_err;
-use crate::sqlite_writer::WriteGuard;
+use crate::sqlite_writer::ConnGuard;
 
 pub(crate) enum SqliteReaders {
     Dedicated {
@@ -65,7 +65,7 @@ impl SqliteReaders {
 
     /// A connection to read on, exclusively until the guard is dropped. Callers run single
     /// statements on it, so a caller abandoned mid-read leaves nothing open behind it.
-    pub(crate) async fn get(&self) -> Result<WriteGuard, StoreError> {
+    pub(crate) async fn get(&self) -> Result<ConnGuard, StoreError> {
         match self {
             SqliteReaders::Dedicated { conns, free, next } => {
                 let permit =
@@ -79,7 +79,7 @@ impl SqliteReaders {
                     for i in 0..conns.len() {
                         let conn = &conns[(start + i) % conns.len()];
                         if let Ok(conn) = conn.clone().try_lock_owned() {
-                            return Ok(WriteGuard::Reader {
+                            return Ok(ConnGuard::Reader {
                                 conn,
                                 _permit: permit,
                             });
@@ -89,7 +89,7 @@ impl SqliteReaders {
                 }
             }
             SqliteReaders::Pooled(pool) => {
-                Ok(WriteGuard::Pooled(pool.acquire().await.map_err(db_err)?))
+                Ok(ConnGuard::Pooled(pool.acquire().await.map_err(db_err)?))
             }
         }
     }

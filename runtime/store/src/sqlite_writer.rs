@@ -308,7 +308,7 @@ impl Job for QueuedUpdate {
 }
 
 /// Exclusive use of one SQLite connection (the writer's, or a reader's) until dropped.
-pub(crate) enum WriteGuard {
+pub(crate) enum ConnGuard {
     Dedicated(OwnedMutexGuard<SqliteConnection>),
     Pooled(PoolConnection<Sqlite>),
     /// A read connection and its permit. Fields drop in order: the connection is let go
@@ -319,24 +319,24 @@ pub(crate) enum WriteGuard {
     },
 }
 
-impl Deref for WriteGuard {
+impl Deref for ConnGuard {
     type Target = SqliteConnection;
 
     fn deref(&self) -> &SqliteConnection {
         match self {
-            WriteGuard::Dedicated(c) => c,
-            WriteGuard::Pooled(c) => c,
-            WriteGuard::Reader { conn, .. } => conn,
+            ConnGuard::Dedicated(c) => c,
+            ConnGuard::Pooled(c) => c,
+            ConnGuard::Reader { conn, .. } => conn,
         }
     }
 }
 
-impl DerefMut for WriteGuard {
+impl DerefMut for ConnGuard {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         match self {
-            WriteGuard::Dedicated(c) => c,
-            WriteGuard::Pooled(c) => c,
-            WriteGuard::Reader { conn, .. } => conn,
+            ConnGuard::Dedicated(c) => c,
+            ConnGuard::Pooled(c) => c,
+            ConnGuard::Reader { conn, .. } => conn,
         }
     }
 }
@@ -383,13 +383,13 @@ impl SqliteWriter {
 
     /// Waits for the connection. Callers run single statements on it: a caller abandoned
     /// mid-statement (its future dropped) leaves no transaction open behind it.
-    pub(crate) async fn lock(&self) -> Result<WriteGuard, StoreError> {
+    pub(crate) async fn lock(&self) -> Result<ConnGuard, StoreError> {
         match &self.inner.conn {
             WriterConn::Dedicated { conn, .. } => {
-                Ok(WriteGuard::Dedicated(conn.clone().lock_owned().await))
+                Ok(ConnGuard::Dedicated(conn.clone().lock_owned().await))
             }
             WriterConn::Pooled(pool) => {
-                Ok(WriteGuard::Pooled(pool.acquire().await.map_err(db_err)?))
+                Ok(ConnGuard::Pooled(pool.acquire().await.map_err(db_err)?))
             }
         }
     }
@@ -531,7 +531,7 @@ impl SqliteWriter {
     /// `committed` goes up, before any caller hears back (tests rely on that order).
     async fn flush_group<J: Job>(
         &self,
-        conn: Result<WriteGuard, StoreError>,
+        conn: Result<ConnGuard, StoreError>,
         group: Vec<J>,
         committed: &AtomicU64,
     ) {
@@ -585,7 +585,7 @@ impl SqliteWriter {
     /// transaction is rolled back, so nothing of the group stays.
     async fn write_group<J: Job>(
         &self,
-        conn: &mut WriteGuard,
+        conn: &mut ConnGuard,
         group: &[J],
     ) -> Result<Vec<Result<J::Out, sqlx::Error>>, sqlx::Error> {
         let ts = now();
@@ -643,20 +643,20 @@ impl SqliteWriter {
     /// A connection whose ROLLBACK failed may still be inside the group's transaction, and
     /// every later write on it would join that transaction and never commit. It is replaced:
     /// closing it rolls back whatever it held.
-    async fn replace_connection(&self, conn: &mut WriteGuard, why: &sqlx::Error) {
+    async fn replace_connection(&self, conn: &mut ConnGuard, why: &sqlx::Error) {
         tracing::error!(error = %why, "ROLLBACK failed on the SQLite writer; reopening it");
         let fresh = match &self.inner.conn {
             WriterConn::Dedicated { options, .. } => SqliteConnection::connect_with(options)
                 .await
                 .map(|c| match conn {
-                    WriteGuard::Dedicated(guard) => **guard = c,
-                    WriteGuard::Pooled(_) | WriteGuard::Reader { .. } => {}
+                    ConnGuard::Dedicated(guard) => **guard = c,
+                    ConnGuard::Pooled(_) | ConnGuard::Reader { .. } => {}
                 }),
             WriterConn::Pooled(pool) => {
-                if let WriteGuard::Pooled(old) = conn {
+                if let ConnGuard::Pooled(old) = conn {
                     old.close_on_drop();
                 }
-                pool.acquire().await.map(|c| *conn = WriteGuard::Pooled(c))
+                pool.acquire().await.map(|c| *conn = ConnGuard::Pooled(c))
             }
         };
         if let Err(e) = fresh {
