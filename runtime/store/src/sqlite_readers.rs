@@ -79,9 +79,9 @@ impl SqliteReaders {
                     for i in 0..conns.len() {
                         let conn = &conns[(start + i) % conns.len()];
                         if let Ok(conn) = conn.clone().try_lock_owned() {
-                            return Ok(ConnGuard::Reader {
+                            return Ok(ConnGuard::Dedicated {
                                 conn,
-                                _permit: permit,
+                                _permit: Some(permit),
                             });
                         }
                     }

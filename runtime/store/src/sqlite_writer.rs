@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use leforge_core::{NewRun, RunStatus, RunStep, RunUpdate, StoreError};
@@ -40,6 +40,9 @@ use crate::sql_store::{
 /// cache.
 pub(crate) const MAX_GROUP: usize = 16;
 
+/// Kinds of grouped write: steps, run creations, run updates ([`Job::KIND`]).
+const KINDS: usize = 3;
+
 #[derive(Clone)]
 pub(crate) struct SqliteWriter {
     inner: Arc<Inner>,
@@ -51,15 +54,17 @@ struct Inner {
     /// Groups committed, by kind, for tests that check writes really are grouped.
     step_groups: AtomicU64,
     run_groups: AtomicU64,
+    /// Per kind, the command for each group size (see [`group_texts`]), made once.
+    texts: [Vec<String>; KINDS],
 }
 
 /// Queued writes, one lane per kind; `seq` orders them across lanes, so the flush serves the
 /// oldest write first.
 #[derive(Default)]
 struct Queue {
-    steps: VecDeque<(u64, QueuedStep)>,
-    creates: VecDeque<(u64, QueuedCreate)>,
-    updates: VecDeque<(u64, QueuedUpdate)>,
+    steps: VecDeque<Queued<StepWrite>>,
+    creates: VecDeque<Queued<RunCreation>>,
+    updates: VecDeque<Queued<RunUpdateWrite>>,
     seq: u64,
     /// Whether a flush task is running; it runs until it finds every lane empty.
     flushing: bool,
@@ -75,18 +80,17 @@ impl Queue {
         // A run whose caller gave up before its turn is not created: nobody has its id, and a
         // sync run nobody waits for would stay `pending` for ever. (Steps and updates of an
         // abandoned caller are still written: their run exists.)
-        self.creates.retain(|(_, q)| !q.done.is_closed());
-        let front = |seq: Option<u64>| seq.unwrap_or(u64::MAX);
-        let steps = front(self.steps.front().map(|q| q.0));
-        let creates = front(self.creates.front().map(|q| q.0));
-        let updates = front(self.updates.front().map(|q| q.0));
+        self.creates.retain(|q| !q.done.is_closed());
+        let steps = oldest_seq(&self.steps);
+        let creates = oldest_seq(&self.creates);
+        let updates = oldest_seq(&self.updates);
         let oldest = steps.min(creates).min(updates);
         if oldest == u64::MAX {
             return None;
         }
-        fn take<T>(lane: &mut VecDeque<(u64, T)>) -> Vec<T> {
+        fn take<J: Job>(lane: &mut VecDeque<Queued<J>>) -> Vec<Queued<J>> {
             let n = lane.len().min(MAX_GROUP);
-            lane.drain(..n).map(|(_, q)| q).collect()
+            lane.drain(..n).collect()
         }
         Some(if oldest == steps {
             Group::Steps(take(&mut self.steps))
@@ -105,10 +109,14 @@ impl Queue {
     }
 }
 
+fn oldest_seq<J: Job>(lane: &VecDeque<Queued<J>>) -> u64 {
+    lane.front().map_or(u64::MAX, |q| q.seq)
+}
+
 enum Group {
-    Steps(Vec<QueuedStep>),
-    Creates(Vec<QueuedCreate>),
-    Updates(Vec<QueuedUpdate>),
+    Steps(Vec<Queued<StepWrite>>),
+    Creates(Vec<Queued<RunCreation>>),
+    Updates(Vec<Queued<RunUpdateWrite>>),
 }
 
 enum WriterConn {
@@ -131,8 +139,8 @@ trait Job: Sized + Send + 'static {
     fn statements() -> String;
     /// How many statements [`Self::statements`] holds.
     const STATEMENT_COUNT: usize;
-    /// The cache of group texts for this kind.
-    fn texts() -> &'static OnceLock<Vec<String>>;
+    /// Its index among the [`KINDS`].
+    const KIND: usize;
     fn bind<'q>(
         &'q self,
         query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
@@ -141,18 +149,31 @@ trait Job: Sized + Send + 'static {
     /// Its outcome from the rows its statements returned.
     fn output(rows: Vec<SqliteRow>) -> Result<Self::Out, sqlx::Error>;
     fn map_err(e: sqlx::Error) -> StoreError;
-    fn reply(self, outcome: Result<Self::Out, StoreError>);
 }
 
-struct QueuedStep {
+/// A write waiting in its lane, and where its caller waits for the outcome.
+struct Queued<J: Job> {
+    /// Its place in the order of all queued writes.
+    seq: u64,
+    job: J,
+    done: oneshot::Sender<Result<J::Out, StoreError>>,
+}
+
+impl<J: Job> Queued<J> {
+    fn reply(self, outcome: Result<J::Out, StoreError>) {
+        // A caller that gave up no longer listens.
+        let _ = self.done.send(outcome);
+    }
+}
+
+struct StepWrite {
     run_id: Uuid,
     step: RunStep,
     tokens_input: i64,
     tokens_output: i64,
-    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-impl Job for QueuedStep {
+impl Job for StepWrite {
     type Out = ();
     fn statements() -> String {
         "INSERT INTO agent_run_steps (run_id, step, tool, action, \
@@ -163,11 +184,7 @@ impl Job for QueuedStep {
             .into()
     }
     const STATEMENT_COUNT: usize = 2;
-
-    fn texts() -> &'static OnceLock<Vec<String>> {
-        static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-        &TEXTS
-    }
+    const KIND: usize = 0;
 
     fn bind<'q>(
         &'q self,
@@ -189,31 +206,22 @@ impl Job for QueuedStep {
     fn map_err(e: sqlx::Error) -> StoreError {
         step_write_err(e)
     }
-
-    fn reply(self, outcome: Result<(), StoreError>) {
-        let _ = self.done.send(outcome);
-    }
 }
 
-struct QueuedCreate {
+struct RunCreation {
     id: Uuid,
     ts: chrono::DateTime<chrono::Utc>,
     run: NewRun,
-    done: oneshot::Sender<Result<RunRow, StoreError>>,
 }
 
-impl Job for QueuedCreate {
+impl Job for RunCreation {
     type Out = RunRow;
     fn statements() -> String {
         let values = vec!["?"; NEW_RUN_COLS.split(',').count()].join(", ");
         format!("INSERT INTO agent_runs ({NEW_RUN_COLS}) VALUES ({values}) RETURNING {RUN_COLS}; ")
     }
     const STATEMENT_COUNT: usize = 1;
-
-    fn texts() -> &'static OnceLock<Vec<String>> {
-        static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-        &TEXTS
-    }
+    const KIND: usize = 1;
 
     fn bind<'q>(
         &'q self,
@@ -231,20 +239,15 @@ impl Job for QueuedCreate {
     fn map_err(e: sqlx::Error) -> StoreError {
         create_run_err(e)
     }
-
-    fn reply(self, outcome: Result<RunRow, StoreError>) {
-        let _ = self.done.send(outcome);
-    }
 }
 
-struct QueuedUpdate {
+struct RunUpdateWrite {
     id: Uuid,
     update: RunUpdate,
-    /// Whether the update matched the run.
-    done: oneshot::Sender<Result<bool, StoreError>>,
 }
 
-impl Job for QueuedUpdate {
+impl Job for RunUpdateWrite {
+    /// Whether the update matched the run.
     type Out = bool;
     // One text for every `RunUpdate`, so that updates share groups: a field left `None` keeps
     // its value (`COALESCE`), as the store's own update query leaves it out. A status is only
@@ -262,11 +265,7 @@ impl Job for QueuedUpdate {
             .into()
     }
     const STATEMENT_COUNT: usize = 1;
-
-    fn texts() -> &'static OnceLock<Vec<String>> {
-        static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-        &TEXTS
-    }
+    const KIND: usize = 2;
 
     fn bind<'q>(
         &'q self,
@@ -301,22 +300,18 @@ impl Job for QueuedUpdate {
     fn map_err(e: sqlx::Error) -> StoreError {
         db_err(e)
     }
-
-    fn reply(self, outcome: Result<bool, StoreError>) {
-        let _ = self.done.send(outcome);
-    }
 }
 
 /// Exclusive use of one SQLite connection (the writer's, or a reader's) until dropped.
 pub(crate) enum ConnGuard {
-    Dedicated(OwnedMutexGuard<SqliteConnection>),
-    Pooled(PoolConnection<Sqlite>),
-    /// A read connection and its permit. Fields drop in order: the connection is let go
-    /// before the permit, so whoever the permit goes to next finds a free connection.
-    Reader {
+    /// A connection of its own. A reader's comes with its permit; fields drop in order, so the
+    /// connection is let go before the permit, and whoever the permit goes to next finds a
+    /// free connection.
+    Dedicated {
         conn: OwnedMutexGuard<SqliteConnection>,
-        _permit: OwnedSemaphorePermit,
+        _permit: Option<OwnedSemaphorePermit>,
     },
+    Pooled(PoolConnection<Sqlite>),
 }
 
 impl Deref for ConnGuard {
@@ -324,9 +319,8 @@ impl Deref for ConnGuard {
 
     fn deref(&self) -> &SqliteConnection {
         match self {
-            ConnGuard::Dedicated(c) => c,
+            ConnGuard::Dedicated { conn, .. } => conn,
             ConnGuard::Pooled(c) => c,
-            ConnGuard::Reader { conn, .. } => conn,
         }
     }
 }
@@ -334,9 +328,8 @@ impl Deref for ConnGuard {
 impl DerefMut for ConnGuard {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         match self {
-            ConnGuard::Dedicated(c) => c,
+            ConnGuard::Dedicated { conn, .. } => conn,
             ConnGuard::Pooled(c) => c,
-            ConnGuard::Reader { conn, .. } => conn,
         }
     }
 }
@@ -377,6 +370,11 @@ impl SqliteWriter {
                 queue: std::sync::Mutex::new(Queue::default()),
                 step_groups: AtomicU64::new(0),
                 run_groups: AtomicU64::new(0),
+                texts: [
+                    group_texts::<StepWrite>(),
+                    group_texts::<RunCreation>(),
+                    group_texts::<RunUpdateWrite>(),
+                ],
             }),
         }
     }
@@ -385,9 +383,10 @@ impl SqliteWriter {
     /// mid-statement (its future dropped) leaves no transaction open behind it.
     pub(crate) async fn lock(&self) -> Result<ConnGuard, StoreError> {
         match &self.inner.conn {
-            WriterConn::Dedicated { conn, .. } => {
-                Ok(ConnGuard::Dedicated(conn.clone().lock_owned().await))
-            }
+            WriterConn::Dedicated { conn, .. } => Ok(ConnGuard::Dedicated {
+                conn: conn.clone().lock_owned().await,
+                _permit: None,
+            }),
             WriterConn::Pooled(pool) => {
                 Ok(ConnGuard::Pooled(pool.acquire().await.map_err(db_err)?))
             }
@@ -419,17 +418,19 @@ impl SqliteWriter {
         self.inner.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a write, starts a flush unless one is running, and waits for the outcome.
-    async fn submit<T>(
+    /// Queues a write in its lane, starts a flush unless one is running, and waits for the
+    /// outcome.
+    async fn submit<J: Job>(
         &self,
-        push: impl FnOnce(&mut Queue, u64, oneshot::Sender<Result<T, StoreError>>),
-    ) -> Result<T, StoreError> {
+        job: J,
+        lane: fn(&mut Queue) -> &mut VecDeque<Queued<J>>,
+    ) -> Result<J::Out, StoreError> {
         let (done, outcome) = oneshot::channel();
         let start = {
             let mut queue = self.queue();
             queue.seq += 1;
             let seq = queue.seq;
-            push(&mut queue, seq, done);
+            lane(&mut queue).push_back(Queued { seq, job, done });
             !std::mem::replace(&mut queue.flushing, true)
         };
         if start {
@@ -453,19 +454,13 @@ impl SqliteWriter {
         tokens_input: i64,
         tokens_output: i64,
     ) -> Result<(), StoreError> {
-        self.submit(|queue, seq, done| {
-            queue.steps.push_back((
-                seq,
-                QueuedStep {
-                    run_id,
-                    step,
-                    tokens_input,
-                    tokens_output,
-                    done,
-                },
-            ))
-        })
-        .await
+        let job = StepWrite {
+            run_id,
+            step,
+            tokens_input,
+            tokens_output,
+        };
+        self.submit(job, |queue| &mut queue.steps).await
     }
 
     /// Inserts a new run (`pending`), and returns its row once committed.
@@ -475,23 +470,15 @@ impl SqliteWriter {
         ts: chrono::DateTime<chrono::Utc>,
         run: NewRun,
     ) -> Result<RunRow, StoreError> {
-        self.submit(|queue, seq, done| {
-            queue
-                .creates
-                .push_back((seq, QueuedCreate { id, ts, run, done }))
-        })
-        .await
+        self.submit(RunCreation { id, ts, run }, |queue| &mut queue.creates)
+            .await
     }
 
     /// Applies an update to a run; `false` when it matched none (the run is missing, or the
     /// update sets a status and the run is already terminal).
     pub(crate) async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<bool, StoreError> {
-        self.submit(|queue, seq, done| {
-            queue
-                .updates
-                .push_back((seq, QueuedUpdate { id, update, done }))
-        })
-        .await
+        self.submit(RunUpdateWrite { id, update }, |queue| &mut queue.updates)
+            .await
     }
 
     /// Writes queued writes until none is left: each round takes the writer and one group,
@@ -532,7 +519,7 @@ impl SqliteWriter {
     async fn flush_group<J: Job>(
         &self,
         conn: Result<ConnGuard, StoreError>,
-        group: Vec<J>,
+        group: Vec<Queued<J>>,
         committed: &AtomicU64,
     ) {
         let mut conn = match conn {
@@ -586,12 +573,12 @@ impl SqliteWriter {
     async fn write_group<J: Job>(
         &self,
         conn: &mut ConnGuard,
-        group: &[J],
+        group: &[Queued<J>],
     ) -> Result<Vec<Result<J::Out, sqlx::Error>>, sqlx::Error> {
         let ts = now();
-        let mut query = sqlx::query::<Sqlite>(group_sql::<J>(group.len()));
-        for job in group {
-            query = job.bind(query, ts);
+        let mut query = sqlx::query::<Sqlite>(&self.inner.texts[J::KIND][group.len()]);
+        for queued in group {
+            query = queued.job.bind(query, ts);
         }
         // One result per statement, each after the rows it returned: `BEGIN`, the group's
         // statements in order, `COMMIT`.
@@ -649,8 +636,8 @@ impl SqliteWriter {
             WriterConn::Dedicated { options, .. } => SqliteConnection::connect_with(options)
                 .await
                 .map(|c| match conn {
-                    ConnGuard::Dedicated(guard) => **guard = c,
-                    ConnGuard::Pooled(_) | ConnGuard::Reader { .. } => {}
+                    ConnGuard::Dedicated { conn, .. } => **conn = c,
+                    ConnGuard::Pooled(_) => {}
                 }),
             WriterConn::Pooled(pool) => {
                 if let ConnGuard::Pooled(old) = conn {
@@ -683,22 +670,13 @@ impl Drop for StopGuard<'_> {
     }
 }
 
-/// `BEGIN; <the job's statements> × n COMMIT` with positional `?` parameters, which sqlx
-/// numbers on across the statements of one command. (A `$n` names the n-th argument of the
-/// whole command, so every write would need numbers of its own.)
-fn group_sql<J: Job>(n: usize) -> &'static str {
-    let all = J::texts().get_or_init(|| {
-        (0..=MAX_GROUP)
-            .map(|n| {
-                let mut sql = String::from("BEGIN; ");
-                let statements = J::statements();
-                for _ in 0..n {
-                    sql.push_str(&statements);
-                }
-                sql.push_str("COMMIT");
-                sql
-            })
-            .collect()
-    });
-    &all[n]
+/// For each group size up to [`MAX_GROUP`], `BEGIN; <the job's statements> × n COMMIT` with
+/// positional `?` parameters, which sqlx numbers on across the statements of one command. (A
+/// `$n` names the n-th argument of the whole command, so every write would need numbers of
+/// its own.)
+fn group_texts<J: Job>() -> Vec<String> {
+    let statements = J::statements();
+    (0..=MAX_GROUP)
+        .map(|n| format!("BEGIN; {}COMMIT", statements.repeat(n)))
+        .collect()
 }

@@ -485,10 +485,7 @@ async fn parallel_steps_of_one_run_are_all_counted() {
 /// busy handler; many concurrent writes of different runs all land.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_writes_through_one_connection_and_concurrent_writers_all_land() {
-    let db = testing::sqlite().await;
-    let sqlite = leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
-        .await
-        .unwrap();
+    let (db, sqlite) = direct_sqlite().await;
     assert!(sqlite.writes_through_dedicated_connection());
     assert!(
         sqlite.read_connections().is_some_and(|n| n > 1),
@@ -528,6 +525,19 @@ async fn sqlite_writes_through_one_connection_and_concurrent_writers_all_land() 
     }
 }
 
+/// A SQLite test database, and the concrete store on it (for what only SQLite has: its
+/// writer's queue and group counters). The database lives as long as the first value.
+async fn direct_sqlite() -> (
+    testing::TestStore,
+    std::sync::Arc<leforge_store::SqliteStore>,
+) {
+    let db = testing::sqlite().await;
+    let sqlite = leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
+        .await
+        .unwrap();
+    (db, std::sync::Arc::new(sqlite))
+}
+
 /// Polls until `n` writes wait for the SQLite writer.
 async fn until_queued(sqlite: &leforge_store::SqliteStore, n: usize) {
     for _ in 0..2000 {
@@ -544,12 +554,7 @@ async fn until_queued(sqlite: &leforge_store::SqliteStore, n: usize) {
 /// every other step still lands and every caller hears its own outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
-    let db = testing::sqlite().await;
-    let sqlite = std::sync::Arc::new(
-        leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
-            .await
-            .unwrap(),
-    );
+    let (_db, sqlite) = direct_sqlite().await;
     let agent = sqlite.create_agent(new_agent("Grouped")).await.unwrap();
     let mut runs = Vec::new();
     for i in 0..6 {
@@ -634,12 +639,7 @@ async fn sqlite_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
 /// idempotency key taken within the same group, a terminal run, and a missing one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_groups_run_creations_and_updates_with_outcomes_of_their_own() {
-    let db = testing::sqlite().await;
-    let sqlite = std::sync::Arc::new(
-        leforge_store::SqliteStore::connect(&db.url, leforge_store::Migrate::No)
-            .await
-            .unwrap(),
-    );
+    let (_db, sqlite) = direct_sqlite().await;
     let agent = sqlite
         .create_agent(new_agent("Grouped runs"))
         .await
