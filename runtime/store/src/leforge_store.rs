@@ -4,6 +4,7 @@
 //! The SQL is written once (see `sql_store.rs`) and instantiated for each back end; the few
 //! places where the dialects differ are named explicitly. Nothing here knows about HTTP.
 
+mod pg_steps;
 mod rows;
 mod sql_store;
 mod sqlite_readers;
@@ -19,6 +20,7 @@ use leforge_core::{Store, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use pg_steps::PgStepWriter;
 pub use sql_store::{PgStore, SqliteStore};
 use sqlite_readers::SqliteReaders;
 use sqlite_writer::SqliteWriter;
@@ -123,6 +125,7 @@ impl PgStore {
         Ok(PgStore {
             writer: pool.clone(),
             pool,
+            steps: PgStepWriter::start(progress.clone()),
             progress,
         })
     }

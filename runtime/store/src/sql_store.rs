@@ -17,6 +17,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db_err;
+use crate::pg_steps::PgStepWriter;
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
 use crate::sqlite_readers::SqliteReaders;
 use crate::sqlite_writer::{ConnGuard, SqliteWriter};
@@ -29,7 +30,8 @@ pub(crate) const RUN_COLS: &str =
     error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
     triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at, \
     mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner";
-const STEP_COLS: &str = "run_id, step, tool, action, input, output, error, duration_ms, started_at";
+pub(crate) const STEP_COLS: &str =
+    "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
 const SCRIPT_COLS: &str = "seq, id, name, description, source, version, created_at, updated_at";
 const RUN_HOOK_COLS: &str = "run_id, hook, script, script_id, script_version, step, \
@@ -67,6 +69,7 @@ macro_rules! insert_step_sql {
          error, duration_ms, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     };
 }
+pub(crate) use insert_step_sql;
 
 /// Binds a step's nine columns, in the step INSERT's column order, after whatever `query`
 /// has bound already.
@@ -1227,6 +1230,8 @@ pub struct PgStore {
     /// Step rows and the counters written with them, committed asynchronously: see
     /// `PgStore::connect` for why.
     pub(crate) progress: sqlx::Pool<sqlx::Postgres>,
+    /// Writes the steps, on `progress`, grouping them under load.
+    pub(crate) steps: PgStepWriter,
 }
 
 impl PgStore {
@@ -1240,6 +1245,22 @@ impl PgStore {
 
     pub fn progress_pool(&self) -> &sqlx::Pool<sqlx::Postgres> {
         &self.progress
+    }
+
+    /// Steps written together in one statement, counted once per statement.
+    pub fn step_groups_committed(&self) -> u64 {
+        self.steps.groups_committed()
+    }
+
+    /// Steps waiting for a turn of the step writer.
+    pub fn steps_queued(&self) -> usize {
+        self.steps.queued()
+    }
+
+    /// Takes every turn of the step writer, so steps queue until the guard is dropped.
+    #[cfg(feature = "testing")]
+    pub async fn hold_step_writer(&self) -> impl Send {
+        self.steps.hold().await
     }
 
     async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
@@ -1285,32 +1306,8 @@ impl PgStore {
         step: RunStep,
         progress: Option<(i64, i64)>,
     ) -> Result<(), StoreError> {
-        let Some((tokens_input, tokens_output)) = progress else {
-            let mut conn = self.progress.acquire().await.map_err(db_err)?;
-            return insert_step::<sqlx::Postgres>(&mut conn, run_id, &step).await;
-        };
-        // One statement, so one round trip and one commit per step: the per-step cost on a
-        // networked database is round trips. The UPDATE cannot see the row the CTE inserts
-        // (same snapshot), hence the `+ 1`. Parallel steps of one run queue on the run's row
-        // lock, and a waiter re-reads the row but not the snapshot of its COUNT:
-        // `total_steps + 1` covers that case.
-        bind_step(
-            sqlx::query::<sqlx::Postgres>(concat!(
-                "WITH new_step AS (",
-                insert_step_sql!(),
-                ") UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
-                 (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
-                 tokens_input = $10, tokens_output = $11, updated_at = $12 WHERE id = $1"
-            )),
-            run_id,
-            &step,
-        )
-        .bind(tokens_input)
-        .bind(tokens_output)
-        .bind(now())
-        .execute(&self.progress)
-        .await
-        .map_err(step_write_err)?;
-        Ok(())
+        self.steps
+            .write(&self.progress, run_id, step, progress)
+            .await
     }
 }

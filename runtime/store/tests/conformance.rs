@@ -871,6 +871,126 @@ async fn sqlite_in_memory_reads_what_it_wrote() {
     );
 }
 
+/// PostgreSQL: steps that arrive while every turn of the step writer is busy are written as
+/// one statement; a caller that gives up does not take its step with it; and when one step
+/// of a group fails, the others still land and every caller hears its own outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
+    let Some(db) = testing::postgres().await else {
+        return;
+    };
+    let pg = std::sync::Arc::new(
+        leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
+            .await
+            .unwrap(),
+    );
+    let until_queued = |n: usize| {
+        let pg = pg.clone();
+        async move {
+            for _ in 0..2000 {
+                if pg.steps_queued() == n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            panic!("{} steps queued, expected {n}", pg.steps_queued());
+        }
+    };
+    let agent = pg.create_agent(new_agent("Grouped")).await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..6 {
+        let run = pg
+            .create_run(NewRun::simple(agent.id, format!("job {i}")))
+            .await
+            .unwrap();
+        runs.push(run.id);
+    }
+    let append = |run_id: Uuid, n: i32, tokens: i64| {
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            pg.append_step_with_progress(run_id, step(n, "string-utils"), tokens, 1)
+                .await
+        })
+    };
+
+    // Two steps of each run, queued while every turn is held; one caller gives up; one more
+    // step carries no progress, so it is stored but moves no counter.
+    let held = pg.hold_step_writer().await;
+    let groups = pg.step_groups_committed();
+    let mut tasks: Vec<_> = runs
+        .iter()
+        .flat_map(|&id| [append(id, 1, 10), append(id, 2, 20)])
+        .collect();
+    let quiet_run = pg
+        .create_run(NewRun::simple(agent.id, "quiet"))
+        .await
+        .unwrap()
+        .id;
+    let quiet = {
+        let pg = pg.clone();
+        tokio::spawn(async move { pg.append_step(quiet_run, step(1, "json-utils")).await })
+    };
+    until_queued(13).await;
+    tasks.pop().unwrap().abort();
+    assert_eq!(
+        pg.step_groups_committed(),
+        groups,
+        "nothing is written while held"
+    );
+    drop(held);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    quiet.await.unwrap().unwrap();
+    assert_eq!(pg.step_groups_committed(), groups + 1, "one statement");
+    for id in &runs {
+        let run = pg.get_run(*id).await.unwrap().unwrap();
+        let numbers: Vec<i32> = run.steps.iter().map(|s| s.step).collect();
+        // The abandoned caller's step landed too: it was written with its group.
+        assert_eq!((run.total_steps, numbers), (2, vec![1, 2]), "run {id}");
+        assert_eq!(
+            (run.tokens_input, run.tokens_output),
+            (20, 1),
+            "the highest tokens"
+        );
+    }
+    let quiet = pg.get_run(quiet_run).await.unwrap().unwrap();
+    assert_eq!((quiet.steps.len(), quiet.total_steps), (1, 0));
+
+    // A group holding a taken step number and a missing run: those two fail, alone.
+    let held = pg.hold_step_writer().await;
+    let valid: Vec<_> = runs.iter().map(|&id| append(id, 4, 30)).collect();
+    let taken = append(runs[0], 1, 30);
+    let missing = append(Uuid::new_v4(), 1, 30);
+    until_queued(8).await;
+    drop(held);
+    for t in valid {
+        t.await.unwrap().unwrap();
+    }
+    match taken.await.unwrap() {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "step"),
+        other => panic!("a taken step number should conflict, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            missing.await.unwrap(),
+            Err(StoreError::NotFound { entity: "run" })
+        ),
+        "a step of a missing run"
+    );
+    assert_eq!(
+        pg.step_groups_committed(),
+        groups + 1,
+        "the failed group was written one step at a time"
+    );
+    for id in &runs {
+        let run = pg.get_run(*id).await.unwrap().unwrap();
+        assert_eq!(run.total_steps, 3, "run {id}");
+        assert_eq!(run.steps.last().map(|s| s.step), Some(4));
+        assert_eq!(run.tokens_input, 30);
+    }
+}
+
 /// PostgreSQL: step rows commit asynchronously (their own pool's sessions), everything else
 /// synchronously; see `PgStore::connect`.
 #[tokio::test]
