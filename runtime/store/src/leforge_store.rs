@@ -4,7 +4,7 @@
 //! The SQL is written once (see `sql_store.rs`) and instantiated for each back end; the few
 //! places where the dialects differ are named explicitly. Nothing here knows about HTTP.
 
-mod pg_steps;
+mod pg_groups;
 mod rows;
 mod sql_store;
 mod sqlite_readers;
@@ -20,7 +20,7 @@ use leforge_core::{Store, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use pg_steps::PgStepWriter;
+use pg_groups::PgGrouped;
 pub use sql_store::{PgStore, SqliteStore};
 use sqlite_readers::SqliteReaders;
 use sqlite_writer::SqliteWriter;
@@ -123,9 +123,10 @@ impl PgStore {
             .await
             .map_err(db_err)?;
         Ok(PgStore {
+            creations: PgGrouped::start(pool.clone()),
             writer: pool.clone(),
             pool,
-            steps: PgStepWriter::start(progress.clone()),
+            steps: PgGrouped::start(progress.clone()),
             progress,
         })
     }

@@ -17,7 +17,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db_err;
-use crate::pg_steps::PgStepWriter;
+use crate::pg_groups::{PgGrouped, RunCreation, StepWrite};
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
 use crate::sqlite_readers::SqliteReaders;
 use crate::sqlite_writer::{ConnGuard, SqliteWriter};
@@ -1231,7 +1231,9 @@ pub struct PgStore {
     /// `PgStore::connect` for why.
     pub(crate) progress: sqlx::Pool<sqlx::Postgres>,
     /// Writes the steps, on `progress`, grouping them under load.
-    pub(crate) steps: PgStepWriter,
+    pub(crate) steps: PgGrouped<StepWrite>,
+    /// Writes new runs, on `writer`, grouping them under load.
+    pub(crate) creations: PgGrouped<RunCreation>,
 }
 
 impl PgStore {
@@ -1252,15 +1254,21 @@ impl PgStore {
         self.steps.groups_committed()
     }
 
-    /// Steps waiting for a turn of the step writer.
-    pub fn steps_queued(&self) -> usize {
-        self.steps.queued()
+    /// Runs created together in one statement, counted once per statement.
+    pub fn creation_groups_committed(&self) -> u64 {
+        self.creations.groups_committed()
     }
 
-    /// Takes every turn of the step writer, so steps queue until the guard is dropped.
+    /// Steps and creations waiting for a turn of their writers.
+    pub fn writes_queued(&self) -> usize {
+        self.steps.queued() + self.creations.queued()
+    }
+
+    /// Takes every turn of the step and creation writers, so those writes queue until the
+    /// guard is dropped.
     #[cfg(feature = "testing")]
-    pub async fn hold_step_writer(&self) -> impl Send {
-        self.steps.hold().await
+    pub async fn hold_group_writers(&self) -> impl Send {
+        (self.steps.hold().await, self.creations.hold().await)
     }
 
     async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
@@ -1277,18 +1285,7 @@ impl PgStore {
         ts: chrono::DateTime<chrono::Utc>,
         run: NewRun,
     ) -> Result<RunRow, StoreError> {
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            let values: Vec<String> = (1..=15).map(|i| format!("${i}")).collect();
-            format!(
-                "INSERT INTO agent_runs ({NEW_RUN_COLS}) VALUES ({}) RETURNING {RUN_COLS}",
-                values.join(", ")
-            )
-        });
-        let row = bind_new_run(sqlx::query::<sqlx::Postgres>(&SQL), id, ts, &run)
-            .fetch_one(&mut *self.write_conn().await?)
-            .await
-            .map_err(create_run_err)?;
-        sqlx::FromRow::from_row(&row).map_err(db_err)
+        self.creations.write(RunCreation { id, ts, run }).await
     }
 
     async fn write_run_update(&self, id: Uuid, update: RunUpdate) -> Result<bool, StoreError> {
@@ -1307,7 +1304,11 @@ impl PgStore {
         progress: Option<(i64, i64)>,
     ) -> Result<(), StoreError> {
         self.steps
-            .write(&self.progress, run_id, step, progress)
+            .write(StepWrite {
+                run_id,
+                step,
+                progress,
+            })
             .await
     }
 }

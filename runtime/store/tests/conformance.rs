@@ -888,12 +888,12 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         let pg = pg.clone();
         async move {
             for _ in 0..2000 {
-                if pg.steps_queued() == n {
+                if pg.writes_queued() == n {
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
-            panic!("{} steps queued, expected {n}", pg.steps_queued());
+            panic!("{} steps queued, expected {n}", pg.writes_queued());
         }
     };
     let agent = pg.create_agent(new_agent("Grouped")).await.unwrap();
@@ -913,19 +913,20 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         })
     };
 
-    // Two steps of each run, queued while every turn is held; one caller gives up; one more
-    // step carries no progress, so it is stored but moves no counter.
-    let held = pg.hold_step_writer().await;
-    let groups = pg.step_groups_committed();
-    let mut tasks: Vec<_> = runs
-        .iter()
-        .flat_map(|&id| [append(id, 1, 10), append(id, 2, 20)])
-        .collect();
     let quiet_run = pg
         .create_run(NewRun::simple(agent.id, "quiet"))
         .await
         .unwrap()
         .id;
+
+    // Two steps of each run, queued while every turn is held; one caller gives up; one more
+    // step carries no progress, so it is stored but moves no counter.
+    let held = pg.hold_group_writers().await;
+    let groups = pg.step_groups_committed();
+    let mut tasks: Vec<_> = runs
+        .iter()
+        .flat_map(|&id| [append(id, 1, 10), append(id, 2, 20)])
+        .collect();
     let quiet = {
         let pg = pg.clone();
         tokio::spawn(async move { pg.append_step(quiet_run, step(1, "json-utils")).await })
@@ -958,7 +959,7 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     assert_eq!((quiet.steps.len(), quiet.total_steps), (1, 0));
 
     // A group holding a taken step number and a missing run: those two fail, alone.
-    let held = pg.hold_step_writer().await;
+    let held = pg.hold_group_writers().await;
     let valid: Vec<_> = runs.iter().map(|&id| append(id, 4, 30)).collect();
     let taken = append(runs[0], 1, 30);
     let missing = append(Uuid::new_v4(), 1, 30);
@@ -989,6 +990,101 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         assert_eq!(run.steps.last().map(|s| s.step), Some(4));
         assert_eq!(run.tokens_input, 30);
     }
+}
+
+/// PostgreSQL: runs created while every turn of the creation writer is busy are inserted by
+/// one statement, and each caller gets its own run back; a key used twice in one group fails
+/// only its second use; a creation whose caller gave up before its turn is not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
+    let Some(db) = testing::postgres().await else {
+        return;
+    };
+    let pg = std::sync::Arc::new(
+        leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
+            .await
+            .unwrap(),
+    );
+    let until_queued = |n: usize| {
+        let pg = pg.clone();
+        async move {
+            for _ in 0..2000 {
+                if pg.writes_queued() == n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            panic!("{} writes queued, expected {n}", pg.writes_queued());
+        }
+    };
+    let agent = pg.create_agent(new_agent("Grouped runs")).await.unwrap();
+    let create = |input: String, key: Option<&str>| {
+        let pg = pg.clone();
+        let mut new = NewRun::simple(agent.id, input);
+        new.idempotency_key = key.map(str::to_string);
+        new.triggered_by = Some("key-1".into());
+        new.limits = Some(serde_json::json!({"max_steps": 3}));
+        tokio::spawn(async move { pg.create_run(new).await })
+    };
+
+    let held = pg.hold_group_writers().await;
+    let groups = pg.creation_groups_committed();
+    let mut plain: Vec<_> = (0..6).map(|i| create(format!("job {i}"), None)).collect();
+    until_queued(6).await;
+    // The last caller gives up while its creation waits.
+    plain.pop().unwrap().abort();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    drop(held);
+    let mut ids = std::collections::HashSet::new();
+    for (i, t) in plain.into_iter().enumerate() {
+        let run = t.await.unwrap().unwrap();
+        assert_eq!(run.input_text, format!("job {i}"));
+        assert_eq!(run.status, RunStatus::Pending);
+        assert_eq!(run.agent_id, agent.id);
+        assert_eq!(run.triggered_by.as_deref(), Some("key-1"));
+        assert_eq!(run.limits, Some(serde_json::json!({"max_steps": 3})));
+        // What the caller got back is what was stored.
+        let stored = pg.get_run(run.id).await.unwrap().unwrap();
+        assert_eq!(stored.created_at, run.created_at);
+        assert_eq!(stored.input_text, run.input_text);
+        ids.insert(run.id);
+    }
+    assert_eq!(ids.len(), 5, "every run has an id of its own");
+    assert_eq!(pg.creation_groups_committed(), groups + 1, "one statement");
+    let all = pg
+        .list_runs(
+            RunFilter {
+                agent_id: Some(agent.id),
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 5, "the abandoned creation was not written");
+
+    // One idempotency key twice in one group: the statement fails on the unique index, and
+    // the runs are written again one at a time, so only the second use of the key fails.
+    let held = pg.hold_group_writers().await;
+    let first = create("keyed".into(), Some("same-key"));
+    until_queued(1).await;
+    let second = create("keyed".into(), Some("same-key"));
+    until_queued(2).await;
+    let bystander = create("bystander".into(), None);
+    until_queued(3).await;
+    drop(held);
+    let winner = first.await.unwrap().unwrap();
+    assert_eq!(winner.idempotency_key.as_deref(), Some("same-key"));
+    match second.await.unwrap() {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "idempotency_key"),
+        other => panic!("the second use of a key should conflict, got {other:?}"),
+    }
+    let bystander = bystander.await.unwrap().unwrap();
+    assert_eq!(
+        pg.get_run(bystander.id).await.unwrap().unwrap().input_text,
+        "bystander"
+    );
+    assert_eq!(pg.creation_groups_committed(), groups + 1);
 }
 
 /// PostgreSQL: step rows commit asynchronously (their own pool's sessions), everything else

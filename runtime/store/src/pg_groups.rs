@@ -1,0 +1,397 @@
+//! PostgreSQL's busiest writes, grouped under load: step rows (with the run's counters) and
+//! run creations.
+//!
+//! Each is one statement. Under load most of a statement's cost is not its work but what
+//! surrounds it, on both sides of the socket and on the same cores: the pool's checkout and
+//! the ping sqlx sends when a connection goes back, the protocol messages, the backend's
+//! wake-up, and the commit (for a creation, a WAL flush). So a few statements of a kind run
+//! at once ([`IN_FLIGHT`]), and a write that arrives while they are all busy waits in a
+//! queue; the next free turn writes everything queued by then as one multi-row statement.
+//! An idle writer adds nothing: a write that finds a turn free and nobody queued is written
+//! at once, by its own caller.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use leforge_core::{NewRun, RunStep, StoreError};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::db_err;
+use crate::rows::{now, RunRow};
+use crate::sql_store::{
+    bind_new_run, bind_step, create_run_err, insert_step_sql, step_write_err, NEW_RUN_COLS,
+    RUN_COLS, STEP_COLS,
+};
+
+/// Statements of one kind written at once; each holds a connection of its pool (which has
+/// more, for everything else).
+const IN_FLIGHT: usize = 4;
+/// Writes per grouped statement at most. Each group size is its own statement text, prepared
+/// once per connection, so sizes are bounded; parameters stay far below PostgreSQL's limit.
+const MAX_GROUP: usize = 32;
+
+/// A kind of write that can be grouped.
+pub(crate) trait GroupWrite: Send + Sync + Sized + 'static {
+    type Out: Send + 'static;
+
+    /// Whether a write whose caller has gone is still made. A step is: it records work that
+    /// was done. A creation is not: nobody has the new run's id.
+    const WRITE_ABANDONED: bool;
+
+    /// One write in one statement; its own outcome.
+    fn write_one(
+        &self,
+        pool: &PgPool,
+    ) -> impl Future<Output = Result<Self::Out, StoreError>> + Send;
+
+    /// All of `group` (two or more) in one statement, outcomes in order; any error fails the
+    /// statement, and the writes are then made one by one.
+    fn write_many(
+        group: &[Self],
+        pool: &PgPool,
+    ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send;
+}
+
+struct Queued<W: GroupWrite> {
+    write: W,
+    done: oneshot::Sender<Result<W::Out, StoreError>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// One permit per statement in flight.
+    turns: Arc<Semaphore>,
+    /// Writes sent and not yet taken into a statement.
+    queued: AtomicUsize,
+    /// Multi-row statements committed (for tests).
+    groups: AtomicU64,
+}
+
+/// The queue of one kind of write.
+pub(crate) struct PgGrouped<W: GroupWrite> {
+    pool: PgPool,
+    tx: mpsc::UnboundedSender<Queued<W>>,
+    shared: Arc<Shared>,
+}
+
+impl<W: GroupWrite> Clone for PgGrouped<W> {
+    fn clone(&self) -> Self {
+        PgGrouped {
+            pool: self.pool.clone(),
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<W: GroupWrite> std::fmt::Debug for PgGrouped<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgGrouped")
+            .field("queued", &self.queued())
+            .field("groups_committed", &self.groups_committed())
+            .finish()
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database("the PostgreSQL group writer has stopped".into())
+}
+
+impl<W: GroupWrite> PgGrouped<W> {
+    /// Starts the queue's task, writing on `pool`; the task ends with the last handle.
+    pub(crate) fn start(pool: PgPool) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            turns: Arc::new(Semaphore::new(IN_FLIGHT)),
+            queued: AtomicUsize::new(0),
+            groups: AtomicU64::new(0),
+        });
+        tokio::spawn(take_groups(pool.clone(), rx, shared.clone()));
+        PgGrouped { pool, tx, shared }
+    }
+
+    pub(crate) async fn write(&self, write: W) -> Result<W::Out, StoreError> {
+        // Nobody waiting and a turn free: no reason to go through the queue's task.
+        if self.shared.queued.load(Ordering::Acquire) == 0 {
+            if let Ok(_turn) = self.shared.turns.clone().try_acquire_owned() {
+                return write.write_one(&self.pool).await;
+            }
+        }
+        let (done, outcome) = oneshot::channel();
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(Queued { write, done }).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(stopped());
+        }
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    pub(crate) fn groups_committed(&self) -> u64 {
+        self.shared.groups.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
+    /// Takes every turn, so writes queue until the returned permit is dropped (tests).
+    pub(crate) async fn hold(&self) -> OwnedSemaphorePermit {
+        self.shared
+            .turns
+            .clone()
+            .acquire_many_owned(IN_FLIGHT as u32)
+            .await
+            .expect("the turns are never closed")
+    }
+}
+
+/// The queue's task: waits for a write, then for a free turn, then takes everything queued by
+/// then (up to [`MAX_GROUP`]) into one statement, written in a task of its own so that the
+/// next group can form meanwhile.
+async fn take_groups<W: GroupWrite>(
+    pool: PgPool,
+    mut rx: mpsc::UnboundedReceiver<Queued<W>>,
+    shared: Arc<Shared>,
+) {
+    while let Some(first) = rx.recv().await {
+        let turn = shared
+            .turns
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the turns are never closed");
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(queued) => group.push(queued),
+                Err(_) => break,
+            }
+        }
+        shared.queued.fetch_sub(group.len(), Ordering::AcqRel);
+        if !W::WRITE_ABANDONED {
+            group.retain(|q| !q.done.is_closed());
+        }
+        let pool = pool.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            write_group(&pool, group, &shared).await;
+            drop(turn);
+        });
+    }
+}
+
+async fn write_group<W: GroupWrite>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Shared) {
+    if group.len() > 1 {
+        let writes: Vec<W>;
+        let dones: Vec<_>;
+        (writes, dones) = group.into_iter().map(|q| (q.write, q.done)).unzip();
+        match W::write_many(&writes, pool).await {
+            Ok(outs) if outs.len() != writes.len() => {
+                // The statement committed, so writing again would write twice.
+                let message = format!(
+                    "a grouped write returned {} outcomes for {} writes",
+                    outs.len(),
+                    writes.len()
+                );
+                tracing::error!("{message}");
+                for done in dones {
+                    let _ = done.send(Err(StoreError::Database(message.clone())));
+                }
+            }
+            Ok(outs) => {
+                // Counted before anyone hears back, so a test that waited for its callers
+                // sees the count.
+                shared.groups.fetch_add(1, Ordering::AcqRel);
+                for (done, out) in dones.into_iter().zip(outs) {
+                    let _ = done.send(Ok(out));
+                }
+            }
+            // One bad write (a taken step number or idempotency key, a deleted run) fails the
+            // whole statement, and so would a lost connection: write them one by one, so each
+            // caller hears its own outcome.
+            outcome => {
+                if let Err(e) = outcome {
+                    tracing::debug!(error = %e, writes = writes.len(), "grouped write failed; writing one by one");
+                }
+                for (write, done) in writes.iter().zip(dones) {
+                    let _ = done.send(write.write_one(pool).await);
+                }
+            }
+        }
+        return;
+    }
+    for q in group {
+        let _ = q.done.send(q.write.write_one(pool).await);
+    }
+}
+
+/// `VALUES` rows for `n` writes of `cols` parameters each, `$1` on, each cast as `casts`
+/// says (empty: no cast). The parameter after the last is `n * cols + 1`.
+fn values_rows(n: usize, casts: &[&str]) -> String {
+    let cols = casts.len();
+    (0..n)
+        .map(|r| {
+            let params: Vec<String> = casts
+                .iter()
+                .enumerate()
+                .map(|(i, cast)| {
+                    let p = r * cols + i + 1;
+                    if cast.is_empty() {
+                        format!("${p}")
+                    } else {
+                        format!("${p}::{cast}")
+                    }
+                })
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A step row, with the run's tokens so far when it carries them.
+pub(crate) struct StepWrite {
+    pub run_id: Uuid,
+    pub step: RunStep,
+    pub progress: Option<(i64, i64)>,
+}
+
+/// The step columns, then the tokens (NULL: the step carries no progress). Every parameter
+/// is cast: in a VALUES list PostgreSQL has no column to infer its type from.
+const STEP_CASTS: [&str; 11] = [
+    "uuid",
+    "integer",
+    "text",
+    "text",
+    "jsonb",
+    "jsonb",
+    "text",
+    "bigint",
+    "timestamptz",
+    "bigint",
+    "bigint",
+];
+
+/// The statement for `n` steps, indexed by `n` (0 and 1 unused). Each run's counters move by
+/// its steps in the group, as in [`StepWrite::write_one`]; its tokens are the highest the
+/// group carries for it (they only grow).
+static STEP_GROUP_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_GROUP)
+        .map(|n| {
+            format!(
+                "WITH v ({STEP_COLS}, tokens_input, tokens_output) AS (VALUES {}), \
+                 new_steps AS (INSERT INTO agent_run_steps ({STEP_COLS}) SELECT {STEP_COLS} FROM v), \
+                 progress AS (SELECT run_id, COUNT(*) AS n, MAX(tokens_input) AS tokens_input, \
+                 MAX(tokens_output) AS tokens_output FROM v WHERE tokens_input IS NOT NULL \
+                 GROUP BY run_id) \
+                 UPDATE agent_runs r SET total_steps = GREATEST(r.total_steps + p.n, \
+                 (SELECT COUNT(*) FROM agent_run_steps s WHERE s.run_id = r.id) + p.n), \
+                 tokens_input = p.tokens_input, tokens_output = p.tokens_output, updated_at = ${} \
+                 FROM progress p WHERE r.id = p.run_id",
+                values_rows(n, &STEP_CASTS),
+                n * STEP_CASTS.len() + 1
+            )
+        })
+        .collect()
+});
+
+impl GroupWrite for StepWrite {
+    type Out = ();
+    const WRITE_ABANDONED: bool = true;
+
+    /// One statement, so one round trip and one commit. The UPDATE cannot see the row the
+    /// CTE inserts (same snapshot), hence the `+ 1`. Parallel steps of one run queue on the
+    /// run's row lock, and a waiter re-reads the row but not the snapshot of its COUNT:
+    /// `total_steps + 1` covers that case.
+    async fn write_one(&self, pool: &PgPool) -> Result<(), StoreError> {
+        let Some((tokens_input, tokens_output)) = self.progress else {
+            bind_step(sqlx::query(insert_step_sql!()), self.run_id, &self.step)
+                .execute(pool)
+                .await
+                .map_err(step_write_err)?;
+            return Ok(());
+        };
+        bind_step(
+            sqlx::query(concat!(
+                "WITH new_step AS (",
+                insert_step_sql!(),
+                ") UPDATE agent_runs SET total_steps = GREATEST(total_steps + 1, \
+                 (SELECT COUNT(*) FROM agent_run_steps WHERE run_id = $1) + 1), \
+                 tokens_input = $10, tokens_output = $11, updated_at = $12 WHERE id = $1"
+            )),
+            self.run_id,
+            &self.step,
+        )
+        .bind(tokens_input)
+        .bind(tokens_output)
+        .bind(now())
+        .execute(pool)
+        .await
+        .map_err(step_write_err)?;
+        Ok(())
+    }
+
+    async fn write_many(group: &[Self], pool: &PgPool) -> Result<Vec<()>, sqlx::Error> {
+        let mut query = sqlx::query(&STEP_GROUP_SQL[group.len()]);
+        for w in group {
+            query = bind_step(query, w.run_id, &w.step)
+                .bind(w.progress.map(|p| p.0))
+                .bind(w.progress.map(|p| p.1));
+        }
+        query.bind(now()).execute(pool).await?;
+        Ok(vec![(); group.len()])
+    }
+}
+
+/// A new run, with its id and creation time chosen by the caller.
+pub(crate) struct RunCreation {
+    pub id: Uuid,
+    pub ts: chrono::DateTime<chrono::Utc>,
+    pub run: NewRun,
+}
+
+/// The columns of [`NEW_RUN_COLS`], in order; their types come from the INSERT's columns.
+const NEW_RUN_PARAMS: usize = 15;
+
+/// The INSERT for `n` runs, indexed by `n` (0 unused).
+static CREATION_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_GROUP)
+        .map(|n| {
+            format!(
+                "INSERT INTO agent_runs ({NEW_RUN_COLS}) VALUES {} RETURNING {RUN_COLS}",
+                values_rows(n, &[""; NEW_RUN_PARAMS])
+            )
+        })
+        .collect()
+});
+
+impl GroupWrite for RunCreation {
+    type Out = RunRow;
+    const WRITE_ABANDONED: bool = false;
+
+    async fn write_one(&self, pool: &PgPool) -> Result<RunRow, StoreError> {
+        let row = bind_new_run(sqlx::query(&CREATION_SQL[1]), self.id, self.ts, &self.run)
+            .fetch_one(pool)
+            .await
+            .map_err(create_run_err)?;
+        sqlx::FromRow::from_row(&row).map_err(db_err)
+    }
+
+    async fn write_many(group: &[Self], pool: &PgPool) -> Result<Vec<RunRow>, sqlx::Error> {
+        let mut query = sqlx::query(&CREATION_SQL[group.len()]);
+        for c in group {
+            query = bind_new_run(query, c.id, c.ts, &c.run);
+        }
+        let rows = query.fetch_all(pool).await?;
+        // RETURNING promises no order: match the rows to the writes by id.
+        let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let run: RunRow = sqlx::FromRow::from_row(row)?;
+            by_id.insert(run.id, run);
+        }
+        Ok(group.iter().filter_map(|c| by_id.remove(&c.id)).collect())
+    }
+}
