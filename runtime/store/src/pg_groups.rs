@@ -185,9 +185,8 @@ async fn take_groups<W: GroupWrite>(
 
 async fn write_group<W: GroupWrite>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Shared) {
     if group.len() > 1 {
-        let writes: Vec<W>;
-        let dones: Vec<_>;
-        (writes, dones) = group.into_iter().map(|q| (q.write, q.done)).unzip();
+        let (writes, dones): (Vec<W>, Vec<_>) =
+            group.into_iter().map(|q| (q.write, q.done)).unzip();
         match W::write_many(&writes, pool).await {
             Ok(outs) if outs.len() != writes.len() => {
                 // The statement committed, so writing again would write twice.
