@@ -114,6 +114,11 @@ impl<W: GroupWrite> PgGrouped<W> {
     }
 
     pub(crate) async fn write(&self, write: W) -> Result<W::Out, StoreError> {
+        // The queue's task ends only with its runtime (a store used after the runtime that
+        // opened it has gone): write alone rather than not at all.
+        if self.tx.is_closed() {
+            return write.write_one(&self.pool).await;
+        }
         // Nobody waiting and a turn free: no reason to go through the queue's task.
         if self.shared.queued.load(Ordering::Acquire) == 0 {
             if let Ok(_turn) = self.shared.turns.clone().try_acquire_owned() {
@@ -209,14 +214,20 @@ async fn write_group<W: GroupWrite>(pool: &PgPool, group: Vec<Queued<W>>, shared
                 }
             }
             // One bad write (a taken step number or idempotency key, a deleted run) fails the
-            // whole statement, and so would a lost connection: write them one by one, so each
-            // caller hears its own outcome.
-            outcome => {
-                if let Err(e) = outcome {
-                    tracing::debug!(error = %e, writes = writes.len(), "grouped write failed; writing one by one");
-                }
+            // whole statement, which PostgreSQL then rolled back: write them one by one, so
+            // each caller hears its own outcome.
+            Err(sqlx::Error::Database(e)) => {
+                tracing::debug!(error = %e, writes = writes.len(), "grouped write failed; writing one by one");
                 for (write, done) in writes.iter().zip(dones) {
                     let _ = done.send(write.write_one(pool).await);
+                }
+            }
+            // Anything else (a lost connection, a row that would not decode) may come after
+            // the commit: writing again could write twice, so every caller hears the error.
+            Err(e) => {
+                let error = db_err(e);
+                for done in dones {
+                    let _ = done.send(Err(error.clone()));
                 }
             }
         }
@@ -276,20 +287,26 @@ const STEP_CASTS: [&str; 11] = [
 
 /// The statement for `n` steps, indexed by `n` (0 and 1 unused). Each run's counters move by
 /// its steps in the group, as in [`StepWrite::write_one`]; its tokens are the highest the
-/// group carries for it (they only grow).
+/// group carries for it (they only grow). A run's existing rows do not include those this
+/// statement inserts (one snapshot), hence `+ p.rows`: every step of the run in the group,
+/// with progress or without. `locked` takes the runs' row locks in id order before the
+/// UPDATE: two groups in flight can hold steps of the same runs (parallel tool calls), and
+/// locking them in whatever order a join produced could deadlock one against the other.
 static STEP_GROUP_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     (0..=MAX_GROUP)
         .map(|n| {
             format!(
                 "WITH v ({STEP_COLS}, tokens_input, tokens_output) AS (VALUES {}), \
                  new_steps AS (INSERT INTO agent_run_steps ({STEP_COLS}) SELECT {STEP_COLS} FROM v), \
-                 progress AS (SELECT run_id, COUNT(*) AS n, MAX(tokens_input) AS tokens_input, \
-                 MAX(tokens_output) AS tokens_output FROM v WHERE tokens_input IS NOT NULL \
-                 GROUP BY run_id) \
+                 progress AS (SELECT run_id, COUNT(*) AS rows, COUNT(tokens_input) AS n, \
+                 MAX(tokens_input) AS tokens_input, MAX(tokens_output) AS tokens_output \
+                 FROM v GROUP BY run_id HAVING COUNT(tokens_input) > 0), \
+                 locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
+                 WHERE r.id IN (SELECT run_id FROM progress) ORDER BY r.id FOR NO KEY UPDATE OF r) \
                  UPDATE agent_runs r SET total_steps = GREATEST(r.total_steps + p.n, \
-                 (SELECT COUNT(*) FROM agent_run_steps s WHERE s.run_id = r.id) + p.n), \
+                 (SELECT COUNT(*) FROM agent_run_steps s WHERE s.run_id = r.id) + p.rows), \
                  tokens_input = p.tokens_input, tokens_output = p.tokens_output, updated_at = ${} \
-                 FROM progress p WHERE r.id = p.run_id",
+                 FROM progress p JOIN locked l ON l.id = p.run_id WHERE r.id = p.run_id",
                 values_rows(n, &STEP_CASTS),
                 n * STEP_CASTS.len() + 1
             )

@@ -918,6 +918,11 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         .await
         .unwrap()
         .id;
+    let mixed_run = pg
+        .create_run(NewRun::simple(agent.id, "mixed"))
+        .await
+        .unwrap()
+        .id;
 
     // Two steps of each run, queued while every turn is held; one caller gives up; one more
     // step carries no progress, so it is stored but moves no counter.
@@ -931,7 +936,13 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         let pg = pg.clone();
         tokio::spawn(async move { pg.append_step(quiet_run, step(1, "json-utils")).await })
     };
-    until_queued(13).await;
+    // A run with a step of each kind in the group: both rows count, as one by one.
+    let mixed = {
+        let pg = pg.clone();
+        tokio::spawn(async move { pg.append_step(mixed_run, step(1, "json-utils")).await })
+    };
+    let mixed_progress = append(mixed_run, 2, 5);
+    until_queued(15).await;
     tasks.pop().unwrap().abort();
     assert_eq!(
         pg.step_groups_committed(),
@@ -943,6 +954,8 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         t.await.unwrap().unwrap();
     }
     quiet.await.unwrap().unwrap();
+    mixed.await.unwrap().unwrap();
+    mixed_progress.await.unwrap().unwrap();
     assert_eq!(pg.step_groups_committed(), groups + 1, "one statement");
     for id in &runs {
         let run = pg.get_run(*id).await.unwrap().unwrap();
@@ -957,6 +970,9 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     }
     let quiet = pg.get_run(quiet_run).await.unwrap().unwrap();
     assert_eq!((quiet.steps.len(), quiet.total_steps), (1, 0));
+    let mixed = pg.get_run(mixed_run).await.unwrap().unwrap();
+    assert_eq!((mixed.steps.len(), mixed.total_steps), (2, 2));
+    assert_eq!(mixed.tokens_input, 5);
 
     // A group holding a taken step number and a missing run: those two fail, alone.
     let held = pg.hold_group_writers().await;
@@ -1031,9 +1047,11 @@ async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
     let groups = pg.creation_groups_committed();
     let mut plain: Vec<_> = (0..6).map(|i| create(format!("job {i}"), None)).collect();
     until_queued(6).await;
-    // The last caller gives up while its creation waits.
-    plain.pop().unwrap().abort();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The last caller gives up while its creation waits (awaiting the aborted task returns
+    // once it has been dropped, with its end of the reply channel).
+    let gave_up = plain.pop().unwrap();
+    gave_up.abort();
+    assert!(gave_up.await.unwrap_err().is_cancelled());
     drop(held);
     let mut ids = std::collections::HashSet::new();
     for (i, t) in plain.into_iter().enumerate() {
