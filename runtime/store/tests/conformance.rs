@@ -1008,6 +1008,63 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     }
 }
 
+/// PostgreSQL: a queue longer than one group's bound is written as more than one statement,
+/// and every step still lands and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_step_groups_are_bounded() {
+    let Some(db) = testing::postgres().await else {
+        return;
+    };
+    let pg = std::sync::Arc::new(
+        leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
+            .await
+            .unwrap(),
+    );
+    let agent = pg.create_agent(new_agent("Long queue")).await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..10 {
+        let run = pg
+            .create_run(NewRun::simple(agent.id, format!("job {i}")))
+            .await
+            .unwrap();
+        runs.push(run.id);
+    }
+    let held = pg.hold_group_writers().await;
+    let groups = pg.step_groups_committed();
+    // 40 steps, four per run: more than the 32 one statement takes.
+    let tasks: Vec<_> = (1..=4)
+        .flat_map(|n| runs.iter().map(move |&id| (id, n)))
+        .map(|(id, n)| {
+            let pg = pg.clone();
+            tokio::spawn(async move {
+                pg.append_step_with_progress(id, step(n, "string-utils"), 7, 1)
+                    .await
+            })
+        })
+        .collect();
+    for _ in 0..2000 {
+        if pg.writes_queued() == 40 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(pg.writes_queued(), 40);
+    drop(held);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(pg.step_groups_committed(), groups + 2, "32 steps, then 8");
+    for id in &runs {
+        let run = pg.get_run(*id).await.unwrap().unwrap();
+        let numbers: Vec<i32> = run.steps.iter().map(|s| s.step).collect();
+        assert_eq!(
+            (run.total_steps, numbers),
+            (4, vec![1, 2, 3, 4]),
+            "run {id}"
+        );
+    }
+}
+
 /// PostgreSQL: runs created while every turn of the creation writer is busy are inserted by
 /// one statement, and each caller gets its own run back; a key used twice in one group fails
 /// only its second use; a creation whose caller gave up before its turn is not written.
