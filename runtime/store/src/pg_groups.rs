@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use leforge_core::{NewRun, RunStep, StoreError};
+use leforge_core::{RunStep, StoreError};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -22,8 +22,8 @@ use uuid::Uuid;
 use crate::db_err;
 use crate::rows::{now, RunRow};
 use crate::sql_store::{
-    bind_new_run, bind_step, create_run_err, insert_step_sql, step_write_err, NEW_RUN_COLS,
-    RUN_COLS, STEP_COLS,
+    bind_new_run, bind_step, create_run_err, insert_step_sql, step_write_err, RunCreation,
+    NEW_RUN_COLS, RUN_COLS, STEP_COLS,
 };
 
 /// Statements of one kind written at once; each holds a connection of its pool (which has
@@ -47,8 +47,9 @@ pub(crate) trait GroupWrite: Send + Sync + Sized + 'static {
         pool: &PgPool,
     ) -> impl Future<Output = Result<Self::Out, StoreError>> + Send;
 
-    /// All of `group` (two or more) in one statement, outcomes in order; any error fails the
-    /// statement, and the writes are then made one by one.
+    /// All of `group` (two or more) in one statement, outcomes in order. After a database
+    /// error (the statement was rolled back) the writes are made one by one; see
+    /// `write_group`.
     fn write_many(
         group: &[Self],
         pool: &PgPool,
@@ -121,7 +122,7 @@ impl<W: GroupWrite> PgGrouped<W> {
         }
         // Nobody waiting and a turn free: no reason to go through the queue's task.
         if self.shared.queued.load(Ordering::Acquire) == 0 {
-            if let Ok(_turn) = self.shared.turns.clone().try_acquire_owned() {
+            if let Ok(_turn) = self.shared.turns.try_acquire() {
                 return write.write_one(&self.pool).await;
             }
         }
@@ -362,23 +363,15 @@ impl GroupWrite for StepWrite {
     }
 }
 
-/// A new run, with its id and creation time chosen by the caller.
-pub(crate) struct RunCreation {
-    pub id: Uuid,
-    pub ts: chrono::DateTime<chrono::Utc>,
-    pub run: NewRun,
-}
-
-/// The columns of [`NEW_RUN_COLS`], in order; their types come from the INSERT's columns.
-const NEW_RUN_PARAMS: usize = 15;
-
-/// The INSERT for `n` runs, indexed by `n` (0 unused).
+/// The INSERT for `n` runs, indexed by `n` (0 unused). Its parameters need no casts: their
+/// types come from the INSERT's columns.
 static CREATION_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let no_casts = vec![""; NEW_RUN_COLS.split(',').count()];
     (0..=MAX_GROUP)
         .map(|n| {
             format!(
                 "INSERT INTO agent_runs ({NEW_RUN_COLS}) VALUES {} RETURNING {RUN_COLS}",
-                values_rows(n, &[""; NEW_RUN_PARAMS])
+                values_rows(n, &no_casts)
             )
         })
         .collect()

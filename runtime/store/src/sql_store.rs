@@ -17,7 +17,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db_err;
-use crate::pg_groups::{PgGrouped, RunCreation, StepWrite};
+use crate::pg_groups::{PgGrouped, StepWrite};
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
 use crate::sqlite_readers::SqliteReaders;
 use crate::sqlite_writer::{ConnGuard, SqliteWriter};
@@ -146,6 +146,14 @@ where
         .bind(run.callback_url.as_deref())
         .bind(run.idempotency_key.as_deref())
         .bind(run.request_hash.as_deref())
+}
+
+/// A new run as either back end's grouped writer queues it: its id and creation time are
+/// chosen before it is written.
+pub(crate) struct RunCreation {
+    pub id: Uuid,
+    pub ts: chrono::DateTime<chrono::Utc>,
+    pub run: NewRun,
 }
 
 /// A failed run insert: the unique index on (agent, idempotency key) means another request

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::db_err;
 use crate::rows::{now, RunRow};
 use crate::sql_store::{
-    bind_new_run, bind_step, create_run_err, step_write_err, NEW_RUN_COLS, RUN_COLS,
+    bind_new_run, bind_step, create_run_err, step_write_err, RunCreation, NEW_RUN_COLS, RUN_COLS,
 };
 
 /// At most this many writes share one transaction. Each kind and group size is its own
@@ -206,12 +206,6 @@ impl Job for StepWrite {
     fn map_err(e: sqlx::Error) -> StoreError {
         step_write_err(e)
     }
-}
-
-struct RunCreation {
-    id: Uuid,
-    ts: chrono::DateTime<chrono::Utc>,
-    run: NewRun,
 }
 
 impl Job for RunCreation {

@@ -538,15 +538,48 @@ async fn direct_sqlite() -> (
     (db, std::sync::Arc::new(sqlite))
 }
 
-/// Polls until `n` writes wait for the SQLite writer.
-async fn until_queued(sqlite: &leforge_store::SqliteStore, n: usize) {
+/// A PostgreSQL test database (when configured), and the concrete store on it (for its
+/// grouped writers' queues and counters). The database lives as long as the first value.
+async fn direct_postgres() -> Option<(testing::TestStore, std::sync::Arc<leforge_store::PgStore>)> {
+    let db = testing::postgres().await?;
+    let pg = leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
+        .await
+        .unwrap();
+    Some((db, std::sync::Arc::new(pg)))
+}
+
+/// A store whose grouped writes can be watched while they wait for their writer.
+trait Queued {
+    fn queued(&self) -> usize;
+}
+
+impl Queued for leforge_store::SqliteStore {
+    fn queued(&self) -> usize {
+        self.writes_queued()
+    }
+}
+
+impl Queued for leforge_store::PgStore {
+    fn queued(&self) -> usize {
+        self.writes_queued()
+    }
+}
+
+impl<T: Queued> Queued for std::sync::Arc<T> {
+    fn queued(&self) -> usize {
+        (**self).queued()
+    }
+}
+
+/// Polls until `n` writes wait for the store's writer.
+async fn until_queued(store: &impl Queued, n: usize) {
     for _ in 0..2000 {
-        if sqlite.writes_queued() == n {
+        if store.queued() == n {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    panic!("{} writes queued, expected {n}", sqlite.writes_queued());
+    panic!("{} writes queued, expected {n}", store.queued());
 }
 
 /// SQLite: steps queued while the writer is busy commit as one group (one transaction); a
@@ -876,25 +909,8 @@ async fn sqlite_in_memory_reads_what_it_wrote() {
 /// of a group fails, the others still land and every caller hears its own outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
-    let Some(db) = testing::postgres().await else {
+    let Some((_db, pg)) = direct_postgres().await else {
         return;
-    };
-    let pg = std::sync::Arc::new(
-        leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
-            .await
-            .unwrap(),
-    );
-    let until_queued = |n: usize| {
-        let pg = pg.clone();
-        async move {
-            for _ in 0..2000 {
-                if pg.writes_queued() == n {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            panic!("{} steps queued, expected {n}", pg.writes_queued());
-        }
     };
     let agent = pg.create_agent(new_agent("Grouped")).await.unwrap();
     let mut runs = Vec::new();
@@ -942,7 +958,7 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         tokio::spawn(async move { pg.append_step(mixed_run, step(1, "json-utils")).await })
     };
     let mixed_progress = append(mixed_run, 2, 5);
-    until_queued(15).await;
+    until_queued(&pg, 15).await;
     tasks.pop().unwrap().abort();
     assert_eq!(
         pg.step_groups_committed(),
@@ -979,7 +995,7 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     let valid: Vec<_> = runs.iter().map(|&id| append(id, 4, 30)).collect();
     let taken = append(runs[0], 1, 30);
     let missing = append(Uuid::new_v4(), 1, 30);
-    until_queued(8).await;
+    until_queued(&pg, 8).await;
     drop(held);
     for t in valid {
         t.await.unwrap().unwrap();
@@ -1012,14 +1028,9 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
 /// and every step still lands and is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_step_groups_are_bounded() {
-    let Some(db) = testing::postgres().await else {
+    let Some((_db, pg)) = direct_postgres().await else {
         return;
     };
-    let pg = std::sync::Arc::new(
-        leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
-            .await
-            .unwrap(),
-    );
     let agent = pg.create_agent(new_agent("Long queue")).await.unwrap();
     let mut runs = Vec::new();
     for i in 0..10 {
@@ -1042,13 +1053,7 @@ async fn postgres_step_groups_are_bounded() {
             })
         })
         .collect();
-    for _ in 0..2000 {
-        if pg.writes_queued() == 40 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert_eq!(pg.writes_queued(), 40);
+    until_queued(&pg, 40).await;
     drop(held);
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -1070,25 +1075,8 @@ async fn postgres_step_groups_are_bounded() {
 /// only its second use; a creation whose caller gave up before its turn is not written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
-    let Some(db) = testing::postgres().await else {
+    let Some((_db, pg)) = direct_postgres().await else {
         return;
-    };
-    let pg = std::sync::Arc::new(
-        leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
-            .await
-            .unwrap(),
-    );
-    let until_queued = |n: usize| {
-        let pg = pg.clone();
-        async move {
-            for _ in 0..2000 {
-                if pg.writes_queued() == n {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            panic!("{} writes queued, expected {n}", pg.writes_queued());
-        }
     };
     let agent = pg.create_agent(new_agent("Grouped runs")).await.unwrap();
     let create = |input: String, key: Option<&str>| {
@@ -1103,7 +1091,7 @@ async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
     let held = pg.hold_group_writers().await;
     let groups = pg.creation_groups_committed();
     let mut plain: Vec<_> = (0..6).map(|i| create(format!("job {i}"), None)).collect();
-    until_queued(6).await;
+    until_queued(&pg, 6).await;
     // The last caller gives up while its creation waits (awaiting the aborted task returns
     // once it has been dropped, with its end of the reply channel).
     let gave_up = plain.pop().unwrap();
@@ -1142,11 +1130,11 @@ async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
     // the runs are written again one at a time, so only the second use of the key fails.
     let held = pg.hold_group_writers().await;
     let first = create("keyed".into(), Some("same-key"));
-    until_queued(1).await;
+    until_queued(&pg, 1).await;
     let second = create("keyed".into(), Some("same-key"));
-    until_queued(2).await;
+    until_queued(&pg, 2).await;
     let bystander = create("bystander".into(), None);
-    until_queued(3).await;
+    until_queued(&pg, 3).await;
     drop(held);
     let winner = first.await.unwrap().unwrap();
     assert_eq!(winner.idempotency_key.as_deref(), Some("same-key"));
@@ -1166,12 +1154,9 @@ async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
 /// synchronously; see `PgStore::connect`.
 #[tokio::test]
 async fn postgres_commits_only_step_progress_asynchronously() {
-    let Some(db) = testing::postgres().await else {
+    let Some((_db, pg)) = direct_postgres().await else {
         return;
     };
-    let pg = leforge_store::PgStore::connect(&db.url, leforge_store::Migrate::No)
-        .await
-        .unwrap();
     let setting = |pool: &sqlx::PgPool| {
         let pool = pool.clone();
         async move {
