@@ -53,10 +53,10 @@ pub struct RunInput {
     /// The worker's lease (owner, expiry), written with the `running` status so that starting
     /// a run costs one statement.
     pub lease: Option<(String, chrono::DateTime<chrono::Utc>)>,
-    /// The queue's claim already made the run `running` under this worker's lease, so the
-    /// loop writes no `running` update of its own. A cancel that landed between the claim
-    /// and the start must then arrive as `cancel` already cancelled: the loop checks it
-    /// before any work.
+    /// The queue's claim (or the run's creation, when its server started it at once)
+    /// already made the run `running` under this worker's lease, so the loop writes no
+    /// `running` update of its own. A cancel that landed between the claim and the start
+    /// must then arrive as `cancel` already cancelled: the loop checks it before any work.
     pub claimed: bool,
     /// The hook scripts of this run (global, then the agent's); empty: no hook overhead.
     pub hook_chain: leforge_core::hook::HookChain,

@@ -28,7 +28,9 @@ pub use llm::{
     ToolCall, ToolResult, ToolSpec, Usage,
 };
 pub use page::{Page, PageRequest};
-pub use run::{CallbackAttempt, NewRun, Run, RunFilter, RunMode, RunStatus, RunStep, RunUpdate};
+pub use run::{
+    CallbackAttempt, NewRun, Run, RunFilter, RunMode, RunStart, RunStatus, RunStep, RunUpdate,
+};
 pub use script::{NewScript, Script, ScriptPatch};
 pub use store::{AgentVisibility, Store, StoreError};
 pub use validation::FieldError;

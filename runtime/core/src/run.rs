@@ -161,7 +161,7 @@ pub struct Run {
     pub hooks: Vec<crate::hook::HookRecord>,
 }
 
-/// What the store needs to create a run (always created `pending`).
+/// What the store needs to create a run: `pending`, or `running` when `start` is given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
     pub agent_id: Uuid,
@@ -175,6 +175,19 @@ pub struct NewRun {
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
+    /// Created already claimed: `running`, started at its creation, under this lease. A
+    /// server with a free slot starts an async run it accepts at once, rather than queueing
+    /// it and claiming it back (a queued run is only claimed by workers looking for
+    /// `pending` ones, so a started run is never claimed).
+    pub start: Option<RunStart>,
+}
+
+/// The lease a run is created under when it starts at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunStart {
+    /// The server process that executes it.
+    pub owner: String,
+    pub lease_until: DateTime<Utc>,
 }
 
 impl NewRun {
@@ -192,6 +205,7 @@ impl NewRun {
             callback_url: None,
             idempotency_key: None,
             request_hash: None,
+            start: None,
         }
     }
 }

@@ -51,6 +51,33 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / 100.0
 }
 
+/// CPU seconds used so far by every PostgreSQL process on this machine (the server's
+/// backends, and the other processes of the cluster): their own time, and the time of their
+/// children that have exited (the postmaster's, for backends that have gone), from
+/// `/proc/<pid>/stat`.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0.0;
+    for entry in entries.flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((name, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !name.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime, stime, cutime, cstime: the 14th to 17th fields.
+        ticks += [11, 12, 13, 14]
+            .iter()
+            .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+            .sum::<f64>();
+    }
+    ticks / 100.0
+}
+
 /// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MB.
 fn read_rss(pid: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -278,7 +305,9 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
     let reset = std::fs::write(format!("/proc/{server_pid}/clear_refs"), "5").is_ok();
     let server_cpu_before = cpu_seconds(&server_pid);
     let bench_cpu_before = cpu_seconds("self");
+    let postgres_cpu_before = postgres_cpu_seconds();
     let started = Instant::now();
+    let started_wall = chrono::Utc::now();
     let posts: Vec<_> = (0..RUNS)
         .map(|i| {
             let http = http.clone();
@@ -321,6 +350,7 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
     let total = started.elapsed();
     let server_cpu = cpu_seconds(&server_pid) - server_cpu_before;
     let bench_cpu = cpu_seconds("self") - bench_cpu_before;
+    let postgres_cpu = postgres_cpu_seconds() - postgres_cpu_before;
     // Then, untimed, check that every run ended `completed`.
     let mut completed = 0;
     let mut cursor: Option<String> = None;
@@ -342,7 +372,7 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
     println!(
         "1000 concurrent async runs ({backend}, {start}, server as its own process): {completed} completed in {:.2} s \
          (LLM-bound {:.2} s, ratio {:.2}x; the 1000 POSTs took {:.2} s); server peak RSS {:.0} MB{}, now {:.0} MB \
-         (start-up peak {:.0} MB); CPU: server {:.2} s ({:.2} ms per run), bench process (client + fake provider) {:.2} s",
+         (start-up peak {:.0} MB); CPU: server {:.2} s ({:.2} ms per run), bench process (client + fake provider) {:.2} s{}",
         total.as_secs_f64(),
         bound.as_secs_f64(),
         total.as_secs_f64() / bound.as_secs_f64(),
@@ -354,9 +384,88 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
         server_cpu,
         server_cpu * 1000.0 / RUNS as f64,
         bench_cpu,
+        if postgres {
+            format!(", PostgreSQL {postgres_cpu:.2} s")
+        } else {
+            String::new()
+        },
     );
     let _ = child.kill();
     let _ = child.wait();
+    let store = match &pg {
+        Some(db) => db.store.clone(),
+        None => leforge_store::connect(
+            &leforge_store::sqlite_url_for_path(&dir.path().join("leforge.db")),
+            leforge_store::Migrate::No,
+        )
+        .await
+        .unwrap(),
+    };
+    timeline(store.as_ref(), started_wall).await;
+}
+
+/// Where each run's time went, read back from the store after the timed part: when runs were
+/// created and claimed, and how long each of the four model turns took as the server saw it
+/// (from one step's end, or the run's start, to the next step's start). A turn's excess over
+/// the fake provider's 200 ms is queueing for CPU, in the server or in the fake provider.
+async fn timeline(store: &dyn leforge_core::Store, t0: chrono::DateTime<chrono::Utc>) {
+    let mut cursor: Option<String> = None;
+    let mut ids = Vec::new();
+    loop {
+        let page_request =
+            leforge_core::PageRequest::from_params(Some(200), cursor.as_deref()).unwrap();
+        let page = store
+            .list_runs(leforge_core::RunFilter::default(), page_request)
+            .await
+            .unwrap();
+        ids.extend(page.items.iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let (mut created, mut waited, mut done) = (Vec::new(), Vec::new(), Vec::new());
+    let mut turns: [Vec<f64>; 4] = Default::default();
+    for id in ids {
+        let run = store.get_run(id).await.unwrap().unwrap();
+        let (Some(start), Some(end)) = (run.started_at, run.completed_at) else {
+            continue;
+        };
+        created.push(ms(run.created_at - t0));
+        waited.push(ms(start - run.created_at));
+        done.push(ms(end - t0));
+        let mut from = start;
+        for (i, step) in run.steps.iter().take(3).enumerate() {
+            turns[i].push(ms(step.started_at - from));
+            from = step.started_at + chrono::TimeDelta::milliseconds(step.duration_ms);
+        }
+        turns[3].push(ms(end - from));
+    }
+    let show = |name: &str, v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return String::new();
+        }
+        format!(
+            "{name} p50 {:.0} p90 {:.0} max {:.0}",
+            percentile(v, 0.5),
+            percentile(v, 0.9),
+            v[v.len() - 1]
+        )
+    };
+    println!(
+        "  timeline (ms from the first POST): {}; {}; {}",
+        show("created", &mut created),
+        show("claim wait", &mut waited),
+        show("completed", &mut done)
+    );
+    let turns: Vec<String> = turns
+        .iter_mut()
+        .enumerate()
+        .map(|(i, t)| show(&format!("turn {}", i + 1), t))
+        .collect();
+    println!("  turns as the server saw them (ms): {}", turns.join("; "));
 }
 
 // The same allocator as the `leforge` binary: the per-step bench runs the server in-process.

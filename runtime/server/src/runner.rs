@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use leforge_agent::{Deps, RunEvent, RunInput, RunLimits};
-use leforge_core::{Agent, CallbackAttempt, Run, RunStatus, RunUpdate, Store, StoreError};
+use leforge_core::{
+    Agent, CallbackAttempt, NewRun, Run, RunStart, RunStatus, RunUpdate, Store, StoreError,
+};
 use sha2::Sha256;
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -403,6 +405,53 @@ impl Runner {
             live.cancelled_early.insert(run_id, Instant::now());
         }
         Ok(run)
+    }
+
+    /// Creates an async run and answers with its id as soon as it is stored. With a free
+    /// slot here, the run is created already started under this server's lease, and this
+    /// server executes it at once: queueing it only for this same server to claim it back
+    /// would put a claim statement, and a wait for the queue worker's next turn, in front of
+    /// every run (the worker takes a batch per turn, so under a burst each run waited for
+    /// the batches before it). Without a free slot, or while shutting down, it is queued
+    /// `pending` for whichever server has room first.
+    ///
+    /// Creation and start happen in one task of their own, so a caller that goes away while
+    /// the run is being stored cannot leave it stored as started and never executed.
+    pub async fn accept_async(&self, mut new: NewRun, agent: Agent) -> Result<Uuid, StoreError> {
+        let permit = if self.is_closing() {
+            None
+        } else {
+            self.inner.slots.clone().try_acquire_owned().ok()
+        };
+        if permit.is_some() {
+            new.start = Some(RunStart {
+                owner: self.inner.instance.clone(),
+                lease_until: chrono::Utc::now() + self.lease_ttl(),
+            });
+        }
+        let (created, outcome) = tokio::sync::oneshot::channel();
+        let runner = self.clone();
+        self.inner.tasks.spawn(async move {
+            let run = match runner.inner.deps.store.create_run(new).await {
+                Ok(run) => run,
+                Err(e) => {
+                    let _ = created.send(Err(e));
+                    return;
+                }
+            };
+            let _ = created.send(Ok(run.id));
+            let Some(permit) = permit else {
+                runner.notify_queued();
+                return;
+            };
+            let _permit = permit;
+            if let Err(e) = runner.execute(run, false, Some(agent), true).await {
+                tracing::error!(error = %e, "async run failed to persist");
+            }
+        });
+        outcome
+            .await
+            .map_err(|_| StoreError::Database("the run's task ended before it was stored".into()))?
     }
 
     /// Wakes the local queue worker (a run was just queued here).

@@ -18,10 +18,18 @@ struct Env {
 }
 
 async fn env_with(db: leforge_store::testing::TestStore) -> Env {
+    env_configured(db, |_| {}).await
+}
+
+async fn env_configured(
+    db: leforge_store::testing::TestStore,
+    adjust: impl FnOnce(&mut leforge_server::config::Config),
+) -> Env {
     let fake = FakeProvider::start().await;
-    let t = TestApp::with_llm(
+    let t = TestApp::with_settings(
         db,
         leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
+        adjust,
     )
     .await;
     t.install_echo().await;
@@ -398,8 +406,57 @@ async fn async_runs_are_polled_until_done() {
     }
 }
 
+/// With a free slot, an async run is created already started by the server that accepted
+/// it; without one it is queued `pending`, and a queue worker claims it once a slot frees.
+/// The 202 says `pending` either way.
+#[tokio::test]
+async fn async_runs_start_at_once_with_a_free_slot_and_queue_without_one() {
+    for db in leforge_store::testing::all().await {
+        let e = env_configured(db, |c| c.max_concurrent_runs = 1).await;
+        let slug = e.agent("One Slot", json!({})).await;
+        e.fake.push(Script::hang());
+        let first = e.run(&slug, json!({"input": "a", "mode": "async"})).await;
+        assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+        assert_eq!(first.body["data"]["status"], "pending");
+        let first_id = first.body["data"]["run_id"].as_str().unwrap().to_string();
+        // Stored as started before the 202 was sent: no queue worker came into it.
+        let stored = e.t.admin_get(&format!("/api/v1/runs/{first_id}")).await;
+        assert_eq!(stored.body["data"]["status"], "running", "{}", stored.body);
+        let instance = e.t.state.runner.instance().to_string();
+        assert_eq!(stored.body["data"]["worker"], instance.as_str());
+
+        let second = e.run(&slug, json!({"input": "b", "mode": "async"})).await;
+        assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.body);
+        assert_eq!(second.body["data"]["status"], "pending");
+        let second_id = second.body["data"]["run_id"].as_str().unwrap().to_string();
+        let queued = e.t.admin_get(&format!("/api/v1/runs/{second_id}")).await;
+        assert_eq!(queued.body["data"]["status"], "pending", "{}", queued.body);
+        assert_eq!(queued.body["data"]["worker"], Value::Null);
+
+        // The first run ends (cancelled), its slot frees, and the worker claims the second.
+        e.fake.push(Script::text("{\"second\": true}"));
+        let cancelled =
+            e.t.call(
+                Method::POST,
+                &format!("/api/v1/runs/{first_id}/cancel"),
+                Some(&e.t.admin_key),
+                None,
+            )
+            .await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+        let done = e.poll(&second_id).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        assert_eq!(done.body["data"]["output"], json!({"second": true}));
+        let stored = e.t.admin_get(&format!("/api/v1/runs/{second_id}")).await;
+        assert_eq!(stored.body["data"]["worker"], instance.as_str());
+        assert_eq!(e.fake.chat_count(), 2, "each run executed once");
+    }
+}
+
 /// The queue worker reads each agent once per claimed batch: runs of different agents
-/// queued together must each still run with their own agent.
+/// queued together must each still run with their own agent. (The runs are queued through
+/// the store, as another server would queue them: this server would start runs it
+/// accepted itself at once.)
 #[tokio::test]
 async fn queued_runs_of_several_agents_each_run_with_their_own_agent() {
     for e in all_envs().await {
@@ -411,23 +468,32 @@ async fn queued_runs_of_several_agents_each_run_with_their_own_agent() {
             .await;
         e.fake
             .set_responder(|body| Script::text(json!({ "system": body["system"] }).to_string()));
+        let agent_id = |slug: &str| {
+            let store = e.t.store.clone();
+            let slug = slug.to_string();
+            async move { store.find_agent(&slug).await.unwrap().unwrap().id }
+        };
+        let (a_id, b_id) = (agent_id(&a).await, agent_id(&b).await);
         let mut queued = Vec::new();
         for i in 0..8 {
-            let slug = if i % 2 == 0 { &a } else { &b };
-            let r = e
-                .run(slug, json!({"input": format!("job {i}"), "mode": "async"}))
-                .await;
-            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+            let agent = if i % 2 == 0 { a_id } else { b_id };
+            let run =
+                e.t.store
+                    .create_run(leforge_core::NewRun {
+                        mode: leforge_core::RunMode::Async,
+                        ..leforge_core::NewRun::simple(agent, format!("job {i}"))
+                    })
+                    .await
+                    .unwrap();
+            assert_eq!(run.status, leforge_core::RunStatus::Pending);
             let prompt = if i % 2 == 0 {
                 "Prompt of A."
             } else {
                 "Prompt of B."
             };
-            queued.push((
-                r.body["data"]["run_id"].as_str().unwrap().to_string(),
-                prompt,
-            ));
+            queued.push((run.id.to_string(), prompt));
         }
+        e.t.state.runner.notify_queued();
         for (run_id, prompt) in queued {
             let done = e.poll(&run_id).await;
             assert_eq!(done.status, StatusCode::OK, "{}", done.body);

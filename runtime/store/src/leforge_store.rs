@@ -124,6 +124,7 @@ impl PgStore {
             .map_err(db_err)?;
         Ok(PgStore {
             creations: PgGrouped::start(pool.clone()),
+            updates: PgGrouped::start(pool.clone()),
             writer: pool.clone(),
             pool,
             steps: PgGrouped::start(progress.clone()),

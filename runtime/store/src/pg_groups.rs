@@ -1,5 +1,5 @@
-//! PostgreSQL's busiest writes, grouped under load: step rows (with the run's counters) and
-//! run creations.
+//! PostgreSQL's busiest writes, grouped under load: step rows (with the run's counters), run
+//! creations and run updates.
 //!
 //! Each is one statement. Under load most of a statement's cost is not its work but what
 //! surrounds it, on both sides of the socket and on the same cores: the pool's checkout and
@@ -14,7 +14,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use leforge_core::{RunStep, StoreError};
+use leforge_core::{RunStatus, RunStep, RunUpdate, StoreError};
+use sqlx::types::Json;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -54,6 +55,12 @@ pub(crate) trait GroupWrite: Send + Sync + Sized + 'static {
         group: &[Self],
         pool: &PgPool,
     ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send;
+
+    /// Whether `group` can be one statement; when not, its writes are made one by one, in
+    /// the order they were queued.
+    fn can_share(_group: &[Self]) -> bool {
+        true
+    }
 }
 
 struct Queued<W: GroupWrite> {
@@ -190,52 +197,57 @@ async fn take_groups<W: GroupWrite>(
 }
 
 async fn write_group<W: GroupWrite>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Shared) {
-    if group.len() > 1 {
-        let (writes, dones): (Vec<W>, Vec<_>) =
-            group.into_iter().map(|q| (q.write, q.done)).unzip();
-        match W::write_many(&writes, pool).await {
-            Ok(outs) if outs.len() != writes.len() => {
-                // The statement committed, so writing again would write twice.
-                let message = format!(
-                    "a grouped write returned {} outcomes for {} writes",
-                    outs.len(),
-                    writes.len()
-                );
-                tracing::error!("{message}");
-                for done in dones {
-                    let _ = done.send(Err(StoreError::Database(message.clone())));
-                }
-            }
-            Ok(outs) => {
-                // Counted before anyone hears back, so a test that waited for its callers
-                // sees the count.
-                shared.groups.fetch_add(1, Ordering::AcqRel);
-                for (done, out) in dones.into_iter().zip(outs) {
-                    let _ = done.send(Ok(out));
-                }
-            }
-            // One bad write (a taken step number or idempotency key, a deleted run) fails the
-            // whole statement, which PostgreSQL then rolled back: write them one by one, so
-            // each caller hears its own outcome.
-            Err(sqlx::Error::Database(e)) => {
-                tracing::debug!(error = %e, writes = writes.len(), "grouped write failed; writing one by one");
-                for (write, done) in writes.iter().zip(dones) {
-                    let _ = done.send(write.write_one(pool).await);
-                }
-            }
-            // Anything else (a lost connection, a row that would not decode) may come after
-            // the commit: writing again could write twice, so every caller hears the error.
-            Err(e) => {
-                let error = db_err(e);
-                for done in dones {
-                    let _ = done.send(Err(error.clone()));
-                }
+    let (writes, dones): (Vec<W>, Vec<_>) = group.into_iter().map(|q| (q.write, q.done)).unzip();
+    if writes.len() < 2 || !W::can_share(&writes) {
+        return write_each(pool, &writes, dones).await;
+    }
+    match W::write_many(&writes, pool).await {
+        Ok(outs) if outs.len() != writes.len() => {
+            // The statement committed, so writing again would write twice.
+            let message = format!(
+                "a grouped write returned {} outcomes for {} writes",
+                outs.len(),
+                writes.len()
+            );
+            tracing::error!("{message}");
+            for done in dones {
+                let _ = done.send(Err(StoreError::Database(message.clone())));
             }
         }
-        return;
+        Ok(outs) => {
+            // Counted before anyone hears back, so a test that waited for its callers
+            // sees the count.
+            shared.groups.fetch_add(1, Ordering::AcqRel);
+            for (done, out) in dones.into_iter().zip(outs) {
+                let _ = done.send(Ok(out));
+            }
+        }
+        // One bad write (a taken step number or idempotency key, a deleted run) fails the
+        // whole statement, which PostgreSQL then rolled back: write them one by one, so
+        // each caller hears its own outcome.
+        Err(sqlx::Error::Database(e)) => {
+            tracing::debug!(error = %e, writes = writes.len(), "grouped write failed; writing one by one");
+            write_each(pool, &writes, dones).await;
+        }
+        // Anything else (a lost connection, a row that would not decode) may come after
+        // the commit: writing again could write twice, so every caller hears the error.
+        Err(e) => {
+            let error = db_err(e);
+            for done in dones {
+                let _ = done.send(Err(error.clone()));
+            }
+        }
     }
-    for q in group {
-        let _ = q.done.send(q.write.write_one(pool).await);
+}
+
+/// Each write in a statement of its own, in order; each caller hears its own outcome.
+async fn write_each<W: GroupWrite>(
+    pool: &PgPool,
+    writes: &[W],
+    dones: Vec<oneshot::Sender<Result<W::Out, StoreError>>>,
+) {
+    for (write, done) in writes.iter().zip(dones) {
+        let _ = done.send(write.write_one(pool).await);
     }
 }
 
@@ -402,5 +414,128 @@ impl GroupWrite for RunCreation {
             by_id.insert(run.id, run);
         }
         Ok(group.iter().filter_map(|c| by_id.remove(&c.id)).collect())
+    }
+}
+
+/// A run update. Every shape of [`RunUpdate`] is the same statement text, so that any
+/// updates can share a group: a field left `None` keeps its value (`COALESCE`; no update
+/// sets a field back to NULL), as the single-run update query leaves it out.
+pub(crate) struct RunUpdateWrite {
+    pub id: Uuid,
+    pub update: RunUpdate,
+}
+
+/// The run id, then the fields in [`RunUpdateWrite::bind`]'s order, cast as the columns are.
+const UPDATE_CASTS: [&str; 14] = [
+    "uuid",
+    "text",
+    "jsonb",
+    "text",
+    "text",
+    "text",
+    "integer",
+    "bigint",
+    "bigint",
+    "bigint",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "timestamptz",
+];
+
+/// The statement for `n` updates, indexed by `n` (0 unused). A status is only written to a
+/// run still `pending` or `running` (a terminal status is final); an update that matches no
+/// row (a missing run, or a terminal one) is absent from `RETURNING`. The runs are locked in
+/// id order first, as in a step group, so that groups in flight cannot deadlock.
+static UPDATE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_GROUP)
+        .map(|n| {
+            format!(
+                "WITH v (id, status, output, output_text, error_code, error_message, \
+                 total_steps, tokens_input, tokens_output, duration_ms, started_at, completed_at, \
+                 lease_owner, lease_expires_at) AS (VALUES {}), \
+                 locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
+                 WHERE r.id IN (SELECT id FROM v) ORDER BY r.id FOR NO KEY UPDATE OF r) \
+                 UPDATE agent_runs r SET updated_at = ${}, status = COALESCE(v.status, r.status), \
+                 output = COALESCE(v.output, r.output), \
+                 output_text = COALESCE(v.output_text, r.output_text), \
+                 error_code = COALESCE(v.error_code, r.error_code), \
+                 error_message = COALESCE(v.error_message, r.error_message), \
+                 total_steps = COALESCE(v.total_steps, r.total_steps), \
+                 tokens_input = COALESCE(v.tokens_input, r.tokens_input), \
+                 tokens_output = COALESCE(v.tokens_output, r.tokens_output), \
+                 duration_ms = COALESCE(v.duration_ms, r.duration_ms), \
+                 started_at = COALESCE(v.started_at, r.started_at), \
+                 completed_at = COALESCE(v.completed_at, r.completed_at), \
+                 lease_owner = COALESCE(v.lease_owner, r.lease_owner), \
+                 lease_expires_at = COALESCE(v.lease_expires_at, r.lease_expires_at) \
+                 FROM v JOIN locked l ON l.id = v.id \
+                 WHERE r.id = v.id AND (v.status IS NULL OR r.status IN ('pending', 'running')) \
+                 RETURNING r.id",
+                values_rows(n, &UPDATE_CASTS),
+                n * UPDATE_CASTS.len() + 1
+            )
+        })
+        .collect()
+});
+
+impl RunUpdateWrite {
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        let u = &self.update;
+        query
+            .bind(self.id)
+            .bind(u.status.map(RunStatus::as_str))
+            .bind(u.output.as_ref().map(Json))
+            .bind(u.output_text.as_deref())
+            .bind(u.error_code.as_deref())
+            .bind(u.error_message.as_deref())
+            .bind(u.total_steps)
+            .bind(u.tokens_input)
+            .bind(u.tokens_output)
+            .bind(u.duration_ms)
+            .bind(u.started_at)
+            .bind(u.completed_at)
+            .bind(u.lease.as_ref().map(|(owner, _)| owner.as_str()))
+            .bind(u.lease.as_ref().map(|(_, until)| *until))
+    }
+}
+
+impl GroupWrite for RunUpdateWrite {
+    /// Whether the update matched the run.
+    type Out = bool;
+    /// Its caller may have gone, but the run has not: what it records still happened.
+    const WRITE_ABANDONED: bool = true;
+
+    async fn write_one(&self, pool: &PgPool) -> Result<bool, StoreError> {
+        let rows = self
+            .bind(sqlx::query(&UPDATE_SQL[1]))
+            .bind(now())
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn write_many(group: &[Self], pool: &PgPool) -> Result<Vec<bool>, sqlx::Error> {
+        let mut query = sqlx::query(&UPDATE_SQL[group.len()]);
+        for u in group {
+            query = u.bind(query);
+        }
+        let rows = query.bind(now()).fetch_all(pool).await?;
+        let mut matched = std::collections::HashSet::with_capacity(rows.len());
+        for row in &rows {
+            matched.insert(sqlx::Row::try_get::<Uuid, _>(row, 0)?);
+        }
+        Ok(group.iter().map(|u| matched.contains(&u.id)).collect())
+    }
+
+    /// Two updates of one run in one statement would apply only one of them (an `UPDATE`
+    /// changes a row once) and report both as applied.
+    fn can_share(group: &[Self]) -> bool {
+        let mut ids = std::collections::HashSet::with_capacity(group.len());
+        group.iter().all(|u| ids.insert(u.id))
     }
 }

@@ -17,7 +17,7 @@ use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::db_err;
-use crate::pg_groups::{PgGrouped, StepWrite};
+use crate::pg_groups::{PgGrouped, RunUpdateWrite, StepWrite};
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
 use crate::sqlite_readers::SqliteReaders;
 use crate::sqlite_writer::{ConnGuard, SqliteWriter};
@@ -112,10 +112,11 @@ pub(crate) fn step_write_err(e: sqlx::Error) -> StoreError {
 /// The columns a new run is inserted with, in [`bind_new_run`]'s order.
 pub(crate) const NEW_RUN_COLS: &str = "id, agent_id, status, input_text, input_data, \
     triggered_by, ip_address, user_agent, created_at, updated_at, mode, limits, callback_url, \
-    idempotency_key, request_hash";
+    idempotency_key, request_hash, started_at, lease_owner, lease_expires_at";
 
-/// Binds a new run's fifteen [`NEW_RUN_COLS`] (it starts `pending`, created and updated at
-/// `ts`), after whatever `query` has bound already.
+/// Binds a new run's eighteen [`NEW_RUN_COLS`] (created and updated at `ts`; `pending`, or
+/// `running` from `ts` on under its lease when it starts at once), after whatever `query`
+/// has bound already.
 pub(crate) fn bind_new_run<'q, DB>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
     id: Uuid,
@@ -129,11 +130,16 @@ where
     Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<chrono::DateTime<chrono::Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
+    let status = match run.start {
+        Some(_) => RunStatus::Running,
+        None => RunStatus::Pending,
+    };
     query
         .bind(id)
         .bind(run.agent_id)
-        .bind(RunStatus::Pending.as_str())
+        .bind(status.as_str())
         .bind(run.input_text.as_str())
         .bind(run.input_data.as_ref().map(Json))
         .bind(run.triggered_by.as_deref())
@@ -146,6 +152,9 @@ where
         .bind(run.callback_url.as_deref())
         .bind(run.idempotency_key.as_deref())
         .bind(run.request_hash.as_deref())
+        .bind(run.start.as_ref().map(|_| ts))
+        .bind(run.start.as_ref().map(|s| s.owner.as_str()))
+        .bind(run.start.as_ref().map(|s| s.lease_until))
 }
 
 /// A new run as either back end's grouped writer queues it: its id and creation time are
@@ -1242,6 +1251,9 @@ pub struct PgStore {
     pub(crate) steps: PgGrouped<StepWrite>,
     /// Writes new runs, on `writer`, grouping them under load.
     pub(crate) creations: PgGrouped<RunCreation>,
+    /// Writes run updates that need no row back (a run's start and end), on `writer`,
+    /// grouping them under load.
+    pub(crate) updates: PgGrouped<RunUpdateWrite>,
 }
 
 impl PgStore {
@@ -1269,14 +1281,23 @@ impl PgStore {
 
     /// Steps and creations waiting for a turn of their writers.
     pub fn writes_queued(&self) -> usize {
-        self.steps.queued() + self.creations.queued()
+        self.steps.queued() + self.creations.queued() + self.updates.queued()
     }
 
-    /// Takes every turn of the step and creation writers, so those writes queue until the
-    /// guard is dropped.
+    /// Run updates written together in one statement, counted once per statement.
+    pub fn update_groups_committed(&self) -> u64 {
+        self.updates.groups_committed()
+    }
+
+    /// Takes every turn of the step, creation and update writers, so those writes queue
+    /// until the guard is dropped.
     #[cfg(feature = "testing")]
     pub async fn hold_group_writers(&self) -> impl Send {
-        (self.steps.hold().await, self.creations.hold().await)
+        (
+            self.steps.hold().await,
+            self.creations.hold().await,
+            self.updates.hold().await,
+        )
     }
 
     async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
@@ -1297,12 +1318,7 @@ impl PgStore {
     }
 
     async fn write_run_update(&self, id: Uuid, update: RunUpdate) -> Result<bool, StoreError> {
-        let done = Self::run_update_query(id, update)
-            .build()
-            .execute(&mut *self.write_conn().await?)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+        self.updates.write(RunUpdateWrite { id, update }).await
     }
 
     async fn write_step(

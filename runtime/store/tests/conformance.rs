@@ -667,6 +667,26 @@ async fn sqlite_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     }
 }
 
+/// In the grouped creation tests, every odd job starts at once: a group mixes both kinds.
+fn started_job(input: &str) -> Option<leforge_core::RunStart> {
+    let n: usize = input.strip_prefix("job ")?.parse().ok()?;
+    (n % 2 == 1).then(|| leforge_core::RunStart {
+        owner: "grouped-worker".into(),
+        lease_until: chrono::Utc::now() + chrono::TimeDelta::seconds(30),
+    })
+}
+
+fn assert_started_as_asked(run: &leforge_core::Run, i: usize) {
+    if i % 2 == 1 {
+        assert_eq!(run.status, RunStatus::Running, "job {i}");
+        assert_eq!(run.started_at, Some(run.created_at));
+        assert_eq!(run.worker.as_deref(), Some("grouped-worker"));
+    } else {
+        assert_eq!(run.status, RunStatus::Pending, "job {i}");
+        assert_eq!((run.started_at, run.worker.as_deref()), (None, None));
+    }
+}
+
 /// SQLite: runs created, and runs updated, while the writer is busy commit as groups, one
 /// transaction per kind; each caller gets its own run back or its own outcome, including an
 /// idempotency key taken within the same group, a terminal run, and a missing one.
@@ -680,6 +700,7 @@ async fn sqlite_groups_run_creations_and_updates_with_outcomes_of_their_own() {
     let create = |input: String, key: Option<&str>| {
         let sqlite = sqlite.clone();
         let mut new = NewRun::simple(agent.id, input);
+        new.start = started_job(&new.input_text);
         new.idempotency_key = key.map(str::to_string);
         new.triggered_by = Some("key-1".into());
         new.limits = Some(serde_json::json!({"max_steps": 3}));
@@ -695,7 +716,7 @@ async fn sqlite_groups_run_creations_and_updates_with_outcomes_of_their_own() {
     for (i, t) in plain.into_iter().enumerate() {
         let run = t.await.unwrap().unwrap();
         assert_eq!(run.input_text, format!("job {i}"));
-        assert_eq!(run.status, RunStatus::Pending);
+        assert_started_as_asked(&run, i);
         assert_eq!(run.agent_id, agent.id);
         assert_eq!(run.triggered_by.as_deref(), Some("key-1"));
         assert_eq!(run.limits, Some(serde_json::json!({"max_steps": 3})));
@@ -1082,6 +1103,7 @@ async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
     let create = |input: String, key: Option<&str>| {
         let pg = pg.clone();
         let mut new = NewRun::simple(agent.id, input);
+        new.start = started_job(&new.input_text);
         new.idempotency_key = key.map(str::to_string);
         new.triggered_by = Some("key-1".into());
         new.limits = Some(serde_json::json!({"max_steps": 3}));
@@ -1102,7 +1124,7 @@ async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
     for (i, t) in plain.into_iter().enumerate() {
         let run = t.await.unwrap().unwrap();
         assert_eq!(run.input_text, format!("job {i}"));
-        assert_eq!(run.status, RunStatus::Pending);
+        assert_started_as_asked(&run, i);
         assert_eq!(run.agent_id, agent.id);
         assert_eq!(run.triggered_by.as_deref(), Some("key-1"));
         assert_eq!(run.limits, Some(serde_json::json!({"max_steps": 3})));
@@ -1148,6 +1170,177 @@ async fn postgres_groups_run_creations_with_outcomes_of_their_own() {
         "bystander"
     );
     assert_eq!(pg.creation_groups_committed(), groups + 1);
+}
+
+/// PostgreSQL: run updates queued while the writers are busy are written as one statement
+/// whatever their shapes, each caller hearing its own outcome: an update to a terminal run
+/// and one to a missing run fail alone, a metrics-only update still applies to a terminal
+/// run, and two updates of one run are written one after the other, both applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
+    let Some((_db, pg)) = direct_postgres().await else {
+        return;
+    };
+    let agent = pg.create_agent(new_agent("Grouped updates")).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let run = pg
+            .create_run(NewRun::simple(agent.id, format!("job {i}")))
+            .await
+            .unwrap();
+        ids.push(run.id);
+    }
+    // Two terminal runs: updates of one run cannot share a statement (below).
+    let (ended, also_ended) = (ids[3], ids[4]);
+    for id in [ended, also_ended] {
+        pg.apply_run_update(
+            id,
+            RunUpdate {
+                status: Some(RunStatus::Cancelled),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let update = |id: Uuid, update: RunUpdate| {
+        let pg = pg.clone();
+        tokio::spawn(async move { pg.apply_run_update(id, update).await })
+    };
+    let lease_until = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+    // PostgreSQL keeps microseconds.
+    let finished_at = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+
+    let held = pg.hold_group_writers().await;
+    let groups = pg.update_groups_committed();
+    let shapes = [
+        // A run's end.
+        RunUpdate {
+            status: Some(RunStatus::Completed),
+            output: Some(json!({"West": 2700})),
+            output_text: Some("done".into()),
+            total_steps: Some(3),
+            tokens_input: Some(120),
+            tokens_output: Some(30),
+            duration_ms: Some(812),
+            completed_at: Some(finished_at),
+            ..Default::default()
+        },
+        // A run's start, under a lease.
+        RunUpdate {
+            status: Some(RunStatus::Running),
+            started_at: Some(finished_at),
+            lease: Some(("worker-7".into(), lease_until)),
+            ..Default::default()
+        },
+        // Metrics only.
+        RunUpdate {
+            tokens_input: Some(5),
+            ..Default::default()
+        },
+    ];
+    let mut tasks: Vec<_> = ids[..3]
+        .iter()
+        .zip(shapes)
+        .map(|(id, shape)| update(*id, shape))
+        .collect();
+    let late = update(
+        ended,
+        RunUpdate {
+            status: Some(RunStatus::Completed),
+            ..Default::default()
+        },
+    );
+    let missing = update(
+        Uuid::new_v4(),
+        RunUpdate {
+            status: Some(RunStatus::Failed),
+            ..Default::default()
+        },
+    );
+    let metrics_of_ended = update(
+        also_ended,
+        RunUpdate {
+            tokens_output: Some(9),
+            ..Default::default()
+        },
+    );
+    until_queued(&pg, 6).await;
+    drop(held);
+    for t in tasks.drain(..) {
+        t.await.unwrap().unwrap();
+    }
+    assert!(
+        matches!(late.await.unwrap(), Err(StoreError::InvalidState(_))),
+        "a terminal status is final"
+    );
+    assert!(matches!(
+        missing.await.unwrap(),
+        Err(StoreError::NotFound { .. })
+    ));
+    metrics_of_ended.await.unwrap().unwrap();
+    assert_eq!(pg.update_groups_committed(), groups + 1, "one statement");
+
+    let done = pg.get_run(ids[0]).await.unwrap().unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.output, Some(json!({"West": 2700})));
+    assert_eq!(done.output_text.as_deref(), Some("done"));
+    assert_eq!(
+        (done.total_steps, done.tokens_input, done.tokens_output),
+        (3, 120, 30)
+    );
+    assert_eq!(done.duration_ms, Some(812));
+    assert_eq!(done.completed_at, Some(finished_at));
+    assert_eq!(
+        done.input_text, "job 0",
+        "fields left out keep their values"
+    );
+    let started = pg.get_run(ids[1]).await.unwrap().unwrap();
+    assert_eq!(started.status, RunStatus::Running);
+    assert_eq!(started.started_at, Some(finished_at));
+    assert_eq!(started.worker.as_deref(), Some("worker-7"));
+    assert_eq!(started.output, None);
+    let measured = pg.get_run(ids[2]).await.unwrap().unwrap();
+    assert_eq!(
+        (measured.status, measured.tokens_input),
+        (RunStatus::Pending, 5)
+    );
+    let ended_run = pg.get_run(ended).await.unwrap().unwrap();
+    assert_eq!(ended_run.status, RunStatus::Cancelled);
+    let measured_after = pg.get_run(also_ended).await.unwrap().unwrap();
+    assert_eq!(
+        (measured_after.status, measured_after.tokens_output),
+        (RunStatus::Cancelled, 9)
+    );
+
+    // Two updates of one run cannot share a statement (an UPDATE changes a row once): they
+    // are written one after the other, in the order they were queued, and both apply.
+    let held = pg.hold_group_writers().await;
+    let groups = pg.update_groups_committed();
+    let first = update(
+        ids[2],
+        RunUpdate {
+            output_text: Some("first".into()),
+            tokens_output: Some(1),
+            ..Default::default()
+        },
+    );
+    until_queued(&pg, 1).await;
+    let second = update(
+        ids[2],
+        RunUpdate {
+            output_text: Some("second".into()),
+            ..Default::default()
+        },
+    );
+    until_queued(&pg, 2).await;
+    drop(held);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let twice = pg.get_run(ids[2]).await.unwrap().unwrap();
+    assert_eq!(twice.output_text.as_deref(), Some("second"));
+    assert_eq!(twice.tokens_output, 1);
+    assert_eq!(pg.update_groups_committed(), groups, "written one by one");
 }
 
 /// PostgreSQL: step rows commit asynchronously (their own pool's sessions), everything else
@@ -1428,6 +1621,74 @@ async fn queued_runs_are_claimed_once_leased_and_reaped() {
         let run = store.get_run(ids[0]).await.unwrap().unwrap();
         assert_eq!(run.callback_attempts.len(), 1);
         assert_eq!(run.callback_attempts[0].status, Some(500));
+    })
+    .await;
+}
+
+/// A server with a free slot creates the async run it accepts already started, under its
+/// own lease: no queue worker may claim it, and it is renewed and reaped like a claimed one.
+#[tokio::test]
+async fn a_run_created_started_is_running_under_its_lease_and_never_claimed() {
+    use leforge_core::{RunMode, RunStart};
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Started")).await.unwrap();
+        let lease = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+        let started = store
+            .create_run(NewRun {
+                mode: RunMode::Async,
+                start: Some(RunStart {
+                    owner: "w1".into(),
+                    lease_until: lease,
+                }),
+                ..NewRun::simple(a.id, "at once")
+            })
+            .await
+            .unwrap();
+        let queued = store
+            .create_run(NewRun {
+                mode: RunMode::Async,
+                ..NewRun::simple(a.id, "later")
+            })
+            .await
+            .unwrap();
+        assert_eq!(started.status, RunStatus::Running);
+        assert_eq!(started.started_at, Some(started.created_at));
+        assert_eq!(started.worker.as_deref(), Some("w1"));
+        assert_eq!(
+            store.get_run(started.id).await.unwrap().unwrap(),
+            started,
+            "what the caller got back is what was stored"
+        );
+        assert_eq!(queued.status, RunStatus::Pending);
+
+        // Queue workers look for pending runs only: the started one is never claimed.
+        let claimed = store.claim_queued_runs("w2", 10, lease).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [queued.id]
+        );
+        // Its lease is its creator's, renewed and reaped like a claimed run's.
+        assert_eq!(
+            store
+                .renew_leases("w1", &[started.id], lease)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .renew_leases("w2", &[started.id], lease)
+                .await
+                .unwrap(),
+            0
+        );
+        let past = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+        store.renew_leases("w1", &[started.id], past).await.unwrap();
+        let reaped = store
+            .interrupt_expired_runs(chrono::Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(reaped, [started.id]);
     })
     .await;
 }

@@ -359,9 +359,23 @@ pub async fn run(
         callback_url: v.callback_url,
         idempotency_key: key.clone(),
         request_hash: Some(hash.clone()),
+        start: None,
     };
-    let run = match state.store.create_run(new).await {
-        Ok(run) => run,
+    let created = match v.mode {
+        // Answered as soon as it is stored; it starts here at once when a slot is free.
+        RunMode::Async => state
+            .runner
+            .accept_async(new, agent.clone())
+            .await
+            .map(|id| (id, None)),
+        _ => state
+            .store
+            .create_run(new)
+            .await
+            .map(|run| (run.id, Some(run))),
+    };
+    let (run_id, run) = match created {
+        Ok(created) => created,
         // A concurrent request with the same key won the race: answer as a replay of it.
         Err(leforge_core::StoreError::Conflict { .. }) if key.is_some() => {
             let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
@@ -374,10 +388,17 @@ pub async fn run(
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(run_id = %run.id, agent = %agent.slug, mode = run.mode.as_str(), "run created");
-    dispatch(&state, run).await
+    tracing::info!(run_id = %run_id, agent = %agent.slug, mode = v.mode.as_str(), "run created");
+    match run {
+        // The 202 says `pending` whether the run was queued or already started here: it has
+        // produced nothing yet, and `Location` is where to follow it.
+        None => Ok(accepted(run_id, RunStatus::Pending)),
+        Some(run) => dispatch(&state, run).await,
+    }
 }
 
+/// Starts a created run: sync and stream runs here, for their caller to follow on this
+/// connection; a queued async run by waking the queue.
 async fn dispatch(state: &AppState, run: Run) -> ApiResult<Response> {
     match run.mode {
         RunMode::Async => {
