@@ -208,8 +208,24 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
     let latency = Duration::from_millis(200);
     fake.set_keep_requests(false);
     fake.set_latency(latency);
-    fake.set_responder(|body| {
-        if tool_results(body) < 3 {
+    // When each run's first model request reached the provider, by the run's input.
+    let first_requests = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        chrono::DateTime<chrono::Utc>,
+    >::new()));
+    let seen = first_requests.clone();
+    fake.set_responder(move |body| {
+        let results = tool_results(body);
+        if results == 0 {
+            let content = &body["messages"][0]["content"];
+            let input = content
+                .as_str()
+                .or_else(|| content[0]["text"].as_str())
+                .unwrap_or_default();
+            let input = input.lines().next().unwrap_or_default().to_string();
+            seen.lock().unwrap().insert(input, chrono::Utc::now());
+        }
+        if results < 3 {
             Script::tool_call("string-utils__slugify", json!({"text": "Concurrent Run"}))
         } else {
             Script::text("{\"done\": true}")
@@ -401,14 +417,19 @@ async fn thousand(fake: &FakeProvider, postgres: bool, restarted: bool) {
         .await
         .unwrap(),
     };
-    timeline(store.as_ref(), started_wall).await;
+    let first_requests = first_requests.lock().unwrap().clone();
+    timeline(store.as_ref(), started_wall, &first_requests).await;
 }
 
 /// Where each run's time went, read back from the store after the timed part: when runs were
 /// created and claimed, and how long each of the four model turns took as the server saw it
 /// (from one step's end, or the run's start, to the next step's start). A turn's excess over
 /// the fake provider's 200 ms is queueing for CPU, in the server or in the fake provider.
-async fn timeline(store: &dyn leforge_core::Store, t0: chrono::DateTime<chrono::Utc>) {
+async fn timeline(
+    store: &dyn leforge_core::Store,
+    t0: chrono::DateTime<chrono::Utc>,
+    first_requests: &std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+) {
     let mut cursor: Option<String> = None;
     let mut ids = Vec::new();
     loop {
@@ -426,6 +447,7 @@ async fn timeline(store: &dyn leforge_core::Store, t0: chrono::DateTime<chrono::
     }
     let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
     let (mut created, mut waited, mut done) = (Vec::new(), Vec::new(), Vec::new());
+    let mut to_provider = Vec::new();
     let mut turns: [Vec<f64>; 4] = Default::default();
     for id in ids {
         let run = store.get_run(id).await.unwrap().unwrap();
@@ -434,6 +456,9 @@ async fn timeline(store: &dyn leforge_core::Store, t0: chrono::DateTime<chrono::
         };
         created.push(ms(run.created_at - t0));
         waited.push(ms(start - run.created_at));
+        if let Some(at) = first_requests.get(&run.input_text) {
+            to_provider.push(ms(*at - start));
+        }
         done.push(ms(end - t0));
         let mut from = start;
         for (i, step) in run.steps.iter().take(3).enumerate() {
@@ -466,6 +491,10 @@ async fn timeline(store: &dyn leforge_core::Store, t0: chrono::DateTime<chrono::
         .map(|(i, t)| show(&format!("turn {}", i + 1), t))
         .collect();
     println!("  turns as the server saw them (ms): {}", turns.join("; "));
+    println!(
+        "  from a run's start to its first request reaching the provider (ms): {}",
+        show("", &mut to_provider)
+    );
 }
 
 // The same allocator as the `leforge` binary: the per-step bench runs the server in-process.
