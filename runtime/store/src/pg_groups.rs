@@ -425,55 +425,69 @@ pub(crate) struct RunUpdateWrite {
     pub update: RunUpdate,
 }
 
-/// The run id, then the fields in [`RunUpdateWrite::bind`]'s order, cast as the columns are.
-const UPDATE_CASTS: [&str; 14] = [
-    "uuid",
-    "text",
-    "jsonb",
-    "text",
-    "text",
-    "text",
-    "integer",
-    "bigint",
-    "bigint",
-    "bigint",
-    "timestamptz",
-    "timestamptz",
-    "text",
-    "timestamptz",
+/// The columns an update may set, in [`RunUpdateWrite::bind`]'s order (after the run id),
+/// each with its type: in a `VALUES` list PostgreSQL has no column to infer it from.
+const UPDATE_COLS: [(&str, &str); 13] = [
+    ("status", "text"),
+    ("output", "jsonb"),
+    ("output_text", "text"),
+    ("error_code", "text"),
+    ("error_message", "text"),
+    ("total_steps", "integer"),
+    ("tokens_input", "bigint"),
+    ("tokens_output", "bigint"),
+    ("duration_ms", "bigint"),
+    ("started_at", "timestamptz"),
+    ("completed_at", "timestamptz"),
+    ("lease_owner", "text"),
+    ("lease_expires_at", "timestamptz"),
 ];
 
-/// The statement for `n` updates, indexed by `n` (0 unused). A status is only written to a
-/// run still `pending` or `running` (a terminal status is final); an update that matches no
-/// row (a missing run, or a terminal one) is absent from `RETURNING`. The runs are locked in
-/// id order first, as in a step group, so that groups in flight cannot deadlock.
+/// `col = COALESCE(<new value>, r.col)` for every column an update may set.
+fn coalesced(new_value: impl Fn(usize, &str, &str) -> String) -> String {
+    UPDATE_COLS
+        .iter()
+        .enumerate()
+        .map(|(i, (col, cast))| format!("{col} = COALESCE({}, r.{col})", new_value(i, col, cast)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One update: `$1` the run, `$2` on its fields, then the time. A status is only written to
+/// a run still `pending` or `running` (a terminal status is final); an update that matches
+/// no row (a missing run, or a terminal one) returns none. A plain `UPDATE`, so an idle
+/// server's updates cost about what they did before grouping.
+static UPDATE_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE agent_runs r SET updated_at = ${}, {} \
+         WHERE r.id = $1 AND ($2::text IS NULL OR r.status IN ('pending', 'running')) \
+         RETURNING r.id",
+        UPDATE_COLS.len() + 2,
+        coalesced(|i, _, cast| format!("${}::{cast}", i + 2)),
+    )
+});
+
+/// The statement for `n` updates, indexed by `n` (0 and 1 unused). As [`UPDATE_ONE_SQL`], for
+/// every run of the group; the runs are locked in id order first, as in a step group, so
+/// that groups in flight cannot deadlock.
 static UPDATE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let names: Vec<&str> = UPDATE_COLS.iter().map(|(col, _)| *col).collect();
+    let mut casts = vec!["uuid"];
+    casts.extend(UPDATE_COLS.iter().map(|(_, cast)| *cast));
     (0..=MAX_GROUP)
         .map(|n| {
             format!(
-                "WITH v (id, status, output, output_text, error_code, error_message, \
-                 total_steps, tokens_input, tokens_output, duration_ms, started_at, completed_at, \
-                 lease_owner, lease_expires_at) AS (VALUES {}), \
+                "WITH v (id, {}) AS (VALUES {}), \
                  locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
                  WHERE r.id IN (SELECT id FROM v) ORDER BY r.id FOR NO KEY UPDATE OF r) \
-                 UPDATE agent_runs r SET updated_at = ${}, status = COALESCE(v.status, r.status), \
-                 output = COALESCE(v.output, r.output), \
-                 output_text = COALESCE(v.output_text, r.output_text), \
-                 error_code = COALESCE(v.error_code, r.error_code), \
-                 error_message = COALESCE(v.error_message, r.error_message), \
-                 total_steps = COALESCE(v.total_steps, r.total_steps), \
-                 tokens_input = COALESCE(v.tokens_input, r.tokens_input), \
-                 tokens_output = COALESCE(v.tokens_output, r.tokens_output), \
-                 duration_ms = COALESCE(v.duration_ms, r.duration_ms), \
-                 started_at = COALESCE(v.started_at, r.started_at), \
-                 completed_at = COALESCE(v.completed_at, r.completed_at), \
-                 lease_owner = COALESCE(v.lease_owner, r.lease_owner), \
-                 lease_expires_at = COALESCE(v.lease_expires_at, r.lease_expires_at) \
+                 UPDATE agent_runs r SET updated_at = ${}, {} \
                  FROM v JOIN locked l ON l.id = v.id \
                  WHERE r.id = v.id AND (v.status IS NULL OR r.status IN ('pending', 'running')) \
                  RETURNING r.id",
-                values_rows(n, &UPDATE_CASTS),
-                n * UPDATE_CASTS.len() + 1
+                names.join(", "),
+                values_rows(n, &casts),
+                n * casts.len() + 1,
+                coalesced(|_, col, _| format!("v.{col}")),
             )
         })
         .collect()
@@ -511,7 +525,7 @@ impl GroupWrite for RunUpdateWrite {
 
     async fn write_one(&self, pool: &PgPool) -> Result<bool, StoreError> {
         let rows = self
-            .bind(sqlx::query(&UPDATE_SQL[1]))
+            .bind(sqlx::query(&UPDATE_ONE_SQL))
             .bind(now())
             .fetch_all(pool)
             .await
