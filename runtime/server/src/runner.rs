@@ -8,6 +8,7 @@
 //! effects, so repeating them must be the caller's decision (start a new run).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use leforge_core::{
     Agent, CallbackAttempt, NewRun, Run, RunStart, RunStatus, RunUpdate, Store, StoreError,
 };
 use sha2::Sha256;
-use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -97,6 +98,11 @@ struct Inner {
     closing: CancellationToken,
     queued: Notify,
     slots: Arc<Semaphore>,
+    /// Runs may be waiting in the queue: this server queued one for want of a slot, or its
+    /// last claim came back full. While set, new async runs queue behind them rather than
+    /// take a freed slot first, and every freed slot wakes the queue worker. Cleared when a
+    /// claim comes back short of what it asked for.
+    backlog: AtomicBool,
     http: reqwest::Client,
     /// Runs (and their callbacks) still being worked on, for shutdown to wait for.
     tasks: tokio_util::task::TaskTracker,
@@ -124,6 +130,7 @@ impl Runner {
                 closing: CancellationToken::new(),
                 queued: Notify::new(),
                 slots,
+                backlog: AtomicBool::new(false),
                 http: reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
                     .timeout(Duration::from_secs(30))
@@ -408,17 +415,18 @@ impl Runner {
     }
 
     /// Creates an async run and answers with its id as soon as it is stored. With a free
-    /// slot here, the run is created already started under this server's lease, and this
-    /// server executes it at once: queueing it only for this same server to claim it back
-    /// would put a claim statement, and a wait for the queue worker's next turn, in front of
-    /// every run (the worker takes a batch per turn, so under a burst each run waited for
-    /// the batches before it). Without a free slot, or while shutting down, it is queued
-    /// `pending` for whichever server has room first.
+    /// slot here and no run known to be waiting in the queue, the run is created already
+    /// started under this server's lease, and this server executes it at once: queueing it
+    /// only for this same server to claim it back would put a claim statement, and a wait
+    /// for the queue worker's next turn, in front of every run (the worker takes a batch per
+    /// turn, so under a burst each run waited for the batches before it). Otherwise, or while
+    /// shutting down, it is queued `pending` behind the runs already waiting, for whichever
+    /// server has room first.
     ///
     /// Creation and start happen in one task of their own, so a caller that goes away while
     /// the run is being stored cannot leave it stored as started and never executed.
     pub async fn accept_async(&self, mut new: NewRun, agent: Agent) -> Result<Uuid, StoreError> {
-        let permit = if self.is_closing() {
+        let permit = if self.is_closing() || self.inner.backlog.load(Ordering::Acquire) {
             None
         } else {
             self.inner.slots.clone().try_acquire_owned().ok()
@@ -441,17 +449,29 @@ impl Runner {
             };
             let _ = created.send(Ok(run.id));
             let Some(permit) = permit else {
+                runner.inner.backlog.store(true, Ordering::Release);
                 runner.notify_queued();
                 return;
             };
-            let _permit = permit;
-            if let Err(e) = runner.execute(run, false, Some(agent), true).await {
-                tracing::error!(error = %e, "async run failed to persist");
-            }
+            runner.execute_async(run, Some(agent), permit).await;
         });
         outcome
             .await
             .map_err(|_| StoreError::Database("the run's task ended before it was stored".into()))?
+    }
+
+    /// Executes an async run in the slot it holds. A freed slot goes to the queue first when
+    /// runs may be waiting there.
+    async fn execute_async(&self, run: Run, agent: Option<Agent>, slot: OwnedSemaphorePermit) {
+        // Nobody waits for an async run's result here: the store has it (and its callback,
+        // if any, is sent from it).
+        if let Err(e) = self.execute(run, false, agent, true).await {
+            tracing::error!(error = %e, "async run failed to persist");
+        }
+        drop(slot);
+        if self.inner.backlog.load(Ordering::Acquire) {
+            self.notify_queued();
+        }
     }
 
     /// Wakes the local queue worker (a run was just queued here).
@@ -472,10 +492,19 @@ impl Runner {
             if self.is_closing() {
                 return;
             }
-            let free = self.inner.slots.available_permits();
-            if free > 0 {
+            // The slots are taken before the claim: requests take slots too (a run they
+            // start at once), and a claimed run without one would be stranded, `running`
+            // under this server's lease with nothing executing it.
+            let mut slots = Vec::new();
+            while slots.len() < 64 {
+                match self.inner.slots.clone().try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
+            }
+            if !slots.is_empty() {
                 let until = chrono::Utc::now() + self.lease_ttl();
-                let claim_size = free.min(64) as u32;
+                let claim_size = slots.len() as u32;
                 match self
                     .inner
                     .deps
@@ -485,13 +514,16 @@ impl Runner {
                 {
                     Ok(runs) => {
                         let claimed = runs.len();
+                        // A full batch: more may be waiting. A short one: the queue is
+                        // drained, as far as this server can tell.
+                        self.inner
+                            .backlog
+                            .store(claimed as u32 == claim_size, Ordering::Release);
                         // One read per agent per batch, not per run: a batch is usually
                         // many runs of a few agents, claimed at one moment.
                         let mut agents: HashMap<Uuid, Option<Agent>> = HashMap::new();
-                        for run in runs {
-                            let Ok(permit) = self.inner.slots.clone().try_acquire_owned() else {
-                                break;
-                            };
+                        // The slots not needed go back when `slots` drops.
+                        for (run, slot) in runs.into_iter().zip(slots.drain(..)) {
                             let agent = match agents.get(&run.agent_id) {
                                 Some(agent) => agent.clone(),
                                 None => {
@@ -503,12 +535,7 @@ impl Runner {
                             };
                             let runner = self.clone();
                             self.inner.tasks.spawn(async move {
-                                let _permit = permit;
-                                // Nobody waits for an async run's result here: the store
-                                // has it (and its callback, if any, is sent from it).
-                                if let Err(e) = runner.execute(run, false, agent, true).await {
-                                    tracing::error!(error = %e, "async run failed to persist");
-                                }
+                                runner.execute_async(run, agent, slot).await;
                             });
                         }
                         if claimed as u32 == claim_size {
@@ -518,6 +545,8 @@ impl Runner {
                     Err(e) => tracing::warn!(error = %e, "claiming queued runs failed"),
                 }
             }
+            // Unused slots go back before the worker sleeps.
+            drop(slots);
             tokio::select! {
                 _ = self.inner.queued.notified() => {}
                 _ = tokio::time::sleep(self.inner.settings.poll_every) => {}

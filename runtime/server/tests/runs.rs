@@ -117,6 +117,20 @@ impl Env {
     }
 }
 
+/// Waits until the fake provider has received `n` requests.
+async fn wait_requests(fake: &FakeProvider, n: usize) {
+    for _ in 0..600 {
+        if fake.request_count() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the provider got {} requests, expected {n}",
+        fake.request_count()
+    );
+}
+
 fn run_of(r: &Reply) -> &Value {
     if r.body["success"] == true {
         &r.body["data"]
@@ -424,6 +438,17 @@ async fn async_runs_start_at_once_with_a_free_slot_and_queue_without_one() {
         assert_eq!(stored.body["data"]["status"], "running", "{}", stored.body);
         let instance = e.t.state.runner.instance().to_string();
         assert_eq!(stored.body["data"]["worker"], instance.as_str());
+        let first_run =
+            e.t.store
+                .get_run(first_id.parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            first_run.started_at,
+            Some(first_run.created_at),
+            "created started, not claimed later"
+        );
 
         let second = e.run(&slug, json!({"input": "b", "mode": "async"})).await;
         assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.body);
@@ -433,7 +458,9 @@ async fn async_runs_start_at_once_with_a_free_slot_and_queue_without_one() {
         assert_eq!(queued.body["data"]["status"], "pending", "{}", queued.body);
         assert_eq!(queued.body["data"]["worker"], Value::Null);
 
-        // The first run ends (cancelled), its slot frees, and the worker claims the second.
+        // The first run ends (cancelled) once its model call is in flight, its slot frees,
+        // and the worker claims the second.
+        wait_requests(&e.fake, 1).await;
         e.fake.push(Script::text("{\"second\": true}"));
         let cancelled =
             e.t.call(
@@ -512,6 +539,8 @@ async fn cancel_abandons_the_inflight_call() {
         .await;
     let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
     e.wait_status(&run_id, "running").await;
+    // `running` is stored before the model is called: cancel once the call is in flight.
+    wait_requests(&e.fake, 1).await;
     let r =
         e.t.call(
             Method::POST,

@@ -99,7 +99,11 @@ impl SqliteStore {
 
 impl PgStore {
     pub async fn connect(url: &str, migrate: Migrate) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(db_err)?;
+        // Each grouped write prepares one statement per group size (up to 32 of each kind),
+        // beside every other query: sqlx's default cache of 100 would evict and re-prepare.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(db_err)?
+            .statement_cache_capacity(256);
         let pool = pg_pool_options()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

@@ -1279,7 +1279,7 @@ impl PgStore {
         self.creations.groups_committed()
     }
 
-    /// Steps and creations waiting for a turn of their writers.
+    /// Steps, creations and updates waiting for a turn of their writers.
     pub fn writes_queued(&self) -> usize {
         self.steps.queued() + self.creations.queued() + self.updates.queued()
     }
