@@ -34,48 +34,42 @@ fn tool_results(body: &serde_json::Value) -> usize {
         .count()
 }
 
-/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after its closing parenthesis do not.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are the 14th and 15th fields, so 12th and 13th after the name.
-    let ticks: f64 = [11, 12]
+/// The command name of a `/proc/<pid>/stat` file, and the seconds in the given fields after
+/// it (0: the state). The name may hold spaces; the fields after its closing parenthesis do
+/// not. Linux counts CPU time in USER_HZ, which is 100 on every Linux target Rust supports.
+fn proc_stat(path: impl AsRef<std::path::Path>, fields: &[usize]) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (name, rest) = stat.rsplit_once(')')?;
+    let after: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
         .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .filter_map(|i| after.get(*i).and_then(|v| v.parse::<f64>().ok()))
         .sum();
-    // Linux reports them in USER_HZ, which is 100 on every Linux target Rust supports.
-    ticks / 100.0
+    let name = name.split_once('(').map_or(name, |(_, n)| n).to_string();
+    Some((name, ticks / 100.0))
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    // utime and stime: the 14th and 15th fields.
+    proc_stat(format!("/proc/{pid}/stat"), &[11, 12]).map_or(0.0, |(_, s)| s)
 }
 
 /// CPU seconds used so far by every PostgreSQL process on this machine (the server's
 /// backends, and the other processes of the cluster): their own time, and the time of their
-/// children that have exited (the postmaster's, for backends that have gone), from
-/// `/proc/<pid>/stat`.
+/// children that have exited (the postmaster's, for backends that have gone).
 fn postgres_cpu_seconds() -> f64 {
+    // utime, stime, cutime, cstime: the 14th to 17th fields.
+    const WITH_CHILDREN: [usize; 4] = [11, 12, 13, 14];
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
-    let mut ticks = 0.0;
-    for entry in entries.flatten() {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let Some((name, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if !name.ends_with("(postgres") {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime, stime, cutime, cstime: the 14th to 17th fields.
-        ticks += [11, 12, 13, 14]
-            .iter()
-            .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
-            .sum::<f64>();
-    }
-    ticks / 100.0
+    entries
+        .flatten()
+        .filter_map(|entry| proc_stat(entry.path().join("stat"), &WITH_CHILDREN))
+        .filter(|(name, _)| name == "postgres")
+        .map(|(_, seconds)| seconds)
+        .sum()
 }
 
 /// A `/proc/<pid>/status` memory field (`VmRSS:`, `VmHWM:`) in MB.

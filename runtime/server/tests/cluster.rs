@@ -222,12 +222,7 @@ async fn graceful_shutdown_interrupts_runs_that_outlive_the_grace_period() {
     )
     .await;
     let run_id = r["data"]["run_id"].as_str().unwrap().to_string();
-    for _ in 0..200 {
-        if fake.request_count() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    fake.wait_for_requests(1).await;
     let mut server = server;
     let pid = server.child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();

@@ -105,6 +105,17 @@ impl Env {
         panic!("run {run_id} did not finish");
     }
 
+    async fn cancel(&self, run_id: &str) -> Reply {
+        self.t
+            .call(
+                Method::POST,
+                &format!("/api/v1/runs/{run_id}/cancel"),
+                Some(&self.t.admin_key),
+                None,
+            )
+            .await
+    }
+
     async fn wait_status(&self, run_id: &str, status: &str) {
         for _ in 0..600 {
             let r = self.t.admin_get(&format!("/api/v1/runs/{run_id}")).await;
@@ -115,20 +126,6 @@ impl Env {
         }
         panic!("run {run_id} never became {status}");
     }
-}
-
-/// Waits until the fake provider has received `n` requests.
-async fn wait_requests(fake: &FakeProvider, n: usize) {
-    for _ in 0..600 {
-        if fake.request_count() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "the provider got {} requests, expected {n}",
-        fake.request_count()
-    );
 }
 
 fn run_of(r: &Reply) -> &Value {
@@ -460,16 +457,9 @@ async fn async_runs_start_at_once_with_a_free_slot_and_queue_without_one() {
 
         // The first run ends (cancelled) once its model call is in flight, its slot frees,
         // and the worker claims the second.
-        wait_requests(&e.fake, 1).await;
+        e.fake.wait_for_requests(1).await;
         e.fake.push(Script::text("{\"second\": true}"));
-        let cancelled =
-            e.t.call(
-                Method::POST,
-                &format!("/api/v1/runs/{first_id}/cancel"),
-                Some(&e.t.admin_key),
-                None,
-            )
-            .await;
+        let cancelled = e.cancel(&first_id).await;
         assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
         let done = e.poll(&second_id).await;
         assert_eq!(done.status, StatusCode::OK, "{}", done.body);
@@ -540,28 +530,14 @@ async fn cancel_abandons_the_inflight_call() {
     let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
     e.wait_status(&run_id, "running").await;
     // `running` is stored before the model is called: cancel once the call is in flight.
-    wait_requests(&e.fake, 1).await;
-    let r =
-        e.t.call(
-            Method::POST,
-            &format!("/api/v1/runs/{run_id}/cancel"),
-            Some(&e.t.admin_key),
-            None,
-        )
-        .await;
+    e.fake.wait_for_requests(1).await;
+    let r = e.cancel(&run_id).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"]["status"], "cancelled");
     let done = e.poll(&run_id).await;
     assert_eq!(done.status, StatusCode::CONFLICT);
     assert_eq!(done.code(), "RUN_CANCELLED");
-    let again =
-        e.t.call(
-            Method::POST,
-            &format!("/api/v1/runs/{run_id}/cancel"),
-            Some(&e.t.admin_key),
-            None,
-        )
-        .await;
+    let again = e.cancel(&run_id).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     // The server is not stuck on the hung call.
     e.fake.push(Script::text("{\"fine\": true}"));

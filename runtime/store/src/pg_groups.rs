@@ -14,17 +14,16 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use leforge_core::{RunStatus, RunStep, RunUpdate, StoreError};
-use sqlx::types::Json;
+use leforge_core::{RunStep, RunUpdate, StoreError};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
 use crate::db_err;
 use crate::rows::{now, RunRow};
 use crate::sql_store::{
-    bind_new_run, bind_step, create_run_err, insert_step_sql, step_write_err, RunCreation,
-    NEW_RUN_COLS, RUN_COLS, STEP_COLS,
+    bind_new_run, bind_run_update, bind_step, coalesced_update, create_run_err, insert_step_sql,
+    step_write_err, RunCreation, NEW_RUN_COLS, RUN_COLS, RUN_UPDATE_COLS, STEP_COLS,
 };
 
 /// Statements of one kind written at once; each holds a connection of its pool (which has
@@ -151,7 +150,8 @@ impl<W: GroupWrite> PgGrouped<W> {
     }
 
     /// Takes every turn, so writes queue until the returned permit is dropped (tests).
-    pub(crate) async fn hold(&self) -> OwnedSemaphorePermit {
+    #[cfg(feature = "testing")]
+    pub(crate) async fn hold(&self) -> tokio::sync::OwnedSemaphorePermit {
         self.shared
             .turns
             .clone()
@@ -425,34 +425,6 @@ pub(crate) struct RunUpdateWrite {
     pub update: RunUpdate,
 }
 
-/// The columns an update may set, in [`RunUpdateWrite::bind`]'s order (after the run id),
-/// each with its type: in a `VALUES` list PostgreSQL has no column to infer it from.
-const UPDATE_COLS: [(&str, &str); 13] = [
-    ("status", "text"),
-    ("output", "jsonb"),
-    ("output_text", "text"),
-    ("error_code", "text"),
-    ("error_message", "text"),
-    ("total_steps", "integer"),
-    ("tokens_input", "bigint"),
-    ("tokens_output", "bigint"),
-    ("duration_ms", "bigint"),
-    ("started_at", "timestamptz"),
-    ("completed_at", "timestamptz"),
-    ("lease_owner", "text"),
-    ("lease_expires_at", "timestamptz"),
-];
-
-/// `col = COALESCE(<new value>, r.col)` for every column an update may set.
-fn coalesced(new_value: impl Fn(usize, &str, &str) -> String) -> String {
-    UPDATE_COLS
-        .iter()
-        .enumerate()
-        .map(|(i, (col, cast))| format!("{col} = COALESCE({}, r.{col})", new_value(i, col, cast)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// One update: `$1` the run, `$2` on its fields, then the time. A status is only written to
 /// a run still `pending` or `running` (a terminal status is final); an update that matches
 /// no row (a missing run, or a terminal one) returns none. A plain `UPDATE`, so an idle
@@ -462,8 +434,8 @@ static UPDATE_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
         "UPDATE agent_runs r SET updated_at = ${}, {} \
          WHERE r.id = $1 AND ($2::text IS NULL OR r.status IN ('pending', 'running')) \
          RETURNING r.id",
-        UPDATE_COLS.len() + 2,
-        coalesced(|i, _, cast| format!("${}::{cast}", i + 2)),
+        RUN_UPDATE_COLS.len() + 2,
+        coalesced_update(|i, _, ty| format!("${}::{ty}", i + 2), "r."),
     )
 });
 
@@ -471,9 +443,9 @@ static UPDATE_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
 /// every run of the group; the runs are locked in id order first, as in a step group, so
 /// that groups in flight cannot deadlock.
 static UPDATE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
-    let names: Vec<&str> = UPDATE_COLS.iter().map(|(col, _)| *col).collect();
+    let names: Vec<&str> = RUN_UPDATE_COLS.iter().map(|(col, _)| *col).collect();
     let mut casts = vec!["uuid"];
-    casts.extend(UPDATE_COLS.iter().map(|(_, cast)| *cast));
+    casts.extend(RUN_UPDATE_COLS.iter().map(|(_, ty)| *ty));
     (0..=MAX_GROUP)
         .map(|n| {
             format!(
@@ -487,7 +459,7 @@ static UPDATE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
                 names.join(", "),
                 values_rows(n, &casts),
                 n * casts.len() + 1,
-                coalesced(|_, col, _| format!("v.{col}")),
+                coalesced_update(|_, col, _| format!("v.{col}"), "r."),
             )
         })
         .collect()
@@ -498,22 +470,7 @@ impl RunUpdateWrite {
         &'q self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        let u = &self.update;
-        query
-            .bind(self.id)
-            .bind(u.status.map(RunStatus::as_str))
-            .bind(u.output.as_ref().map(Json))
-            .bind(u.output_text.as_deref())
-            .bind(u.error_code.as_deref())
-            .bind(u.error_message.as_deref())
-            .bind(u.total_steps)
-            .bind(u.tokens_input)
-            .bind(u.tokens_output)
-            .bind(u.duration_ms)
-            .bind(u.started_at)
-            .bind(u.completed_at)
-            .bind(u.lease.as_ref().map(|(owner, _)| owner.as_str()))
-            .bind(u.lease.as_ref().map(|(_, until)| *until))
+        bind_run_update(query.bind(self.id), &self.update)
     }
 }
 

@@ -157,6 +157,77 @@ where
         .bind(run.start.as_ref().map(|s| s.lease_until))
 }
 
+/// The columns a run update may set, in [`bind_run_update`]'s order, each with its
+/// PostgreSQL type (in a `VALUES` list PostgreSQL has no column to infer it from). Both back
+/// ends' grouped updates write every field of every `RunUpdate`, so that updates of any shape
+/// share one statement text.
+pub(crate) const RUN_UPDATE_COLS: [(&str, &str); 13] = [
+    ("status", "text"),
+    ("output", "jsonb"),
+    ("output_text", "text"),
+    ("error_code", "text"),
+    ("error_message", "text"),
+    ("total_steps", "integer"),
+    ("tokens_input", "bigint"),
+    ("tokens_output", "bigint"),
+    ("duration_ms", "bigint"),
+    ("started_at", "timestamptz"),
+    ("completed_at", "timestamptz"),
+    ("lease_owner", "text"),
+    ("lease_expires_at", "timestamptz"),
+];
+
+/// `col = COALESCE(<new value>, <current>col)` for every one of [`RUN_UPDATE_COLS`]: a field
+/// the update leaves out (`None`) keeps its value, as the single-run update query leaves it
+/// out; no update sets a field back to NULL. `new_value` gets the column's index, name and
+/// PostgreSQL type; `current` qualifies the current value (a table alias and its dot).
+pub(crate) fn coalesced_update(
+    new_value: impl Fn(usize, &str, &str) -> String,
+    current: &str,
+) -> String {
+    RUN_UPDATE_COLS
+        .iter()
+        .enumerate()
+        .map(|(i, (col, ty))| {
+            format!(
+                "{col} = COALESCE({}, {current}{col})",
+                new_value(i, col, ty)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Binds an update's fields, in [`RUN_UPDATE_COLS`]' order, after whatever `query` has
+/// bound already.
+pub(crate) fn bind_run_update<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    u: &'q RunUpdate,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Json<&'q serde_json::Value>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<chrono::DateTime<chrono::Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(u.status.map(RunStatus::as_str))
+        .bind(u.output.as_ref().map(Json))
+        .bind(u.output_text.as_deref())
+        .bind(u.error_code.as_deref())
+        .bind(u.error_message.as_deref())
+        .bind(u.total_steps)
+        .bind(u.tokens_input)
+        .bind(u.tokens_output)
+        .bind(u.duration_ms)
+        .bind(u.started_at)
+        .bind(u.completed_at)
+        .bind(u.lease.as_ref().map(|(owner, _)| owner.as_str()))
+        .bind(u.lease.as_ref().map(|(_, until)| *until))
+}
+
 /// A new run as either back end's grouped writer queues it: its id and creation time are
 /// chosen before it is written.
 pub(crate) struct RunCreation {

@@ -24,7 +24,6 @@ use futures::TryStreamExt;
 use leforge_core::{NewRun, RunStatus, RunStep, RunUpdate, StoreError};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteRow};
-use sqlx::types::Json;
 use sqlx::{Connection, Either, Sqlite};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard, OwnedSemaphorePermit};
 use uuid::Uuid;
@@ -32,7 +31,8 @@ use uuid::Uuid;
 use crate::db_err;
 use crate::rows::{now, RunRow};
 use crate::sql_store::{
-    bind_new_run, bind_step, create_run_err, step_write_err, RunCreation, NEW_RUN_COLS, RUN_COLS,
+    bind_new_run, bind_run_update, bind_step, coalesced_update, create_run_err, step_write_err,
+    RunCreation, NEW_RUN_COLS, RUN_COLS,
 };
 
 /// At most this many writes share one transaction. Each kind and group size is its own
@@ -243,20 +243,15 @@ struct RunUpdateWrite {
 impl Job for RunUpdateWrite {
     /// Whether the update matched the run.
     type Out = bool;
-    // One text for every `RunUpdate`, so that updates share groups: a field left `None` keeps
-    // its value (`COALESCE`), as the store's own update query leaves it out. A status is only
-    // written to a run still `pending` or `running`: a terminal status is final.
+    // One text for every `RunUpdate`, so that updates share groups (`coalesced_update`). A
+    // status is only written to a run still `pending` or `running`: a terminal status is
+    // final.
     fn statements() -> String {
-        "UPDATE agent_runs SET updated_at = ?, \
-        status = COALESCE(?, status), output = COALESCE(?, output), \
-        output_text = COALESCE(?, output_text), error_code = COALESCE(?, error_code), \
-        error_message = COALESCE(?, error_message), total_steps = COALESCE(?, total_steps), \
-        tokens_input = COALESCE(?, tokens_input), tokens_output = COALESCE(?, tokens_output), \
-        duration_ms = COALESCE(?, duration_ms), started_at = COALESCE(?, started_at), \
-        completed_at = COALESCE(?, completed_at), lease_owner = COALESCE(?, lease_owner), \
-        lease_expires_at = COALESCE(?, lease_expires_at) \
-        WHERE id = ? AND (? IS NULL OR status IN ('pending', 'running')) RETURNING id; "
-            .into()
+        format!(
+            "UPDATE agent_runs SET updated_at = ?, {} \
+             WHERE id = ? AND (? IS NULL OR status IN ('pending', 'running')) RETURNING id; ",
+            coalesced_update(|_, _, _| "?".into(), "")
+        )
     }
     const STATEMENT_COUNT: usize = 1;
     const KIND: usize = 2;
@@ -266,25 +261,9 @@ impl Job for RunUpdateWrite {
         query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
         ts: chrono::DateTime<chrono::Utc>,
     ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
-        let u = &self.update;
-        let status = u.status.map(RunStatus::as_str);
-        query
-            .bind(ts)
-            .bind(status)
-            .bind(u.output.as_ref().map(Json))
-            .bind(u.output_text.as_deref())
-            .bind(u.error_code.as_deref())
-            .bind(u.error_message.as_deref())
-            .bind(u.total_steps)
-            .bind(u.tokens_input)
-            .bind(u.tokens_output)
-            .bind(u.duration_ms)
-            .bind(u.started_at)
-            .bind(u.completed_at)
-            .bind(u.lease.as_ref().map(|(owner, _)| owner.as_str()))
-            .bind(u.lease.as_ref().map(|(_, until)| *until))
+        bind_run_update(query.bind(ts), &self.update)
             .bind(self.id)
-            .bind(status)
+            .bind(self.update.status.map(RunStatus::as_str))
     }
 
     fn output(rows: Vec<SqliteRow>) -> Result<bool, sqlx::Error> {

@@ -582,6 +582,38 @@ async fn until_queued(store: &impl Queued, n: usize) {
     panic!("{} writes queued, expected {n}", store.queued());
 }
 
+/// `n` new runs of `agent_id`, with the inputs `job 0`, `job 1`, …
+async fn new_runs(store: &dyn Store, agent_id: Uuid, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let run = store
+            .create_run(NewRun::simple(agent_id, format!("job {i}")))
+            .await
+            .unwrap();
+        ids.push(run.id);
+    }
+    ids
+}
+
+/// In a failed step group, a step with a taken number conflicts and a step of a missing run
+/// is not found: each caller hears its own outcome.
+async fn assert_taken_and_missing(
+    taken: tokio::task::JoinHandle<Result<(), StoreError>>,
+    missing: tokio::task::JoinHandle<Result<(), StoreError>>,
+) {
+    match taken.await.unwrap() {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "step"),
+        other => panic!("a taken step number should conflict, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            missing.await.unwrap(),
+            Err(StoreError::NotFound { entity: "run" })
+        ),
+        "a step of a missing run"
+    );
+}
+
 /// SQLite: steps queued while the writer is busy commit as one group (one transaction); a
 /// caller that gives up does not take the group down; and when one step of a group fails,
 /// every other step still lands and every caller hears its own outcome.
@@ -589,14 +621,7 @@ async fn until_queued(store: &impl Queued, n: usize) {
 async fn sqlite_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     let (_db, sqlite) = direct_sqlite().await;
     let agent = sqlite.create_agent(new_agent("Grouped")).await.unwrap();
-    let mut runs = Vec::new();
-    for i in 0..6 {
-        let run = sqlite
-            .create_run(NewRun::simple(agent.id, format!("job {i}")))
-            .await
-            .unwrap();
-        runs.push(run.id);
-    }
+    let runs = new_runs(&*sqlite, agent.id, 6).await;
     let append = |run_id: Uuid, n: i32| {
         let sqlite = sqlite.clone();
         tokio::spawn(async move {
@@ -648,17 +673,7 @@ async fn sqlite_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     for t in valid {
         t.await.unwrap().unwrap();
     }
-    match taken.await.unwrap() {
-        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "step"),
-        other => panic!("a taken step number should conflict, got {other:?}"),
-    }
-    assert!(
-        matches!(
-            missing.await.unwrap(),
-            Err(StoreError::NotFound { entity: "run" })
-        ),
-        "a step of a missing run"
-    );
+    assert_taken_and_missing(taken, missing).await;
     for id in &runs {
         let run = sqlite.get_run(*id).await.unwrap().unwrap();
         let numbers: Vec<i32> = run.steps.iter().map(|s| s.step).collect();
@@ -934,14 +949,7 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
         return;
     };
     let agent = pg.create_agent(new_agent("Grouped")).await.unwrap();
-    let mut runs = Vec::new();
-    for i in 0..6 {
-        let run = pg
-            .create_run(NewRun::simple(agent.id, format!("job {i}")))
-            .await
-            .unwrap();
-        runs.push(run.id);
-    }
+    let runs = new_runs(&*pg, agent.id, 6).await;
     let append = |run_id: Uuid, n: i32, tokens: i64| {
         let pg = pg.clone();
         tokio::spawn(async move {
@@ -1021,17 +1029,7 @@ async fn postgres_groups_queued_steps_and_each_caller_gets_its_own_outcome() {
     for t in valid {
         t.await.unwrap().unwrap();
     }
-    match taken.await.unwrap() {
-        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "step"),
-        other => panic!("a taken step number should conflict, got {other:?}"),
-    }
-    assert!(
-        matches!(
-            missing.await.unwrap(),
-            Err(StoreError::NotFound { entity: "run" })
-        ),
-        "a step of a missing run"
-    );
+    assert_taken_and_missing(taken, missing).await;
     assert_eq!(
         pg.step_groups_committed(),
         groups + 1,
@@ -1053,14 +1051,7 @@ async fn postgres_step_groups_are_bounded() {
         return;
     };
     let agent = pg.create_agent(new_agent("Long queue")).await.unwrap();
-    let mut runs = Vec::new();
-    for i in 0..10 {
-        let run = pg
-            .create_run(NewRun::simple(agent.id, format!("job {i}")))
-            .await
-            .unwrap();
-        runs.push(run.id);
-    }
+    let runs = new_runs(&*pg, agent.id, 10).await;
     let held = pg.hold_group_writers().await;
     let groups = pg.step_groups_committed();
     // 40 steps, four per run: more than the 32 one statement takes.
@@ -1182,14 +1173,7 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
         return;
     };
     let agent = pg.create_agent(new_agent("Grouped updates")).await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let run = pg
-            .create_run(NewRun::simple(agent.id, format!("job {i}")))
-            .await
-            .unwrap();
-        ids.push(run.id);
-    }
+    let ids = new_runs(&*pg, agent.id, 5).await;
     // Two terminal runs: updates of one run cannot share a statement (below).
     let (ended, also_ended) = (ids[3], ids[4]);
     for id in [ended, also_ended] {

@@ -200,6 +200,21 @@ impl FakeProvider {
         self.shared.lock().requests.len()
     }
 
+    /// Waits until at least `n` requests have arrived (a test's way to know a model call is
+    /// in flight); panics after 6 s.
+    pub async fn wait_for_requests(&self, n: usize) {
+        for _ in 0..600 {
+            if self.request_count() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "the fake provider got {} requests, expected {n}",
+            self.request_count()
+        );
+    }
+
     /// Requests that passed validation (each consumed a script entry, if one was left).
     pub fn accepted(&self) -> Vec<RecordedRequest> {
         self.requests()

@@ -367,14 +367,11 @@ pub async fn run(
             .runner
             .accept_async(new, agent.clone())
             .await
-            .map(|id| (id, None)),
-        _ => state
-            .store
-            .create_run(new)
-            .await
-            .map(|run| (run.id, Some(run))),
+            .map(Created::Async),
+        RunMode::Stream => state.store.create_run(new).await.map(Created::Stream),
+        RunMode::Sync => state.store.create_run(new).await.map(Created::Sync),
     };
-    let (run_id, run) = match created {
+    let created = match created {
         Ok(created) => created,
         // A concurrent request with the same key won the race: answer as a replay of it.
         Err(leforge_core::StoreError::Conflict { .. }) if key.is_some() => {
@@ -388,29 +385,40 @@ pub async fn run(
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(run_id = %run_id, agent = %agent.slug, mode = v.mode.as_str(), "run created");
-    match run {
-        // The 202 says `pending` whether the run was queued or already started here: it has
-        // produced nothing yet, and `Location` is where to follow it.
-        None => Ok(accepted(run_id, RunStatus::Pending)),
-        Some(run) => dispatch(&state, run).await,
+    tracing::info!(run_id = %created.run_id(), agent = %agent.slug, mode = v.mode.as_str(), "run created");
+    dispatch(&state, created).await
+}
+
+/// A run just created, by how its caller follows it.
+enum Created {
+    /// Stored (and started here, or queued) by `Runner::accept_async`: only its id is needed.
+    Async(Uuid),
+    Stream(Run),
+    Sync(Run),
+}
+
+impl Created {
+    fn run_id(&self) -> Uuid {
+        match self {
+            Created::Async(id) => *id,
+            Created::Stream(run) | Created::Sync(run) => run.id,
+        }
     }
 }
 
-/// Starts a created run: sync and stream runs here, for their caller to follow on this
-/// connection; a queued async run by waking the queue.
-async fn dispatch(state: &AppState, run: Run) -> ApiResult<Response> {
-    match run.mode {
-        RunMode::Async => {
-            state.runner.notify_queued();
-            Ok(accepted(run.id, RunStatus::Pending))
-        }
-        RunMode::Stream => {
+/// Answers for a created run: an async one at once; sync and stream runs start here, for
+/// their caller to follow on this connection.
+async fn dispatch(state: &AppState, created: Created) -> ApiResult<Response> {
+    match created {
+        // The 202 says `pending` whether the run was queued or already started here: it has
+        // produced nothing yet, and `Location` is where to follow it.
+        Created::Async(run_id) => Ok(accepted(run_id, RunStatus::Pending)),
+        Created::Stream(run) => {
             let rx = state.runner.prepare(run.id);
             state.runner.spawn(run);
             Ok(sse_response(live_events(rx)))
         }
-        RunMode::Sync => {
+        Created::Sync(run) => {
             let run = state
                 .runner
                 .spawn(run)
