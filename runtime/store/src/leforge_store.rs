@@ -5,6 +5,7 @@
 //! places where the dialects differ are named explicitly. Nothing here knows about HTTP.
 
 mod pg_groups;
+mod pg_reads;
 mod rows;
 mod sql_store;
 mod sqlite_readers;
@@ -129,6 +130,8 @@ impl PgStore {
         Ok(PgStore {
             creations: PgGrouped::start(pool.clone()),
             updates: PgGrouped::start(pool.clone()),
+            keys: PgGrouped::start(pool.clone()),
+            agents: PgGrouped::start(pool.clone()),
             writer: pool.clone(),
             pool,
             steps: PgGrouped::start(progress.clone()),

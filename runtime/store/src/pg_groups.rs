@@ -1,14 +1,19 @@
-//! PostgreSQL's busiest writes, grouped under load: step rows (with the run's counters), run
-//! creations and run updates.
+//! PostgreSQL's busiest statements, grouped under load: step rows (with the run's counters),
+//! run creations, run updates, and the two reads every run request makes (its API key and
+//! its agent).
 //!
 //! Each is one statement. Under load most of a statement's cost is not its work but what
 //! surrounds it, on both sides of the socket and on the same cores: the pool's checkout and
 //! the ping sqlx sends when a connection goes back, the protocol messages, the backend's
-//! wake-up, and the commit (for a creation, a WAL flush). So a few statements of a kind run
-//! at once ([`IN_FLIGHT`]), and a write that arrives while they are all busy waits in a
-//! queue; the next free turn writes everything queued by then as one multi-row statement.
-//! An idle writer adds nothing: a write that finds a turn free and nobody queued is written
-//! at once, by its own caller.
+//! wake-up, and for a write the commit (for a creation, a WAL flush). So a few statements of
+//! a kind run at once ([`Grouped::IN_FLIGHT`]), and one that arrives while they are all busy
+//! waits in a queue; the next free turn runs everything queued by then as one multi-row
+//! statement. An idle kind adds nothing: a statement that finds a turn free and nobody queued
+//! is run at once, by its own caller.
+//!
+//! A grouped read sees what a read of its own would: it was queued before its group's
+//! statement started, so that statement's snapshot holds every commit its caller could
+//! have seen.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,43 +31,41 @@ use crate::sql_store::{
     step_write_err, RunCreation, NEW_RUN_COLS, RUN_COLS, RUN_UPDATE_COLS, STEP_COLS,
 };
 
-/// Statements of one kind written at once; each holds a connection of its pool (which has
-/// more, for everything else).
-const IN_FLIGHT: usize = 4;
-/// Writes per grouped statement at most. Each group size is its own statement text, prepared
+/// Statements per grouped statement at most. Each group size is its own statement text, prepared
 /// once per connection, so sizes are bounded; parameters stay far below PostgreSQL's limit.
 const MAX_GROUP: usize = 32;
 
-/// A kind of write that can be grouped.
-pub(crate) trait GroupWrite: Send + Sync + Sized + 'static {
+/// A kind of statement that can be grouped: a write, or a read.
+pub(crate) trait Grouped: Send + Sync + Sized + 'static {
     type Out: Send + 'static;
 
-    /// Whether a write whose caller has gone is still made. A step is: it records work that
-    /// was done. A creation is not: nobody has the new run's id.
-    const WRITE_ABANDONED: bool;
+    /// Whether a statement whose caller has gone is still run. A step is: it records work
+    /// that was done. A creation is not: nobody has the new run's id. Nor is a read.
+    const RUN_ABANDONED: bool;
 
-    /// One write in one statement; its own outcome.
-    fn write_one(
-        &self,
-        pool: &PgPool,
-    ) -> impl Future<Output = Result<Self::Out, StoreError>> + Send;
+    /// Statements of this kind run at once; each holds a connection of its pool, which must
+    /// keep more for everything else.
+    const IN_FLIGHT: usize = 4;
+
+    /// One statement of its own; its own outcome.
+    fn run_one(&self, pool: &PgPool) -> impl Future<Output = Result<Self::Out, StoreError>> + Send;
 
     /// All of `group` (two or more) in one statement, outcomes in order. After a database
-    /// error (the statement was rolled back) the writes are made one by one; see
-    /// `write_group`.
-    fn write_many(
+    /// error (the statement was rolled back) they are run one by one; see
+    /// `run_group`.
+    fn run_many(
         group: &[Self],
         pool: &PgPool,
     ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send;
 
-    /// Whether `group` can be one statement; when not, its writes are made one by one, in
+    /// Whether `group` can be one statement; when not, its members run one by one, in
     /// the order they were queued.
     fn can_share(_group: &[Self]) -> bool {
         true
     }
 }
 
-struct Queued<W: GroupWrite> {
+struct Queued<W: Grouped> {
     write: W,
     done: oneshot::Sender<Result<W::Out, StoreError>>,
 }
@@ -77,14 +80,14 @@ struct Shared {
     groups: AtomicU64,
 }
 
-/// The queue of one kind of write.
-pub(crate) struct PgGrouped<W: GroupWrite> {
+/// The queue of one kind of statement.
+pub(crate) struct PgGrouped<W: Grouped> {
     pool: PgPool,
     tx: mpsc::UnboundedSender<Queued<W>>,
     shared: Arc<Shared>,
 }
 
-impl<W: GroupWrite> Clone for PgGrouped<W> {
+impl<W: Grouped> Clone for PgGrouped<W> {
     fn clone(&self) -> Self {
         PgGrouped {
             pool: self.pool.clone(),
@@ -94,7 +97,7 @@ impl<W: GroupWrite> Clone for PgGrouped<W> {
     }
 }
 
-impl<W: GroupWrite> std::fmt::Debug for PgGrouped<W> {
+impl<W: Grouped> std::fmt::Debug for PgGrouped<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgGrouped")
             .field("queued", &self.queued())
@@ -104,15 +107,15 @@ impl<W: GroupWrite> std::fmt::Debug for PgGrouped<W> {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Database("the PostgreSQL group writer has stopped".into())
+    StoreError::Database("the PostgreSQL statement group has stopped".into())
 }
 
-impl<W: GroupWrite> PgGrouped<W> {
+impl<W: Grouped> PgGrouped<W> {
     /// Starts the queue's task, writing on `pool`; the task ends with the last handle.
     pub(crate) fn start(pool: PgPool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            turns: Arc::new(Semaphore::new(IN_FLIGHT)),
+            turns: Arc::new(Semaphore::new(W::IN_FLIGHT)),
             queued: AtomicUsize::new(0),
             groups: AtomicU64::new(0),
         });
@@ -120,16 +123,16 @@ impl<W: GroupWrite> PgGrouped<W> {
         PgGrouped { pool, tx, shared }
     }
 
-    pub(crate) async fn write(&self, write: W) -> Result<W::Out, StoreError> {
+    pub(crate) async fn run(&self, write: W) -> Result<W::Out, StoreError> {
         // The queue's task ends only with its runtime (a store used after the runtime that
-        // opened it has gone): write alone rather than not at all.
+        // opened it has gone): run alone rather than not at all.
         if self.tx.is_closed() {
-            return write.write_one(&self.pool).await;
+            return write.run_one(&self.pool).await;
         }
         // Nobody waiting and a turn free: no reason to go through the queue's task.
         if self.shared.queued.load(Ordering::Acquire) == 0 {
             if let Ok(_turn) = self.shared.turns.try_acquire() {
-                return write.write_one(&self.pool).await;
+                return write.run_one(&self.pool).await;
             }
         }
         let (done, outcome) = oneshot::channel();
@@ -149,22 +152,22 @@ impl<W: GroupWrite> PgGrouped<W> {
         self.shared.queued.load(Ordering::Acquire)
     }
 
-    /// Takes every turn, so writes queue until the returned permit is dropped (tests).
+    /// Takes every turn, so statements queue until the returned permit is dropped (tests).
     #[cfg(feature = "testing")]
     pub(crate) async fn hold(&self) -> tokio::sync::OwnedSemaphorePermit {
         self.shared
             .turns
             .clone()
-            .acquire_many_owned(IN_FLIGHT as u32)
+            .acquire_many_owned(W::IN_FLIGHT as u32)
             .await
             .expect("the turns are never closed")
     }
 }
 
-/// The queue's task: waits for a write, then for a free turn, then takes everything queued by
+/// The queue's task: waits for a statement, then for a free turn, then takes everything queued by
 /// then (up to [`MAX_GROUP`]) into one statement, written in a task of its own so that the
 /// next group can form meanwhile.
-async fn take_groups<W: GroupWrite>(
+async fn take_groups<W: Grouped>(
     pool: PgPool,
     mut rx: mpsc::UnboundedReceiver<Queued<W>>,
     shared: Arc<Shared>,
@@ -184,24 +187,24 @@ async fn take_groups<W: GroupWrite>(
             }
         }
         shared.queued.fetch_sub(group.len(), Ordering::AcqRel);
-        if !W::WRITE_ABANDONED {
+        if !W::RUN_ABANDONED {
             group.retain(|q| !q.done.is_closed());
         }
         let pool = pool.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
-            write_group(&pool, group, &shared).await;
+            run_group(&pool, group, &shared).await;
             drop(turn);
         });
     }
 }
 
-async fn write_group<W: GroupWrite>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Shared) {
+async fn run_group<W: Grouped>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Shared) {
     let (writes, dones): (Vec<W>, Vec<_>) = group.into_iter().map(|q| (q.write, q.done)).unzip();
     if writes.len() < 2 || !W::can_share(&writes) {
-        return write_each(pool, &writes, dones).await;
+        return run_each(pool, &writes, dones).await;
     }
-    match W::write_many(&writes, pool).await {
+    match W::run_many(&writes, pool).await {
         Ok(outs) if outs.len() != writes.len() => {
             // The statement committed, so writing again would write twice.
             let message = format!(
@@ -227,7 +230,7 @@ async fn write_group<W: GroupWrite>(pool: &PgPool, group: Vec<Queued<W>>, shared
         // each caller hears its own outcome.
         Err(sqlx::Error::Database(e)) => {
             tracing::debug!(error = %e, writes = writes.len(), "grouped write failed; writing one by one");
-            write_each(pool, &writes, dones).await;
+            run_each(pool, &writes, dones).await;
         }
         // Anything else (a lost connection, a row that would not decode) may come after
         // the commit: writing again could write twice, so every caller hears the error.
@@ -240,14 +243,14 @@ async fn write_group<W: GroupWrite>(pool: &PgPool, group: Vec<Queued<W>>, shared
     }
 }
 
-/// Each write in a statement of its own, in order; each caller hears its own outcome.
-async fn write_each<W: GroupWrite>(
+/// Each in a statement of its own, in order; each caller hears its own outcome.
+async fn run_each<W: Grouped>(
     pool: &PgPool,
     writes: &[W],
     dones: Vec<oneshot::Sender<Result<W::Out, StoreError>>>,
 ) {
     for (write, done) in writes.iter().zip(dones) {
-        let _ = done.send(write.write_one(pool).await);
+        let _ = done.send(write.run_one(pool).await);
     }
 }
 
@@ -299,7 +302,7 @@ const STEP_CASTS: [&str; 11] = [
 ];
 
 /// The statement for `n` steps, indexed by `n` (0 and 1 unused). Each run's counters move by
-/// its steps in the group, as in [`StepWrite::write_one`]; its tokens are the highest the
+/// its steps in the group, as in [`StepWrite::run_one`]; its tokens are the highest the
 /// group carries for it (they only grow). A run's existing rows do not include those this
 /// statement inserts (one snapshot), hence `+ p.rows`: every step of the run in the group,
 /// with progress or without. `locked` takes the runs' row locks in id order before the
@@ -327,15 +330,15 @@ static STEP_GROUP_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-impl GroupWrite for StepWrite {
+impl Grouped for StepWrite {
     type Out = ();
-    const WRITE_ABANDONED: bool = true;
+    const RUN_ABANDONED: bool = true;
 
     /// One statement, so one round trip and one commit. The UPDATE cannot see the row the
     /// CTE inserts (same snapshot), hence the `+ 1`. Parallel steps of one run queue on the
     /// run's row lock, and a waiter re-reads the row but not the snapshot of its COUNT:
     /// `total_steps + 1` covers that case.
-    async fn write_one(&self, pool: &PgPool) -> Result<(), StoreError> {
+    async fn run_one(&self, pool: &PgPool) -> Result<(), StoreError> {
         let Some((tokens_input, tokens_output)) = self.progress else {
             bind_step(sqlx::query(insert_step_sql!()), self.run_id, &self.step)
                 .execute(pool)
@@ -363,7 +366,7 @@ impl GroupWrite for StepWrite {
         Ok(())
     }
 
-    async fn write_many(group: &[Self], pool: &PgPool) -> Result<Vec<()>, sqlx::Error> {
+    async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<()>, sqlx::Error> {
         let mut query = sqlx::query(&STEP_GROUP_SQL[group.len()]);
         for w in group {
             query = bind_step(query, w.run_id, &w.step)
@@ -389,11 +392,11 @@ static CREATION_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-impl GroupWrite for RunCreation {
+impl Grouped for RunCreation {
     type Out = RunRow;
-    const WRITE_ABANDONED: bool = false;
+    const RUN_ABANDONED: bool = false;
 
-    async fn write_one(&self, pool: &PgPool) -> Result<RunRow, StoreError> {
+    async fn run_one(&self, pool: &PgPool) -> Result<RunRow, StoreError> {
         let row = bind_new_run(sqlx::query(&CREATION_SQL[1]), self.id, self.ts, &self.run)
             .fetch_one(pool)
             .await
@@ -401,7 +404,7 @@ impl GroupWrite for RunCreation {
         sqlx::FromRow::from_row(&row).map_err(db_err)
     }
 
-    async fn write_many(group: &[Self], pool: &PgPool) -> Result<Vec<RunRow>, sqlx::Error> {
+    async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<RunRow>, sqlx::Error> {
         let mut query = sqlx::query(&CREATION_SQL[group.len()]);
         for c in group {
             query = bind_new_run(query, c.id, c.ts, &c.run);
@@ -474,13 +477,13 @@ impl RunUpdateWrite {
     }
 }
 
-impl GroupWrite for RunUpdateWrite {
+impl Grouped for RunUpdateWrite {
     /// Whether the update matched the run.
     type Out = bool;
     /// Its caller may have gone, but the run has not: what it records still happened.
-    const WRITE_ABANDONED: bool = true;
+    const RUN_ABANDONED: bool = true;
 
-    async fn write_one(&self, pool: &PgPool) -> Result<bool, StoreError> {
+    async fn run_one(&self, pool: &PgPool) -> Result<bool, StoreError> {
         let rows = self
             .bind(sqlx::query(&UPDATE_ONE_SQL))
             .bind(now())
@@ -490,7 +493,7 @@ impl GroupWrite for RunUpdateWrite {
         Ok(!rows.is_empty())
     }
 
-    async fn write_many(group: &[Self], pool: &PgPool) -> Result<Vec<bool>, sqlx::Error> {
+    async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<bool>, sqlx::Error> {
         let mut query = sqlx::query(&UPDATE_SQL[group.len()]);
         for u in group {
             query = u.bind(query);

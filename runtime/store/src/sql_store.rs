@@ -18,11 +18,13 @@ use uuid::Uuid;
 
 use crate::db_err;
 use crate::pg_groups::{PgGrouped, RunUpdateWrite, StepWrite};
+use crate::pg_reads::{AgentRead, KeyRead};
 use crate::rows::{now, AgentRow, ApiKeyRow, ForgehookRow, RunHookRow, RunRow, ScriptRow, StepRow};
 use crate::sqlite_readers::SqliteReaders;
 use crate::sqlite_writer::{ConnGuard, SqliteWriter};
 
-const AGENT_COLS: &str = "seq, id, name, slug, description, model, provider, system_prompt, \
+pub(crate) const AGENT_COLS: &str =
+    "seq, id, name, slug, description, model, provider, system_prompt, \
     tools, config, is_public, api_key_required, allowed_api_keys, output_schema, created_by, \
     created_at, updated_at, hooks";
 pub(crate) const RUN_COLS: &str =
@@ -32,7 +34,8 @@ pub(crate) const RUN_COLS: &str =
     mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner";
 pub(crate) const STEP_COLS: &str =
     "run_id, step, tool, action, input, output, error, duration_ms, started_at";
-const KEY_COLS: &str = "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
+pub(crate) const KEY_COLS: &str =
+    "seq, id, name, prefix, scope, created_at, last_used_at, revoked_at";
 const SCRIPT_COLS: &str = "seq, id, name, description, source, version, created_at, updated_at";
 const RUN_HOOK_COLS: &str = "run_id, hook, script, script_id, script_version, step, \
     duration_ms, outcome, logs";
@@ -480,17 +483,7 @@ macro_rules! sql_store {
             }
 
             async fn find_agent(&self, id_or_slug: &str) -> Result<Option<Agent>, StoreError> {
-                let row = match Uuid::parse_str(id_or_slug) {
-                    Ok(id) => self.fetch_agent_row(id).await?,
-                    Err(_) => sqlx::query_as::<$db, AgentRow>(&format!(
-                        "SELECT {AGENT_COLS} FROM agents WHERE slug = $1 AND deleted_at IS NULL"
-                    ))
-                    .bind(id_or_slug)
-                    .fetch_optional(&mut *self.read_conn().await?)
-                    .await
-                    .map_err(db_err)?,
-                };
-                row.map(|r| r.into_agent().map(|(_, a)| a)).transpose()
+                self.live_agent(id_or_slug).await
             }
 
             async fn list_agents(
@@ -704,14 +697,7 @@ macro_rules! sql_store {
             }
 
             async fn find_active_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-                let row = sqlx::query_as::<$db, ApiKeyRow>(&format!(
-                    "SELECT {KEY_COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
-                ))
-                .bind(key_hash)
-                .fetch_optional(&mut *self.read_conn().await?)
-                .await
-                .map_err(db_err)?;
-                row.map(|r| r.into_key().map(|(_, k)| k)).transpose()
+                self.active_key(key_hash).await
             }
 
             async fn count_api_keys(&self, scope: Option<ApiKeyScope>) -> Result<i64, StoreError> {
@@ -1273,6 +1259,32 @@ impl SqliteStore {
         self.readers.dedicated_connections()
     }
 
+    /// `find_agent`: by id when it parses as one, by slug otherwise.
+    async fn live_agent(&self, id_or_slug: &str) -> Result<Option<Agent>, StoreError> {
+        let row = match Uuid::parse_str(id_or_slug) {
+            Ok(id) => self.fetch_agent_row(id).await?,
+            Err(_) => sqlx::query_as::<sqlx::Sqlite, AgentRow>(&format!(
+                "SELECT {AGENT_COLS} FROM agents WHERE slug = $1 AND deleted_at IS NULL"
+            ))
+            .bind(id_or_slug)
+            .fetch_optional(&mut *self.read_conn().await?)
+            .await
+            .map_err(db_err)?,
+        };
+        row.map(|r| r.into_agent().map(|(_, a)| a)).transpose()
+    }
+
+    async fn active_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let row = sqlx::query_as::<sqlx::Sqlite, ApiKeyRow>(&format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&mut *self.read_conn().await?)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| r.into_key().map(|(_, k)| k)).transpose()
+    }
+
     /// A new run, through the writer's group commit: at a burst of run requests, one commit
     /// for many rather than one each, in turn, on the single writer.
     async fn insert_run(
@@ -1325,6 +1337,10 @@ pub struct PgStore {
     /// Writes run updates that need no row back (a run's start and end), on `writer`,
     /// grouping them under load.
     pub(crate) updates: PgGrouped<RunUpdateWrite>,
+    /// Reads active API keys, on `pool`, grouping them under load.
+    pub(crate) keys: PgGrouped<KeyRead>,
+    /// Reads live agents, on `pool`, grouping them under load.
+    pub(crate) agents: PgGrouped<AgentRead>,
 }
 
 impl PgStore {
@@ -1371,6 +1387,38 @@ impl PgStore {
         )
     }
 
+    /// Key and agent reads made together in one statement, counted once per statement.
+    pub fn read_groups_run(&self) -> u64 {
+        self.keys.groups_committed() + self.agents.groups_committed()
+    }
+
+    /// Key and agent reads waiting for a turn.
+    pub fn reads_queued(&self) -> usize {
+        self.keys.queued() + self.agents.queued()
+    }
+
+    /// Takes every turn of the key and agent reads, so they queue until the guard is dropped.
+    #[cfg(feature = "testing")]
+    pub async fn hold_group_reads(&self) -> impl Send {
+        (self.keys.hold().await, self.agents.hold().await)
+    }
+
+    async fn live_agent(&self, id_or_slug: &str) -> Result<Option<Agent>, StoreError> {
+        let read = match Uuid::parse_str(id_or_slug) {
+            Ok(id) => AgentRead::Id(id),
+            Err(_) => AgentRead::Slug(id_or_slug.to_string()),
+        };
+        self.agents.run(read).await?
+    }
+
+    async fn active_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.keys
+            .run(KeyRead {
+                key_hash: key_hash.to_string(),
+            })
+            .await?
+    }
+
     async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
         self.writer.acquire().await.map_err(db_err)
     }
@@ -1385,11 +1433,11 @@ impl PgStore {
         ts: chrono::DateTime<chrono::Utc>,
         run: NewRun,
     ) -> Result<RunRow, StoreError> {
-        self.creations.write(RunCreation { id, ts, run }).await
+        self.creations.run(RunCreation { id, ts, run }).await
     }
 
     async fn write_run_update(&self, id: Uuid, update: RunUpdate) -> Result<bool, StoreError> {
-        self.updates.write(RunUpdateWrite { id, update }).await
+        self.updates.run(RunUpdateWrite { id, update }).await
     }
 
     async fn write_step(
@@ -1399,7 +1447,7 @@ impl PgStore {
         progress: Option<(i64, i64)>,
     ) -> Result<(), StoreError> {
         self.steps
-            .write(StepWrite {
+            .run(StepWrite {
                 run_id,
                 step,
                 progress,

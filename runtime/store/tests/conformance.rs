@@ -1327,6 +1327,101 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
     assert_eq!(pg.update_groups_committed(), groups, "written one by one");
 }
 
+/// PostgreSQL: the API-key and agent reads of concurrent run requests are made together, one
+/// statement per kind, and each caller hears its own answer: found by hash, by slug or by id
+/// (asked twice, too), and nothing for a revoked key, a deleted agent or an unknown one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_groups_key_and_agent_reads_with_answers_of_their_own() {
+    let Some((_db, pg)) = direct_postgres().await else {
+        return;
+    };
+    let key = |name: &str, hash: char| NewApiKey {
+        name: name.into(),
+        prefix: "lf_read0".into(),
+        key_hash: hash.to_string().repeat(64),
+        scope: ApiKeyScope::Invoke,
+    };
+    let live_key = pg.create_api_key(key("live", 'a')).await.unwrap();
+    let revoked = pg.create_api_key(key("revoked", 'b')).await.unwrap();
+    pg.revoke_api_key(revoked.id).await.unwrap();
+    let agent = pg.create_agent(new_agent("Read Together")).await.unwrap();
+    let other = pg.create_agent(new_agent("Read Too")).await.unwrap();
+    let deleted = pg.create_agent(new_agent("Read Gone")).await.unwrap();
+    pg.delete_agent(deleted.id).await.unwrap();
+
+    let held = pg.hold_group_reads().await;
+    let groups = pg.read_groups_run();
+    let find_key = |hash: char| {
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            pg.find_active_api_key(&hash.to_string().repeat(64))
+                .await
+                .map(|k| k.map(|k| k.id))
+        })
+    };
+    let find_agent = |id_or_slug: String| {
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            pg.find_agent(&id_or_slug)
+                .await
+                .map(|a| a.map(|a| (a.id, a.name)))
+        })
+    };
+    let keys = [find_key('a'), find_key('a'), find_key('b'), find_key('c')];
+    let agents = [
+        find_agent(agent.slug.clone()),
+        find_agent(agent.id.to_string()),
+        find_agent(other.slug.clone()),
+        find_agent(agent.slug.clone()),
+        find_agent(deleted.slug.clone()),
+        find_agent(deleted.id.to_string()),
+        find_agent("no-such-agent".into()),
+        find_agent(Uuid::new_v4().to_string()),
+    ];
+    for _ in 0..2000 {
+        if pg.reads_queued() == keys.len() + agents.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(pg.reads_queued(), keys.len() + agents.len());
+    drop(held);
+
+    let mut found_keys = Vec::new();
+    for k in keys {
+        found_keys.push(k.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        found_keys,
+        [Some(live_key.id), Some(live_key.id), None, None],
+        "the live key (twice), then nothing for a revoked key and an unknown one"
+    );
+    let mut found_agents = Vec::new();
+    for a in agents {
+        found_agents.push(a.await.unwrap().unwrap());
+    }
+    let mine = Some((agent.id, agent.name.clone()));
+    assert_eq!(
+        found_agents,
+        [
+            mine.clone(),
+            mine.clone(),
+            Some((other.id, other.name.clone())),
+            mine,
+            None,
+            None,
+            None,
+            None
+        ]
+    );
+    assert_eq!(pg.read_groups_run(), groups + 2, "one statement per kind");
+
+    // Idle, a read is a statement of its own, and sees a revocation made just before it.
+    pg.revoke_api_key(live_key.id).await.unwrap();
+    assert_eq!(pg.find_active_api_key(&"a".repeat(64)).await.unwrap(), None);
+    assert_eq!(pg.read_groups_run(), groups + 2);
+}
+
 /// PostgreSQL: step rows commit asynchronously (their own pool's sessions), everything else
 /// synchronously; see `PgStore::connect`.
 #[tokio::test]
