@@ -74,9 +74,9 @@ struct Queued<W: Grouped> {
 struct Shared {
     /// One permit per statement in flight.
     turns: Arc<Semaphore>,
-    /// Writes sent and not yet taken into a statement.
+    /// Statements asked for and not yet taken into one.
     queued: AtomicUsize,
-    /// Multi-row statements committed (for tests).
+    /// Multi-row statements run to the end (for tests).
     groups: AtomicU64,
 }
 
@@ -206,9 +206,10 @@ async fn run_group<W: Grouped>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Sh
     }
     match W::run_many(&writes, pool).await {
         Ok(outs) if outs.len() != writes.len() => {
-            // The statement committed, so writing again would write twice.
+            // The statement ran (for a write, committed), so running it again could write
+            // twice.
             let message = format!(
-                "a grouped write returned {} outcomes for {} writes",
+                "a grouped statement returned {} outcomes for {} callers",
                 outs.len(),
                 writes.len()
             );
@@ -226,10 +227,10 @@ async fn run_group<W: Grouped>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Sh
             }
         }
         // One bad write (a taken step number or idempotency key, a deleted run) fails the
-        // whole statement, which PostgreSQL then rolled back: write them one by one, so
+        // whole statement, which PostgreSQL then rolled back: run them one by one, so
         // each caller hears its own outcome.
         Err(sqlx::Error::Database(e)) => {
-            tracing::debug!(error = %e, writes = writes.len(), "grouped write failed; writing one by one");
+            tracing::debug!(error = %e, group = writes.len(), "grouped statement failed; running one by one");
             run_each(pool, &writes, dones).await;
         }
         // Anything else (a lost connection, a row that would not decode) may come after

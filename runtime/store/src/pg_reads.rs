@@ -36,8 +36,16 @@ static KEYS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// A read's own outcome: a row that does not convert fails only the callers who asked for it.
+/// A read's own outcome: a row that does not decode fails only the callers who asked for it,
+/// since each row is matched to them by a column read on its own first.
 type Found<T> = Result<Option<T>, StoreError>;
+
+/// PostgreSQL text cannot hold NUL, so no stored hash or slug contains one, and sending one
+/// would fail the whole group's statement (it would then run one read at a time): such a
+/// read is answered "none" without being sent.
+fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
 
 /// The outcome for `wanted` among `found`: absent is `None`.
 fn outcome<K, T>(found: &HashMap<K, Result<T, StoreError>>, wanted: &K) -> Found<T>
@@ -61,12 +69,21 @@ impl Grouped for KeyRead {
     }
 
     async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<Found<ApiKey>>, sqlx::Error> {
-        let hashes: Vec<&str> = group.iter().map(|r| r.key_hash.as_str()).collect();
-        let rows = sqlx::query(&KEYS_SQL).bind(hashes).fetch_all(pool).await?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in &rows {
+        let hashes: Vec<&str> = group
+            .iter()
+            .map(|r| r.key_hash.as_str())
+            .filter(|h| storable(h))
+            .collect();
+        if hashes.is_empty() {
+            return Ok(group.iter().map(|_| Ok(None)).collect());
+        }
+        let mut found = HashMap::new();
+        for row in &sqlx::query(&KEYS_SQL).bind(hashes).fetch_all(pool).await? {
             let hash: String = row.try_get("key_hash")?;
-            found.insert(hash, ApiKeyRow::from_row(row)?.into_key().map(|(_, k)| k));
+            let key = ApiKeyRow::from_row(row)
+                .map_err(db_err)
+                .and_then(|r| r.into_key().map(|(_, k)| k));
+            found.insert(hash, key);
         }
         Ok(group.iter().map(|r| outcome(&found, &r.key_hash)).collect())
     }
@@ -102,8 +119,12 @@ impl Grouped for AgentRead {
         for read in group {
             match read {
                 AgentRead::Id(id) => ids.push(*id),
-                AgentRead::Slug(slug) => slugs.push(slug.as_str()),
+                AgentRead::Slug(slug) if storable(slug) => slugs.push(slug.as_str()),
+                AgentRead::Slug(_) => {}
             }
+        }
+        if ids.is_empty() && slugs.is_empty() {
+            return Ok(group.iter().map(|_| Ok(None)).collect());
         }
         let rows = sqlx::query(&AGENTS_SQL)
             .bind(ids)
@@ -113,9 +134,11 @@ impl Grouped for AgentRead {
         // A live agent's slug is unique among live agents, so either key finds one row.
         let (mut by_id, mut by_slug) = (HashMap::new(), HashMap::new());
         for row in &rows {
-            let row = AgentRow::from_row(row)?;
-            let (id, slug) = (row.id, row.slug.clone());
-            let agent = row.into_agent().map(|(_, a)| a);
+            let id: Uuid = row.try_get("id")?;
+            let slug: String = row.try_get("slug")?;
+            let agent = AgentRow::from_row(row)
+                .map_err(db_err)
+                .and_then(|r| r.into_agent().map(|(_, a)| a));
             by_slug.insert(slug, agent.clone());
             by_id.insert(id, agent);
         }

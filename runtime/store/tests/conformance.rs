@@ -1329,7 +1329,9 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
 
 /// PostgreSQL: the API-key and agent reads of concurrent run requests are made together, one
 /// statement per kind, and each caller hears its own answer: found by hash, by slug or by id
-/// (asked twice, too), and nothing for a revoked key, a deleted agent or an unknown one.
+/// (asked twice, too); nothing for a revoked key, a deleted agent, an unknown one or a slug
+/// PostgreSQL could not even store; an error only for the caller whose agent's row does not
+/// decode. A read waiting for its turn sees what was committed until its statement ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_groups_key_and_agent_reads_with_answers_of_their_own() {
     let Some((_db, pg)) = direct_postgres().await else {
@@ -1344,30 +1346,35 @@ async fn postgres_groups_key_and_agent_reads_with_answers_of_their_own() {
     let live_key = pg.create_api_key(key("live", 'a')).await.unwrap();
     let revoked = pg.create_api_key(key("revoked", 'b')).await.unwrap();
     pg.revoke_api_key(revoked.id).await.unwrap();
+    let soon_revoked = pg.create_api_key(key("soon revoked", 'd')).await.unwrap();
     let agent = pg.create_agent(new_agent("Read Together")).await.unwrap();
     let other = pg.create_agent(new_agent("Read Too")).await.unwrap();
     let deleted = pg.create_agent(new_agent("Read Gone")).await.unwrap();
     pg.delete_agent(deleted.id).await.unwrap();
+    let broken = pg.create_agent(new_agent("Read Broken")).await.unwrap();
+    sqlx::query("UPDATE agents SET config = '{\"max_steps\": \"many\"}' WHERE id = $1")
+        .bind(broken.id)
+        .execute(pg.pool())
+        .await
+        .unwrap();
 
     let held = pg.hold_group_reads().await;
     let groups = pg.read_groups_run();
     let find_key = |hash: char| {
         let pg = pg.clone();
-        tokio::spawn(async move {
-            pg.find_active_api_key(&hash.to_string().repeat(64))
-                .await
-                .map(|k| k.map(|k| k.id))
-        })
+        tokio::spawn(async move { pg.find_active_api_key(&hash.to_string().repeat(64)).await })
     };
     let find_agent = |id_or_slug: String| {
         let pg = pg.clone();
-        tokio::spawn(async move {
-            pg.find_agent(&id_or_slug)
-                .await
-                .map(|a| a.map(|a| (a.id, a.name)))
-        })
+        tokio::spawn(async move { pg.find_agent(&id_or_slug).await })
     };
-    let keys = [find_key('a'), find_key('a'), find_key('b'), find_key('c')];
+    let keys = [
+        find_key('a'),
+        find_key('a'),
+        find_key('b'),
+        find_key('c'),
+        find_key('d'),
+    ];
     let agents = [
         find_agent(agent.slug.clone()),
         find_agent(agent.id.to_string()),
@@ -1377,14 +1384,19 @@ async fn postgres_groups_key_and_agent_reads_with_answers_of_their_own() {
         find_agent(deleted.id.to_string()),
         find_agent("no-such-agent".into()),
         find_agent(Uuid::new_v4().to_string()),
+        find_agent("nul\0slug".into()),
     ];
+    let broken_read = find_agent(broken.slug.clone());
+    let queued = keys.len() + agents.len() + 1;
     for _ in 0..2000 {
-        if pg.reads_queued() == keys.len() + agents.len() {
+        if pg.reads_queued() == queued {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert_eq!(pg.reads_queued(), keys.len() + agents.len());
+    assert_eq!(pg.reads_queued(), queued);
+    // Revoked while its read waits: the read's statement starts later, and sees it.
+    pg.revoke_api_key(soon_revoked.id).await.unwrap();
     drop(held);
 
     let mut found_keys = Vec::new();
@@ -1393,26 +1405,37 @@ async fn postgres_groups_key_and_agent_reads_with_answers_of_their_own() {
     }
     assert_eq!(
         found_keys,
-        [Some(live_key.id), Some(live_key.id), None, None],
-        "the live key (twice), then nothing for a revoked key and an unknown one"
+        [
+            Some(live_key.clone()),
+            Some(live_key.clone()),
+            None,
+            None,
+            None
+        ],
+        "the live key (twice); nothing for a revoked key, an unknown one, and one revoked while \
+         its read waited"
     );
     let mut found_agents = Vec::new();
     for a in agents {
         found_agents.push(a.await.unwrap().unwrap());
     }
-    let mine = Some((agent.id, agent.name.clone()));
     assert_eq!(
         found_agents,
         [
-            mine.clone(),
-            mine.clone(),
-            Some((other.id, other.name.clone())),
-            mine,
+            Some(agent.clone()),
+            Some(agent.clone()),
+            Some(other.clone()),
+            Some(agent.clone()),
+            None,
             None,
             None,
             None,
             None
         ]
+    );
+    assert!(
+        broken_read.await.unwrap().is_err(),
+        "a row that does not decode is an error for whoever asked for it"
     );
     assert_eq!(pg.read_groups_run(), groups + 2, "one statement per kind");
 
