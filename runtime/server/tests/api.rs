@@ -856,3 +856,19 @@ async fn rate_limit_answers_429_with_retry_after_per_key() {
         StatusCode::OK
     );
 }
+
+/// A slug holding NUL (which PostgreSQL text cannot store) names no agent: 404 on every back
+/// end, for reading the agent and for running it, rather than a database error.
+#[tokio::test]
+async fn an_agent_path_holding_nul_is_not_found() {
+    for t in TestApp::all().await {
+        t.create_agent(agent_body("Report Writer")).await;
+        let r = t.admin_get("/api/v1/agents/report%00writer").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        let r = t
+            .admin_post("/api/v1/agents/report%00writer/run", json!({"input": "go"}))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        assert_eq!(r.code(), "NOT_FOUND");
+    }
+}
