@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use output::parse_final_output;
@@ -252,12 +253,17 @@ pub async fn execute(
 
     let progress = Arc::new(Mutex::new(Progress::default()));
     let deadline = tokio::time::Instant::now() + Duration::from_millis(input.limits.timeout_ms);
-    let body = run_loop(deps, &input, progress.clone(), &events);
+    // Step writes in flight: they outlive the loop when a deadline or cancel drops it.
+    let writes = TaskTracker::new();
+    let body = run_loop(deps, &input, progress.clone(), &events, &writes);
     let finish = tokio::select! {
         finish = body => finish,
         _ = tokio::time::sleep_until(deadline) => Finish::Timeout,
         _ = cancel.cancelled() => Finish::Cancelled,
     };
+    // Every step row is stored before the run's end is, and its event sent before the end's.
+    writes.close();
+    writes.wait().await;
 
     let p = std::mem::take(&mut *progress.lock().unwrap_or_else(|e| e.into_inner()));
     let mut update = RunUpdate {
@@ -404,6 +410,7 @@ async fn run_loop(
     input: &RunInput,
     progress: Arc<Mutex<Progress>>,
     events: &Option<broadcast::Sender<RunEvent>>,
+    writes: &TaskTracker,
 ) -> Finish {
     let limits = &input.limits;
     let schema = match &input.output_schema {
@@ -473,7 +480,12 @@ async fn run_loop(
             parallel_tool_calls: None,
             stream: input.stream,
         };
-        let response = match chat(deps, request, events).await {
+        // The last turn's step writes go on while this call is in flight; its reply is acted
+        // on only once they are stored, so steps and their events keep their order.
+        writes.close();
+        let (response, ()) = tokio::join!(chat(deps, request, events), writes.wait());
+        writes.reopen();
+        let response = match response {
             Ok(r) => r,
             Err(e) => return llm_failure(e),
         };
@@ -572,7 +584,7 @@ async fn run_loop(
                         ));
                     }
                     let tokens = (tokens_in as i64, tokens_out as i64);
-                    let result = run_step(&deps, input, &toolbox, step, call, tokens, events, hooks.as_deref()).await;
+                    let result = run_step(&deps, input, &toolbox, step, call, tokens, events, hooks.as_deref(), writes).await;
                     progress.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
                     result
                 }
@@ -627,6 +639,7 @@ async fn run_step(
     (tokens_in, tokens_out): (i64, i64),
     events: &Option<broadcast::Sender<RunEvent>>,
     hooks: Option<&hooks::RunHooks>,
+    writes: &TaskTracker,
 ) -> Result<Message, leforge_core::HookError> {
     let started_at = now();
     let clock = Instant::now();
@@ -685,25 +698,37 @@ async fn run_step(
         started_at,
     };
     // The step and the run's counters in one commit, so GET /runs/{id} of a live run is
-    // current at the cost of a single write per step.
-    if let Err(e) = deps
-        .store
-        .append_step_with_progress(input.run_id, record, tokens_in, tokens_out)
-        .await
-    {
-        tracing::error!(run_id = %input.run_id, step, error = %e, "could not persist step");
+    // current at the cost of a single write per step. Its event follows the write, so a
+    // subscriber that replays the stored steps and then follows the events misses none.
+    let (store, run_id, sender) = (deps.store.clone(), input.run_id, events.clone());
+    let persist = async move {
+        if let Err(e) = store
+            .append_step_with_progress(run_id, record, tokens_in, tokens_out)
+            .await
+        {
+            tracing::error!(run_id = %run_id, step, error = %e, "could not persist step");
+        }
+        emit(
+            &sender,
+            RunEvent::StepCompleted {
+                step,
+                tool,
+                action,
+                output,
+                error,
+                duration_ms,
+            },
+        );
+    };
+    if input.stream {
+        // The next turn streams `llm_delta` events, which must come after this step's.
+        persist.await;
+    } else {
+        // Written while the next model call is in flight, rather than before it: the write
+        // then costs the run nothing on its way to the result. `run_loop` waits for the
+        // writes before it acts on that call's reply, and `execute` before the run ends.
+        writes.spawn(persist);
     }
-    emit(
-        events,
-        RunEvent::StepCompleted {
-            step,
-            tool,
-            action,
-            output,
-            error,
-            duration_ms,
-        },
-    );
     if let Some(e) = hook_error {
         return Err(e);
     }

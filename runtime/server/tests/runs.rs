@@ -811,3 +811,60 @@ async fn run_access_follows_the_agent_rules() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// A step is written while the next model call is in flight rather than before it, and the
+/// run acts on that call's reply only once the step is stored. PostgreSQL: a row lock taken
+/// on the run from outside holds the step's write back (it updates the run's counters).
+#[tokio::test]
+async fn a_step_is_written_during_the_next_model_call_and_stored_before_its_reply_is_used() {
+    use sqlx::Connection;
+    let Some(db) = leforge_store::testing::postgres().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let e = env_with(db).await;
+    let slug = e.agent("Overlap", json!({})).await;
+    // Each model turn takes 200 ms, so the lock below is taken before the first ends.
+    e.fake.set_latency(Duration::from_millis(200));
+    e.fake
+        .push(Script::tool_call("echo__echo", json!({"message": "one"})));
+    e.fake
+        .push(Script::tool_call("echo__echo", json!({"message": "two"})));
+    e.fake.push(Script::text("{\"done\": true}"));
+    let r = e.run(&slug, json!({"input": "go", "mode": "async"})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+    let run_uuid: uuid::Uuid = run_id.parse().unwrap();
+
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut lock = conn.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM agent_runs WHERE id = $1 FOR UPDATE")
+        .bind(run_uuid)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // The step's write waits for the lock, and the second model call goes out meanwhile.
+    tokio::time::timeout(Duration::from_secs(20), e.fake.wait_for_requests(2))
+        .await
+        .expect("the next model call should not wait for the step's write");
+    // Its reply (the second tool call) came back after 200 ms, but is not acted on while the
+    // first step is unstored: no second tool call, so no third model call.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(e.fake.chat_count(), 2);
+    let live = e.t.store.get_run(run_uuid).await.unwrap().unwrap();
+    assert_eq!(live.status, leforge_core::RunStatus::Running);
+    assert!(live.steps.is_empty(), "the step's write is still held back");
+
+    lock.rollback().await.unwrap();
+    let done = e.poll(&run_id).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["data"]["output"], json!({"done": true}));
+    let steps = done.body["data"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{}", done.body);
+    for (i, message) in ["one", "two"].iter().enumerate() {
+        assert_eq!(steps[i]["step"], i + 1);
+        assert_eq!(steps[i]["input"]["message"], *message);
+    }
+    assert_eq!(done.body["data"]["metrics"]["total_steps"], 2);
+    assert_eq!(e.fake.chat_count(), 3);
+}
