@@ -262,6 +262,9 @@ pub async fn execute(
         _ = cancel.cancelled() => Finish::Cancelled,
     };
     // Every step row is stored before the run's end is, and its event sent before the end's.
+    // Not bounded by the deadline: a step write that cannot finish (its run's row locked from
+    // outside) would hold the terminal update back just the same, and a write's own waits
+    // are bounded by the store's pool timeouts.
     writes.close();
     writes.wait().await;
 
@@ -698,8 +701,9 @@ async fn run_step(
         started_at,
     };
     // The step and the run's counters in one commit, so GET /runs/{id} of a live run is
-    // current at the cost of a single write per step. Its event follows the write, so a
-    // subscriber that replays the stored steps and then follows the events misses none.
+    // current at the cost of a single write per step. Its event is sent once the row is
+    // stored, as a subscriber that replays the stored steps and then follows the events
+    // expects.
     let (store, run_id, sender) = (deps.store.clone(), input.run_id, events.clone());
     let persist = async move {
         if let Err(e) = store
@@ -721,8 +725,10 @@ async fn run_step(
         );
     };
     if input.stream {
-        // The next turn streams `llm_delta` events, which must come after this step's.
-        persist.await;
+        // The next turn streams `llm_delta` events, which must come after this step's. Still
+        // tracked, so that a deadline or cancel dropping the loop mid-write leaves the write
+        // for `execute` to wait for.
+        let _ = writes.spawn(persist).await;
     } else {
         // Written while the next model call is in flight, rather than before it: the write
         // then costs the run nothing on its way to the result. `run_loop` waits for the
