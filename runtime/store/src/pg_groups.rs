@@ -31,8 +31,9 @@ use crate::sql_store::{
     step_write_err, RunCreation, NEW_RUN_COLS, RUN_COLS, RUN_UPDATE_COLS, STEP_COLS,
 };
 
-/// Statements per grouped statement at most. Each group size is its own statement text, prepared
-/// once per connection, so sizes are bounded; parameters stay far below PostgreSQL's limit.
+/// Members of one grouped statement at most. For a write each group size is its own
+/// statement text, prepared once per connection, so sizes are bounded; parameters stay far
+/// below PostgreSQL's limit.
 const MAX_GROUP: usize = 32;
 
 /// A kind of statement that can be grouped: a write, or a read.
@@ -66,7 +67,7 @@ pub(crate) trait Grouped: Send + Sync + Sized + 'static {
 }
 
 struct Queued<W: Grouped> {
-    write: W,
+    member: W,
     done: oneshot::Sender<Result<W::Out, StoreError>>,
 }
 
@@ -111,7 +112,8 @@ fn stopped() -> StoreError {
 }
 
 impl<W: Grouped> PgGrouped<W> {
-    /// Starts the queue's task, writing on `pool`; the task ends with the last handle.
+    /// Starts the queue's task, running statements on `pool`; the task ends with the last
+    /// handle.
     pub(crate) fn start(pool: PgPool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -123,21 +125,21 @@ impl<W: Grouped> PgGrouped<W> {
         PgGrouped { pool, tx, shared }
     }
 
-    pub(crate) async fn run(&self, write: W) -> Result<W::Out, StoreError> {
+    pub(crate) async fn run(&self, member: W) -> Result<W::Out, StoreError> {
         // The queue's task ends only with its runtime (a store used after the runtime that
         // opened it has gone): run alone rather than not at all.
         if self.tx.is_closed() {
-            return write.run_one(&self.pool).await;
+            return member.run_one(&self.pool).await;
         }
         // Nobody waiting and a turn free: no reason to go through the queue's task.
         if self.shared.queued.load(Ordering::Acquire) == 0 {
             if let Ok(_turn) = self.shared.turns.try_acquire() {
-                return write.run_one(&self.pool).await;
+                return member.run_one(&self.pool).await;
             }
         }
         let (done, outcome) = oneshot::channel();
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(Queued { write, done }).is_err() {
+        if self.tx.send(Queued { member, done }).is_err() {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(stopped());
         }
@@ -165,7 +167,7 @@ impl<W: Grouped> PgGrouped<W> {
 }
 
 /// The queue's task: waits for a statement, then for a free turn, then takes everything queued by
-/// then (up to [`MAX_GROUP`]) into one statement, written in a task of its own so that the
+/// then (up to [`MAX_GROUP`]) into one statement, run in a task of its own so that the
 /// next group can form meanwhile.
 async fn take_groups<W: Grouped>(
     pool: PgPool,
@@ -200,18 +202,18 @@ async fn take_groups<W: Grouped>(
 }
 
 async fn run_group<W: Grouped>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Shared) {
-    let (writes, dones): (Vec<W>, Vec<_>) = group.into_iter().map(|q| (q.write, q.done)).unzip();
-    if writes.len() < 2 || !W::can_share(&writes) {
-        return run_each(pool, &writes, dones).await;
+    let (members, dones): (Vec<W>, Vec<_>) = group.into_iter().map(|q| (q.member, q.done)).unzip();
+    if members.len() < 2 || !W::can_share(&members) {
+        return run_each(pool, &members, dones).await;
     }
-    match W::run_many(&writes, pool).await {
-        Ok(outs) if outs.len() != writes.len() => {
+    match W::run_many(&members, pool).await {
+        Ok(outs) if outs.len() != members.len() => {
             // The statement ran (for a write, committed), so running it again could write
             // twice.
             let message = format!(
                 "a grouped statement returned {} outcomes for {} callers",
                 outs.len(),
-                writes.len()
+                members.len()
             );
             tracing::error!("{message}");
             for done in dones {
@@ -230,8 +232,8 @@ async fn run_group<W: Grouped>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Sh
         // whole statement, which PostgreSQL then rolled back: run them one by one, so
         // each caller hears its own outcome.
         Err(sqlx::Error::Database(e)) => {
-            tracing::debug!(error = %e, group = writes.len(), "grouped statement failed; running one by one");
-            run_each(pool, &writes, dones).await;
+            tracing::debug!(error = %e, group = members.len(), "grouped statement failed; running one by one");
+            run_each(pool, &members, dones).await;
         }
         // Anything else (a lost connection, a row that would not decode) may come after
         // the commit: writing again could write twice, so every caller hears the error.
@@ -247,11 +249,11 @@ async fn run_group<W: Grouped>(pool: &PgPool, group: Vec<Queued<W>>, shared: &Sh
 /// Each in a statement of its own, in order; each caller hears its own outcome.
 async fn run_each<W: Grouped>(
     pool: &PgPool,
-    writes: &[W],
+    members: &[W],
     dones: Vec<oneshot::Sender<Result<W::Out, StoreError>>>,
 ) {
-    for (write, done) in writes.iter().zip(dones) {
-        let _ = done.send(write.run_one(pool).await);
+    for (member, done) in members.iter().zip(dones) {
+        let _ = done.send(member.run_one(pool).await);
     }
 }
 

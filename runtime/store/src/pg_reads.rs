@@ -56,16 +56,25 @@ where
     found.get(wanted).cloned().transpose()
 }
 
+/// A read with nobody to share it: the grouped statement with one member, so that a read
+/// is the same prepared statement whether it was grouped or not.
+async fn alone<R, T>(read: &R, pool: &PgPool) -> Result<Found<T>, StoreError>
+where
+    R: Grouped<Out = Found<T>>,
+{
+    let mut found = R::run_many(std::slice::from_ref(read), pool)
+        .await
+        .map_err(db_err)?;
+    Ok(found.pop().unwrap_or(Ok(None)))
+}
+
 impl Grouped for KeyRead {
     type Out = Found<ApiKey>;
     const RUN_ABANDONED: bool = false;
     const IN_FLIGHT: usize = READS_IN_FLIGHT;
 
     async fn run_one(&self, pool: &PgPool) -> Result<Found<ApiKey>, StoreError> {
-        let mut found = Self::run_many(std::slice::from_ref(self), pool)
-            .await
-            .map_err(db_err)?;
-        Ok(found.pop().unwrap_or(Ok(None)))
+        alone(self, pool).await
     }
 
     async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<Found<ApiKey>>, sqlx::Error> {
@@ -108,10 +117,7 @@ impl Grouped for AgentRead {
     const IN_FLIGHT: usize = READS_IN_FLIGHT;
 
     async fn run_one(&self, pool: &PgPool) -> Result<Found<Agent>, StoreError> {
-        let mut found = Self::run_many(std::slice::from_ref(self), pool)
-            .await
-            .map_err(db_err)?;
-        Ok(found.pop().unwrap_or(Ok(None)))
+        alone(self, pool).await
     }
 
     async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<Found<Agent>>, sqlx::Error> {

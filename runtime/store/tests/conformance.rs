@@ -573,13 +573,26 @@ impl<T: Queued> Queued for std::sync::Arc<T> {
 
 /// Polls until `n` writes wait for the store's writer.
 async fn until_queued(store: &impl Queued, n: usize) {
+    until_counted(n, || store.queued(), "writes queued").await;
+}
+
+/// What each spawned store call returned, in spawning order.
+async fn answers<T>(
+    tasks: impl IntoIterator<Item = tokio::task::JoinHandle<Result<T, StoreError>>>,
+) -> Vec<T> {
+    let done = futures::future::join_all(tasks).await;
+    done.into_iter().map(|t| t.unwrap().unwrap()).collect()
+}
+
+/// Polls until `count` says `n`.
+async fn until_counted(n: usize, count: impl Fn() -> usize, what: &str) {
     for _ in 0..2000 {
-        if store.queued() == n {
+        if count() == n {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    panic!("{} writes queued, expected {n}", store.queued());
+    panic!("{} {what}, expected {n}", count());
 }
 
 /// `n` new runs of `agent_id`, with the inputs `job 0`, `job 1`, …
@@ -1387,22 +1400,17 @@ async fn postgres_groups_key_and_agent_reads_with_answers_of_their_own() {
         find_agent("nul\0slug".into()),
     ];
     let broken_read = find_agent(broken.slug.clone());
-    let queued = keys.len() + agents.len() + 1;
-    for _ in 0..2000 {
-        if pg.reads_queued() == queued {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert_eq!(pg.reads_queued(), queued);
+    until_counted(
+        keys.len() + agents.len() + 1,
+        || pg.reads_queued(),
+        "reads queued",
+    )
+    .await;
     // Revoked while its read waits: the read's statement starts later, and sees it.
     pg.revoke_api_key(soon_revoked.id).await.unwrap();
     drop(held);
 
-    let mut found_keys = Vec::new();
-    for k in keys {
-        found_keys.push(k.await.unwrap().unwrap());
-    }
+    let found_keys = answers(keys).await;
     assert_eq!(
         found_keys,
         [
@@ -1415,10 +1423,7 @@ async fn postgres_groups_key_and_agent_reads_with_answers_of_their_own() {
         "the live key (twice); nothing for a revoked key, an unknown one, and one revoked while \
          its read waited"
     );
-    let mut found_agents = Vec::new();
-    for a in agents {
-        found_agents.push(a.await.unwrap().unwrap());
-    }
+    let found_agents = answers(agents).await;
     assert_eq!(
         found_agents,
         [
