@@ -676,6 +676,115 @@ async fn streamed_runs_emit_events_in_order_and_can_be_replayed() {
     assert_eq!(events.last().unwrap().0, "run_failed");
 }
 
+/// Parallel calls are stored as each ends, so the second of a turn can be stored while the
+/// first still runs. A subscriber that joins in between replays the second and must still
+/// receive the first's `step_completed` live (it once went missing, being numbered below
+/// the highest step replayed).
+#[tokio::test]
+async fn a_subscriber_joining_between_out_of_order_parallel_steps_gets_both() {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    // A gateway ForgeHook whose one endpoint answers only when the test lets it.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let service = axum::Router::new().route(
+        "/hold",
+        axum::routing::post({
+            let gate = gate.clone();
+            move || async move {
+                gate.acquire().await.expect("open").forget();
+                axum::Json(json!({"held": true}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    let e = env().await;
+    let r =
+        e.t.admin_post(
+            "/api/v1/forgehooks",
+            json!({
+                "id": "gate", "name": "Gate", "version": "1.0.0", "runtime": "gateway",
+                "gateway": {"baseUrl": format!("http://{addr}"), "timeout_ms": 30000},
+                "endpoints": [{"name": "hold", "description": "Answers when let", "path": "/hold",
+                               "input_schema": {"type": "object"}, "output_schema": {"type": "object"}}]
+            }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let slug = e.agent("Joiner", json!({"tools": ["gate", "echo"]})).await;
+    e.fake.push(Script::tool_calls([
+        ("gate__hold", json!({})),
+        ("echo__echo", json!({"message": "quick"})),
+    ]));
+    e.fake.push(Script::text("{\"joined\": true}"));
+    let r = e
+        .run(&slug, json!({"input": "two at once", "mode": "async"}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+
+    // Step 2 (the echo) is stored while step 1 is held.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = e.t.admin_get(&format!("/api/v1/runs/{run_id}")).await;
+        let steps = run.body["data"]["steps"].as_array().unwrap().clone();
+        if !steps.is_empty() {
+            assert_eq!(steps.len(), 1, "{steps:?}");
+            assert_eq!(steps[0]["step"], 2, "the quick call is step 2: {steps:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "step 2 never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Join, read the replay up to step 2's completion, and only then let step 1 end.
+    let req = Request::get(format!("/api/v1/runs/{run_id}/events"))
+        .header("x-api-key", &e.t.admin_key)
+        .body(Body::empty())
+        .unwrap();
+    let resp = e.t.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    let mut text = String::new();
+    while !text.contains("event: step_completed") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .expect("the replay arrives")
+            .expect("the stream goes on")
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    gate.add_permits(1);
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), body.next())
+        .await
+        .expect("the run ends")
+    {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+
+    let events = parse_sse(&text);
+    let completed: Vec<_> = events
+        .iter()
+        .filter(|(n, _)| n == "step_completed")
+        .map(|(_, d)| (d["step"].clone(), d["output"].clone()))
+        .collect();
+    assert_eq!(
+        completed,
+        [
+            (json!(2), json!({"message": "quick", "data": null})),
+            (json!(1), json!({"held": true}))
+        ],
+        "{text}"
+    );
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "run_completed", "{text}");
+    assert_eq!(done["output"], json!({"joined": true}));
+    assert_eq!(done["steps"].as_array().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn callbacks_are_signed_and_recorded() {
     use std::sync::{Arc, Mutex};

@@ -567,8 +567,13 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
         run_id: Uuid,
         live: Option<tokio::sync::broadcast::Receiver<RunEvent>>,
         pending: std::collections::VecDeque<Event>,
-        sent_steps: i32,
+        /// Steps whose `step_completed` went out. A set, not the highest number: parallel
+        /// calls are stored as each ends, so step 3 can be stored (and replayed) while
+        /// step 2 is still running, and step 2's live event must still go out.
+        sent: std::collections::HashSet<i32>,
         started: bool,
+        /// The live receiver fell behind and lost events: read the store again.
+        resync: bool,
         done: bool,
     }
     let live = state.runner.subscribe(run_id);
@@ -577,8 +582,9 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
         run_id,
         live,
         pending: Default::default(),
-        sent_steps: 0,
+        sent: Default::default(),
         started: false,
+        resync: false,
         done: false,
     };
     stream::unfold(init, |mut f| async move {
@@ -589,8 +595,10 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
             if f.done {
                 return None;
             }
-            // First, and whenever not live: bring the replay up to date from the store.
-            if !f.started || f.live.is_none() {
+            // First, whenever not live, and after losing live events: bring the replay up to
+            // date from the store.
+            if !f.started || f.live.is_none() || f.resync {
+                f.resync = false;
                 let run = match f.state.store.get_run(f.run_id).await {
                     Ok(Some(run)) => run,
                     _ => return None,
@@ -600,39 +608,40 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
                     f.pending
                         .push_back(sse_event("run_started", json!({"run_id": f.run_id})));
                 }
-                let already = f.sent_steps;
-                for step in run.steps.iter().filter(|s| s.step > already) {
-                    f.pending.extend(step_events(step));
-                    f.sent_steps = f.sent_steps.max(step.step);
+                for step in &run.steps {
+                    if f.sent.insert(step.step) {
+                        f.pending.extend(step_events(step));
+                    }
                 }
                 if run.status.is_terminal() {
                     f.pending.push_back(finished_event(&run));
                     f.done = true;
                     continue;
                 }
-                if f.live.is_none() {
-                    if f.pending.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                    continue;
+                if f.live.is_none() && f.pending.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
+                // Send the replay before waiting for live events: the next one may be long
+                // in coming (a slow tool), and the replay must not wait for it.
+                continue;
             }
             let Some(rx) = f.live.as_mut() else { continue };
             match rx.recv().await {
                 Ok(RunEvent::RunStarted { .. }) => {}
                 Ok(RunEvent::StepStarted { step, .. })
                 | Ok(RunEvent::StepCompleted { step, .. })
-                    if step <= f.sent_steps => {}
+                    if f.sent.contains(&step) => {}
                 Ok(event) => {
                     if let RunEvent::Finished { .. } = event {
                         f.done = true;
                     }
                     if let RunEvent::StepCompleted { step, .. } = event {
-                        f.sent_steps = f.sent_steps.max(step);
+                        f.sent.insert(step);
                     }
                     f.pending.push_back(to_sse(&event));
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                // Lost events may include steps; the store has every finished one.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => f.resync = true,
                 // The run left this process (it ended): finish from the store.
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => f.live = None,
             }
