@@ -82,12 +82,24 @@ fn wants_stream(format: Format, body: &Value) -> bool {
 /// not known in advance (many concurrent runs).
 type Responder = Arc<dyn Fn(&Value) -> Script + Send + Sync>;
 
+/// Decides the reply from the raw request body, for load benchmarks (`set_load_responder`).
+type LoadResponder = Arc<dyn Fn(&[u8]) -> Script + Send + Sync>;
+
+/// A load benchmark's responder, and how often a request is still parsed and validated.
+#[derive(Clone)]
+struct Load {
+    check_every: u64,
+    respond: LoadResponder,
+}
+
 struct Inner {
     scripts: VecDeque<Script>,
     requests: Vec<RecordedRequest>,
     models: Vec<String>,
     /// Used when no script is queued.
     responder: Option<Responder>,
+    /// Used instead of `responder` when set: answers from the raw body.
+    load: Option<Load>,
     /// Added before every chat reply, like a real model's thinking time.
     latency: std::time::Duration,
     /// Load tests turn this off so memory stays flat.
@@ -98,6 +110,8 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Chat requests seen under a load responder, to pick the ones still checked.
+    load_seen: AtomicU64,
     /// Time spent handling requests, minus scripted latency: what a benchmark subtracts to
     /// get the runtime's own overhead (a real provider's time replaces this fake's).
     busy_ns: AtomicU64,
@@ -135,11 +149,13 @@ impl FakeProvider {
                 requests: Vec::new(),
                 models: vec!["fake-model-large".into(), "fake-model-small".into()],
                 responder: None,
+                load: None,
                 latency: std::time::Duration::ZERO,
                 keep_requests: true,
                 chat_count: 0,
             }),
             next_id: AtomicU64::new(1),
+            load_seen: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
         });
         let app = axum::Router::new()
@@ -236,6 +252,27 @@ impl FakeProvider {
     /// body: scripts whole conversations when many run at once.
     pub fn set_responder(&self, f: impl Fn(&Value) -> Script + Send + Sync + 'static) {
         self.shared.lock().responder = Some(Arc::new(f));
+    }
+
+    /// For load benchmarks: answers chat requests for which no script is queued by calling
+    /// `f` with the raw request body, and parses and validates only one request in
+    /// `check_every` (the first, then every `check_every`-th; a rejected one is answered
+    /// with the provider's error as usual).
+    ///
+    /// Why: the fake shares the machine's cores with the server a benchmark measures, and
+    /// building a `serde_json::Value` of every request was a third of its CPU time. A real
+    /// provider's parsing costs the runtime nothing, so under load the fake should not
+    /// either. The tests keep `set_responder`, which checks every request's shape. Replies
+    /// to unparsed requests do not stream and carry the model name `unparsed`.
+    pub fn set_load_responder(
+        &self,
+        check_every: u64,
+        f: impl Fn(&[u8]) -> Script + Send + Sync + 'static,
+    ) {
+        self.shared.lock().load = Some(Load {
+            check_every: check_every.max(1),
+            respond: Arc::new(f),
+        });
     }
 
     /// Delays every chat reply by `latency`.
@@ -446,8 +483,17 @@ async fn answer(
             bedrock_model,
         } => (format, door, bedrock_model),
     };
-    let parsed: Result<Value, String> = serde_json::from_slice(&body).map_err(|e| e.to_string());
+    let load = shared.lock().load.clone();
+    let checked = load.as_ref().is_none_or(|l| {
+        shared.load_seen.fetch_add(1, Ordering::Relaxed) % l.check_every == 0
+    });
+    let parsed: Result<Value, String> = if checked {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        Ok(Value::Null)
+    };
     let check = match &parsed {
+        Ok(_) if !checked => Ok(()),
         Err(e) => Err(Reject {
             status: 400,
             kind: if format == Format::Bedrock {
@@ -499,9 +545,10 @@ async fn answer(
         if let Some(r) = kept {
             inner.requests.push(r);
         }
-        let script = match inner.scripts.pop_front() {
-            Some(s) => Some(s),
-            None => inner.responder.clone().map(|r| r(&body_json)),
+        let script = match (inner.scripts.pop_front(), &load) {
+            (Some(s), _) => Some(s),
+            (None, Some(load)) => Some((load.respond)(&body)),
+            (None, None) => inner.responder.clone().map(|r| r(&body_json)),
         };
         (script, inner.latency)
     };
@@ -524,6 +571,7 @@ async fn answer(
     ) {
         (Some(m), _) => m.clone(),
         (None, Some(m)) => m.to_string(),
+        (None, None) if !checked => "unparsed".to_string(),
         (None, None) => "azure-deployment".to_string(),
     };
     let include_usage =
@@ -657,5 +705,58 @@ async fn answer(
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
             json_response(500, &json!({"error": "hang ended"}), &[])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// POSTs an Anthropic Messages request; returns the status and the reply's first text.
+    async fn post(fake: &FakeProvider, body: &Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/messages", fake.base_url()))
+            .header("x-api-key", "sk-ant-test")
+            .header("anthropic-version", "2023-06-01")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// The load responder sees raw bodies, and one request in `check_every` is still checked.
+    #[tokio::test]
+    async fn a_load_responder_answers_from_raw_bodies_and_checks_one_in_n() {
+        let fake = FakeProvider::start().await;
+        fake.set_keep_requests(false);
+        fake.set_load_responder(2, |body| Script::text(body.len().to_string()));
+        let valid = json!({"model": "claude-x", "max_tokens": 16,
+                           "messages": [{"role": "user", "content": "hi"}]});
+        let invalid = json!({"model": "claude-x",
+                             "messages": [{"role": "user", "content": "hi"}]});
+        let valid_len = serde_json::to_vec(&valid).unwrap().len().to_string();
+
+        // First request: checked, valid, answered from its raw body.
+        let (status, reply) = post(&fake, &valid).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["content"][0]["text"], valid_len);
+        assert_eq!(reply["model"], "claude-x", "a checked request's model is echoed");
+        // Second: not checked, so even an invalid body is answered.
+        let (status, reply) = post(&fake, &invalid).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["model"], "unparsed");
+        // Third: checked again, and rejected as the provider would.
+        let (status, reply) = post(&fake, &invalid).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens"));
+        assert_eq!(fake.chat_count(), 2, "a rejected request is not answered");
+        // A queued script still comes first.
+        fake.push(Script::text("scripted"));
+        let (_, reply) = post(&fake, &valid).await;
+        assert_eq!(reply["content"][0]["text"], "scripted");
     }
 }
