@@ -8,7 +8,9 @@
 //!    against the `leforge` binary as its own process: wall time to complete them all (the
 //!    LLM-bound time is 4 turns x 200 ms), the server's peak RSS while the runs are live, and
 //!    the CPU time of the server and of the bench process. Twice per store: on the server's
-//!    first start with a fresh data directory, and on a restarted server.
+//!    first start with a fresh data directory, and on a restarted server. The fake provider
+//!    answers from the raw request bodies and validates one in 50, so that it takes little
+//!    of the cores the server is measured on (`FakeProvider::set_load_responder`).
 //!
 //! `LEFORGE_BENCH_ONLY=per_step|thousand` and `LEFORGE_BENCH_STORE=sqlite|postgres` narrow it.
 

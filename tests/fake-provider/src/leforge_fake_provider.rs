@@ -484,9 +484,9 @@ async fn answer(
         } => (format, door, bedrock_model),
     };
     let load = shared.lock().load.clone();
-    let checked = load.as_ref().is_none_or(|l| {
-        shared.load_seen.fetch_add(1, Ordering::Relaxed) % l.check_every == 0
-    });
+    let checked = load
+        .as_ref()
+        .is_none_or(|l| shared.load_seen.fetch_add(1, Ordering::Relaxed) % l.check_every == 0);
     let parsed: Result<Value, String> = if checked {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     } else {
@@ -741,7 +741,10 @@ mod tests {
         let (status, reply) = post(&fake, &valid).await;
         assert_eq!(status, 200, "{reply}");
         assert_eq!(reply["content"][0]["text"], valid_len);
-        assert_eq!(reply["model"], "claude-x", "a checked request's model is echoed");
+        assert_eq!(
+            reply["model"], "claude-x",
+            "a checked request's model is echoed"
+        );
         // Second: not checked, so even an invalid body is answered.
         let (status, reply) = post(&fake, &invalid).await;
         assert_eq!(status, 200, "{reply}");
