@@ -484,9 +484,12 @@ async fn answer(
         } => (format, door, bedrock_model),
     };
     let load = shared.lock().load.clone();
-    let checked = load
-        .as_ref()
-        .is_none_or(|l| shared.load_seen.fetch_add(1, Ordering::Relaxed) % l.check_every == 0);
+    let checked = load.as_ref().is_none_or(|l| {
+        shared
+            .load_seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(l.check_every)
+    });
     let parsed: Result<Value, String> = if checked {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     } else {
