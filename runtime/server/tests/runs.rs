@@ -766,6 +766,22 @@ async fn a_subscriber_joining_between_out_of_order_parallel_steps_gets_both() {
     }
 
     let events = parse_sse(&text);
+    // Each event once, in order: step 1's start went out before the subscriber joined.
+    let names: Vec<_> = events
+        .iter()
+        .map(|(n, d)| format!("{n} {}", d["step"]))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "run_started null",
+            "step_started 2",
+            "step_completed 2",
+            "step_completed 1",
+            "run_completed null"
+        ],
+        "{text}"
+    );
     let completed: Vec<_> = events
         .iter()
         .filter(|(n, _)| n == "step_completed")

@@ -71,11 +71,31 @@ impl RecordedRequest {
 }
 
 fn wants_stream(format: Format, body: &Value) -> bool {
+    stream_flag(format, body.get("stream").and_then(Value::as_bool))
+}
+
+/// Whether a request whose top-level `stream` is `flag` wants a streamed reply.
+fn stream_flag(format: Format, flag: Option<bool>) -> bool {
     match format {
-        Format::Ollama => body.get("stream") != Some(&Value::Bool(false)),
+        // Ollama streams unless told not to.
+        Format::Ollama => flag != Some(false),
         Format::Bedrock => false,
-        _ => body.get("stream") == Some(&Value::Bool(true)),
+        _ => flag == Some(true),
     }
+}
+
+/// As `wants_stream`, for a body that was not parsed into a `Value`: reads only the
+/// top-level `stream` (the rest is skipped without being built, which is what makes it
+/// cheap under load).
+fn raw_wants_stream(format: Format, body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct StreamOnly {
+        stream: Option<bool>,
+    }
+    let flag = serde_json::from_slice::<StreamOnly>(body)
+        .ok()
+        .and_then(|b| b.stream);
+    stream_flag(format, flag)
 }
 
 /// Decides the reply to a chat request from its body, for conversations whose turns are
@@ -263,13 +283,17 @@ impl FakeProvider {
     /// building a `serde_json::Value` of every request was a third of its CPU time. A real
     /// provider's parsing costs the runtime nothing, so under load the fake should not
     /// either. The tests keep `set_responder`, which checks every request's shape. Replies
-    /// to unparsed requests do not stream and carry the model name `unparsed`.
+    /// to unparsed requests carry the model name `unparsed`, and a kept record of one has a
+    /// null body. Setting a load responder starts the count again: the next request is
+    /// checked.
     pub fn set_load_responder(
         &self,
         check_every: u64,
         f: impl Fn(&[u8]) -> Script + Send + Sync + 'static,
     ) {
-        self.shared.lock().load = Some(Load {
+        let mut inner = self.shared.lock();
+        self.shared.load_seen.store(0, Ordering::Relaxed);
+        inner.load = Some(Load {
             check_every: check_every.max(1),
             respond: Arc::new(f),
         });
@@ -485,10 +509,10 @@ async fn answer(
     };
     let load = shared.lock().load.clone();
     let checked = load.as_ref().is_none_or(|l| {
-        shared
-            .load_seen
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(l.check_every)
+        // `%`, not `is_multiple_of`: the workspace declares Rust 1.85.
+        #[allow(clippy::manual_is_multiple_of)]
+        let due = shared.load_seen.fetch_add(1, Ordering::Relaxed) % l.check_every == 0;
+        due
     });
     let parsed: Result<Value, String> = if checked {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
@@ -539,7 +563,11 @@ async fn answer(
         let (b, h) = render::error_body(format, reject.status, &reject.kind, &reject.message);
         return json_response(reject.status, &b, &h);
     }
-    let stream = wants_stream(format, &body_json);
+    let stream = if checked {
+        wants_stream(format, &body_json)
+    } else {
+        raw_wants_stream(format, &body)
+    };
     let (script, latency) = {
         let keep = shared.lock().keep_requests;
         let kept = keep.then(|| record(body_json.clone(), None));
@@ -760,9 +788,30 @@ mod tests {
             .unwrap()
             .contains("max_tokens"));
         assert_eq!(fake.chat_count(), 2, "a rejected request is not answered");
-        // A queued script still comes first.
+        // A queued script still comes first (request 4, unchecked).
         fake.push(Script::text("scripted"));
         let (_, reply) = post(&fake, &valid).await;
         assert_eq!(reply["content"][0]["text"], "scripted");
+        // Request 5 is checked; request 6 is not, and still streams when asked to.
+        post(&fake, &valid).await;
+        let mut streamed = valid.clone();
+        streamed["stream"] = json!(true);
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/messages", fake.base_url()))
+            .header("x-api-key", "sk-ant-test")
+            .header("anthropic-version", "2023-06-01")
+            .json(&streamed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        assert!(r.text().await.unwrap().contains("event: message_stop"));
+        // Setting the responder again starts the count again: the next request is checked.
+        fake.set_load_responder(2, |_| Script::text("again"));
+        let (status, _) = post(&fake, &invalid).await;
+        assert_eq!(status, 400);
     }
 }

@@ -567,10 +567,12 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
         run_id: Uuid,
         live: Option<tokio::sync::broadcast::Receiver<RunEvent>>,
         pending: std::collections::VecDeque<Event>,
-        /// Steps whose `step_completed` went out. A set, not the highest number: parallel
-        /// calls are stored as each ends, so step 3 can be stored (and replayed) while
-        /// step 2 is still running, and step 2's live event must still go out.
-        sent: std::collections::HashSet<i32>,
+        /// Steps whose `step_started` went out, and steps whose `step_completed` did. Sets,
+        /// not the highest number: parallel calls are stored as each ends, so step 3 can be
+        /// stored (and replayed) while step 2 is still running, and step 2's live event
+        /// must still go out. Two sets, so a store read after a lag repeats neither half.
+        sent_started: std::collections::HashSet<i32>,
+        sent_completed: std::collections::HashSet<i32>,
         started: bool,
         /// The live receiver fell behind and lost events: read the store again.
         resync: bool,
@@ -582,7 +584,8 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
         run_id,
         live,
         pending: Default::default(),
-        sent: Default::default(),
+        sent_started: Default::default(),
+        sent_completed: Default::default(),
         started: false,
         resync: false,
         done: false,
@@ -609,8 +612,12 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
                         .push_back(sse_event("run_started", json!({"run_id": f.run_id})));
                 }
                 for step in &run.steps {
-                    if f.sent.insert(step.step) {
-                        f.pending.extend(step_events(step));
+                    let [started, completed] = step_events(step);
+                    if f.sent_started.insert(step.step) {
+                        f.pending.push_back(started);
+                    }
+                    if f.sent_completed.insert(step.step) {
+                        f.pending.push_back(completed);
                     }
                 }
                 if run.status.is_terminal() {
@@ -628,15 +635,18 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
             let Some(rx) = f.live.as_mut() else { continue };
             match rx.recv().await {
                 Ok(RunEvent::RunStarted { .. }) => {}
-                Ok(RunEvent::StepStarted { step, .. })
-                | Ok(RunEvent::StepCompleted { step, .. })
-                    if f.sent.contains(&step) => {}
+                Ok(RunEvent::StepStarted { step, .. }) if f.sent_started.contains(&step) => {}
+                Ok(RunEvent::StepCompleted { step, .. }) if f.sent_completed.contains(&step) => {}
                 Ok(event) => {
-                    if let RunEvent::Finished { .. } = event {
-                        f.done = true;
-                    }
-                    if let RunEvent::StepCompleted { step, .. } = event {
-                        f.sent.insert(step);
+                    match &event {
+                        RunEvent::Finished { .. } => f.done = true,
+                        RunEvent::StepStarted { step, .. } => {
+                            f.sent_started.insert(*step);
+                        }
+                        RunEvent::StepCompleted { step, .. } => {
+                            f.sent_completed.insert(*step);
+                        }
+                        _ => {}
                     }
                     f.pending.push_back(to_sse(&event));
                 }
