@@ -84,17 +84,22 @@ fn stream_flag(format: Format, flag: Option<bool>) -> bool {
     }
 }
 
-/// As `wants_stream`, for a body that was not parsed into a `Value`: reads only the
-/// top-level `stream` (the rest is skipped without being built, which is what makes it
-/// cheap under load).
+/// As `wants_stream`, for a body that was not parsed into a `Value`, cheaply under load: a
+/// body without the bytes `"stream"` has no such key (bodies spelling a key with `\u`
+/// escapes are not expected here), and otherwise only the top-level `stream` is read, the
+/// rest being skipped without being built.
 fn raw_wants_stream(format: Format, body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct StreamOnly {
         stream: Option<bool>,
     }
-    let flag = serde_json::from_slice::<StreamOnly>(body)
-        .ok()
-        .and_then(|b| b.stream);
+    let flag = if memchr::memmem::find(body, b"\"stream\"").is_none() {
+        None
+    } else {
+        serde_json::from_slice::<StreamOnly>(body)
+            .ok()
+            .and_then(|b| b.stream)
+    };
     stream_flag(format, flag)
 }
 
