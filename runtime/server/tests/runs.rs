@@ -766,7 +766,8 @@ async fn a_subscriber_joining_between_out_of_order_parallel_steps_gets_both() {
     }
 
     let events = parse_sse(&text);
-    // Each event once, in order: step 1's start went out before the subscriber joined.
+    // Each event once, in order; step 1 started before the subscriber joined, and its start
+    // is sent with its end.
     let names: Vec<_> = events
         .iter()
         .map(|(n, d)| format!("{n} {}", d["step"]))
@@ -777,10 +778,16 @@ async fn a_subscriber_joining_between_out_of_order_parallel_steps_gets_both() {
             "run_started null",
             "step_started 2",
             "step_completed 2",
+            "step_started 1",
             "step_completed 1",
             "run_completed null"
         ],
         "{text}"
+    );
+    let (_, started) = &events[3];
+    assert_eq!(
+        (&started["tool"], &started["action"], &started["input"]),
+        (&json!("gate"), &json!("hold"), &json!({}))
     );
     let completed: Vec<_> = events
         .iter()

@@ -637,6 +637,12 @@ fn follow(state: AppState, run_id: Uuid) -> impl Stream<Item = Event> + Send {
                 Ok(RunEvent::RunStarted { .. }) => {}
                 Ok(RunEvent::StepStarted { step, .. }) if f.sent_started.contains(&step) => {}
                 Ok(RunEvent::StepCompleted { step, .. }) if f.sent_completed.contains(&step) => {}
+                // A step that started before this subscriber joined: its row is stored before
+                // this event is sent and holds the start's input too, so both halves come
+                // from the store, in order.
+                Ok(RunEvent::StepCompleted { step, .. }) if !f.sent_started.contains(&step) => {
+                    f.resync = true;
+                }
                 Ok(event) => {
                     match &event {
                         RunEvent::Finished { .. } => f.done = true,
