@@ -117,14 +117,30 @@ impl Env {
     }
 
     async fn wait_status(&self, run_id: &str, status: &str) {
+        self.wait_run(run_id, status, |run| run["status"] == status)
+            .await;
+    }
+
+    /// Reads the run until `ready` holds for it (`what` names that state for a failure),
+    /// and returns it.
+    async fn wait_run(&self, run_id: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..600 {
             let r = self.t.admin_get(&format!("/api/v1/runs/{run_id}")).await;
-            if r.body["data"]["status"] == status {
-                return;
+            if ready(&r.body["data"]) {
+                return r.body["data"].clone();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("run {run_id} never became {status}");
+        panic!("run {run_id} never became {what}");
+    }
+
+    /// Starts an async run and returns its id.
+    async fn start_async(&self, slug: &str, input: &str) -> String {
+        let r = self
+            .run(slug, json!({"input": input, "mode": "async"}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        r.body["data"]["run_id"].as_str().unwrap().to_string()
     }
 }
 
@@ -720,25 +736,17 @@ async fn a_subscriber_joining_between_out_of_order_parallel_steps_gets_both() {
         ("echo__echo", json!({"message": "quick"})),
     ]));
     e.fake.push(Script::text("{\"joined\": true}"));
-    let r = e
-        .run(&slug, json!({"input": "two at once", "mode": "async"}))
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+    let run_id = e.start_async(&slug, "two at once").await;
 
     // Step 2 (the echo) is stored while step 1 is held.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let run = e.t.admin_get(&format!("/api/v1/runs/{run_id}")).await;
-        let steps = run.body["data"]["steps"].as_array().unwrap().clone();
-        if !steps.is_empty() {
-            assert_eq!(steps.len(), 1, "{steps:?}");
-            assert_eq!(steps[0]["step"], 2, "the quick call is step 2: {steps:?}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "step 2 never stored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let run = e
+        .wait_run(&run_id, "a run with a stored step", |run| {
+            run["steps"].as_array().is_some_and(|s| !s.is_empty())
+        })
+        .await;
+    let steps = run["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0]["step"], 2, "the quick call is step 2: {steps:?}");
 
     // Join, read the replay up to step 2's completion, and only then let step 1 end.
     let req = Request::get(format!("/api/v1/runs/{run_id}/events"))
@@ -963,9 +971,7 @@ async fn a_step_is_written_during_the_next_model_call_and_stored_before_its_repl
     e.fake
         .push(Script::tool_call("echo__echo", json!({"message": "two"})));
     e.fake.push(Script::text("{\"done\": true}"));
-    let r = e.run(&slug, json!({"input": "go", "mode": "async"})).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let run_id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+    let run_id = e.start_async(&slug, "go").await;
     let run_uuid: uuid::Uuid = run_id.parse().unwrap();
 
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();

@@ -110,10 +110,11 @@ type Responder = Arc<dyn Fn(&Value) -> Script + Send + Sync>;
 /// Decides the reply from the raw request body, for load benchmarks (`set_load_responder`).
 type LoadResponder = Arc<dyn Fn(&[u8]) -> Script + Send + Sync>;
 
-/// A load benchmark's responder, and how often a request is still parsed and validated.
-#[derive(Clone)]
+/// A load benchmark's responder, and which requests are still parsed and validated.
 struct Load {
     check_every: u64,
+    /// Requests to let through unchecked before the next checked one.
+    until_check: u64,
     respond: LoadResponder,
 }
 
@@ -135,8 +136,6 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
-    /// Chat requests seen under a load responder, to pick the ones still checked.
-    load_seen: AtomicU64,
     /// Time spent handling requests, minus scripted latency: what a benchmark subtracts to
     /// get the runtime's own overhead (a real provider's time replaces this fake's).
     busy_ns: AtomicU64,
@@ -180,7 +179,6 @@ impl FakeProvider {
                 chat_count: 0,
             }),
             next_id: AtomicU64::new(1),
-            load_seen: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
         });
         let app = axum::Router::new()
@@ -296,10 +294,9 @@ impl FakeProvider {
         check_every: u64,
         f: impl Fn(&[u8]) -> Script + Send + Sync + 'static,
     ) {
-        let mut inner = self.shared.lock();
-        self.shared.load_seen.store(0, Ordering::Relaxed);
-        inner.load = Some(Load {
+        self.shared.lock().load = Some(Load {
             check_every: check_every.max(1),
+            until_check: 0,
             respond: Arc::new(f),
         });
     }
@@ -512,13 +509,18 @@ async fn answer(
             bedrock_model,
         } => (format, door, bedrock_model),
     };
-    let load = shared.lock().load.clone();
-    let checked = load.as_ref().is_none_or(|l| {
-        // `%`, not `is_multiple_of`: the workspace declares Rust 1.85.
-        #[allow(clippy::manual_is_multiple_of)]
-        let due = shared.load_seen.fetch_add(1, Ordering::Relaxed) % l.check_every == 0;
-        due
-    });
+    let (load, checked) = match shared.lock().load.as_mut() {
+        None => (None, true),
+        Some(l) => {
+            let checked = l.until_check == 0;
+            l.until_check = if checked {
+                l.check_every - 1
+            } else {
+                l.until_check - 1
+            };
+            (Some(l.respond.clone()), checked)
+        }
+    };
     let parsed: Result<Value, String> = if checked {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     } else {
@@ -583,7 +585,7 @@ async fn answer(
         }
         let script = match (inner.scripts.pop_front(), &load) {
             (Some(s), _) => Some(s),
-            (None, Some(load)) => Some((load.respond)(&body)),
+            (None, Some(respond)) => Some(respond(&body)),
             (None, None) => inner.responder.clone().map(|r| r(&body_json)),
         };
         (script, inner.latency)
@@ -748,16 +750,21 @@ async fn answer(
 mod tests {
     use super::*;
 
-    /// POSTs an Anthropic Messages request; returns the status and the reply's first text.
-    async fn post(fake: &FakeProvider, body: &Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
+    /// POSTs an Anthropic Messages request.
+    async fn send(fake: &FakeProvider, body: &Value) -> reqwest::Response {
+        reqwest::Client::new()
             .post(format!("{}/v1/messages", fake.base_url()))
             .header("x-api-key", "sk-ant-test")
             .header("anthropic-version", "2023-06-01")
             .json(body)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// As `send`, for a JSON reply: its status and body.
+    async fn post(fake: &FakeProvider, body: &Value) -> (u16, Value) {
+        let r = send(fake, body).await;
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
@@ -801,14 +808,7 @@ mod tests {
         post(&fake, &valid).await;
         let mut streamed = valid.clone();
         streamed["stream"] = json!(true);
-        let r = reqwest::Client::new()
-            .post(format!("{}/v1/messages", fake.base_url()))
-            .header("x-api-key", "sk-ant-test")
-            .header("anthropic-version", "2023-06-01")
-            .json(&streamed)
-            .send()
-            .await
-            .unwrap();
+        let r = send(&fake, &streamed).await;
         assert_eq!(
             r.headers()["content-type"].to_str().unwrap(),
             "text/event-stream"
