@@ -2026,27 +2026,24 @@ fn named(url: &str, name: &str) -> String {
     format!("{url}{sep}application_name={name}")
 }
 
-/// Connections open on the server whose `pg_stat_activity` `column` is `value`.
-async fn connections(admin: &sqlx::PgPool, column: &str, value: &str) -> i64 {
-    sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE {column} = $1"
-    ))
-    .bind(value)
-    .fetch_one(admin)
-    .await
-    .unwrap()
+/// Connections open on the server under `application_name` `name`.
+async fn connections_named(admin: &sqlx::PgPool, name: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(name)
+        .fetch_one(admin)
+        .await
+        .unwrap()
 }
 
-/// Polls until `n` connections are open whose `column` is `value`; their count when it
-/// stopped waiting.
-async fn until_connections(admin: &sqlx::PgPool, column: &str, value: &str, n: i64) -> i64 {
+/// Polls until `name` has `n` connections open; their count when it stopped waiting.
+async fn until_connections(admin: &sqlx::PgPool, name: &str, n: i64) -> i64 {
     for _ in 0..400 {
-        if connections(admin, column, value).await == n {
+        if connections_named(admin, name).await == n {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    connections(admin, column, value).await
+    connections_named(admin, name).await
 }
 
 #[tokio::test]
@@ -2065,12 +2062,9 @@ async fn a_warm_postgres_store_opens_its_pools_at_start_and_an_on_demand_one_doe
         .await
         .unwrap();
     // 16 in the main pool and 8 for step rows, all before any statement needs them.
-    assert_eq!(
-        until_connections(&admin, "application_name", &warm, 24).await,
-        24
-    );
+    assert_eq!(until_connections(&admin, &warm, 24).await, 24);
     // Connecting opened one connection of each pool, to check the URL, and no more.
-    assert_eq!(connections(&admin, "application_name", &lazy).await, 2);
+    assert_eq!(connections_named(&admin, &lazy).await, 2);
 
     // Both stores work as usual.
     for store in [&on_demand as &dyn Store, &warmed] {
@@ -2106,8 +2100,19 @@ async fn a_warm_postgres_store_works_when_postgresql_refuses_some_connections() 
     let store = PgStore::connect_pooled(&url, Migrate::No, Pooling::Warm)
         .await
         .unwrap();
+    let count = || {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_stat_activity WHERE usename = $1")
+            .bind(&role)
+            .fetch_one(&admin)
+    };
     // It opens as many as it is allowed, and is used meanwhile.
-    assert_eq!(until_connections(&admin, "usename", &role, 12).await, 12);
+    for _ in 0..400 {
+        if count().await.unwrap() == 12 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(count().await.unwrap(), 12);
     let agent = store.create_agent(new_agent("Limited Pool")).await.unwrap();
     let found = store.find_agent("limited-pool").await.unwrap().unwrap();
     assert_eq!(found.id, agent.id);
