@@ -2083,12 +2083,11 @@ async fn a_warm_postgres_store_works_when_postgresql_refuses_some_connections() 
         return;
     };
     let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
-    // A role allowed 12 connections: fewer than the 24 a warm store wants, enough for both
-    // of its pools to have several. (Superusers have no connection limit, so the store must
-    // not connect as one.)
+    // A role allowed 4 connections: fewer than the 24 a warm store wants. (Superusers have
+    // no connection limit, so the store must not connect as one.)
     let role = format!("leforge_limited_{}", Uuid::new_v4().simple());
     for sql in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD 'limited' CONNECTION LIMIT 12"),
+        format!("CREATE ROLE {role} LOGIN PASSWORD 'limited' CONNECTION LIMIT 4"),
         format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
         format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"),
     ] {
@@ -2107,12 +2106,12 @@ async fn a_warm_postgres_store_works_when_postgresql_refuses_some_connections() 
     };
     // It opens as many as it is allowed, and is used meanwhile.
     for _ in 0..400 {
-        if count().await.unwrap() == 12 {
+        if count().await.unwrap() == 4 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    assert_eq!(count().await.unwrap(), 12);
+    assert_eq!(count().await.unwrap(), 4);
     let agent = store.create_agent(new_agent("Limited Pool")).await.unwrap();
     let found = store.find_agent("limited-pool").await.unwrap().unwrap();
     assert_eq!(found.id, agent.id);
