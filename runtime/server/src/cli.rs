@@ -76,32 +76,28 @@ fn init_tracing() {
     }
 }
 
-/// Opens the configured database: `Pooling::Warm` for the server, which keeps its
-/// PostgreSQL connections open; `OnDemand` for the one-shot commands.
 pub(crate) async fn open_store(
     config: &Config,
-    pooling: leforge_store::Pooling,
 ) -> anyhow::Result<std::sync::Arc<dyn leforge_core::Store>> {
     if config.uses_sqlite() {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
         })?;
     }
-    let store =
-        leforge_store::connect_pooled(config.database_url.expose(), Migrate::Yes, pooling).await?;
+    let store = leforge_store::connect(config.database_url.expose(), Migrate::Yes).await?;
     Result::Ok(store)
 }
 
 async fn migrate(args: ServerArgs) -> anyhow::Result<()> {
     let config = Config::resolve(&args)?;
-    let store = open_store(&config, leforge_store::Pooling::OnDemand).await?;
+    let store = open_store(&config).await?;
     eprintln!("database schema is up to date ({})", store.backend());
     Result::Ok(())
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = Config::resolve(&args)?;
-    let store = open_store(&config, leforge_store::Pooling::Warm).await?;
+    let store = open_store(&config).await?;
     tracing::info!(database = store.backend(), "database ready");
     let admin_key = config.admin_key.as_ref().map(|k| k.expose().to_string());
     if let Some(key) = crate::auth::bootstrap_admin(store.as_ref(), admin_key.as_deref()).await? {

@@ -52,7 +52,7 @@ pub async fn run(command: ForgehookCommand) -> anyhow::Result<()> {
 
 async fn local_state(target: &Target) -> anyhow::Result<AppState> {
     let config = Config::resolve(&target.db)?;
-    let store = crate::cli::open_store(&config, leforge_store::Pooling::OnDemand).await?;
+    let store = crate::cli::open_store(&config).await?;
     Ok(AppState::build(store, config)?)
 }
 

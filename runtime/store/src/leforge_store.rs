@@ -36,39 +36,10 @@ pub enum Migrate {
     No,
 }
 
-/// When a PostgreSQL store opens its connections. (A SQLite store's are files in this
-/// process, cheap to open, and it opens them as it always does.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    /// As statements first need them: for commands and tests, which use a few.
-    OnDemand,
-    /// All of them at once, in the background once the store is connected, and kept open
-    /// however long they sit idle (sqlx still retires each after 30 minutes, and the next
-    /// statement that needs it opens it again): for a server. Opening a PostgreSQL connection costs
-    /// a process fork and a SCRAM exchange (thousands of hash rounds on both sides), a few
-    /// milliseconds of CPU; a server that opened its pools on demand paid that twenty-odd
-    /// times in its first burst of requests, on the cores the burst needed. When PostgreSQL
-    /// refuses some (`max_connections`, a role's limit), that is logged and the rest are
-    /// opened on demand.
-    Warm,
-}
-
-/// Opens the store a URL names: `postgres://…`/`postgresql://…` or `sqlite:…`, with
-/// connections opened on demand.
+/// Opens the store a URL names: `postgres://…`/`postgresql://…` or `sqlite:…`.
 pub async fn connect(url: &str, migrate: Migrate) -> Result<Arc<dyn Store>, StoreError> {
-    connect_pooled(url, migrate, Pooling::OnDemand).await
-}
-
-/// As [`connect`], with a PostgreSQL store's connections opened as `pooling` says.
-pub async fn connect_pooled(
-    url: &str,
-    migrate: Migrate,
-    pooling: Pooling,
-) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            PgStore::connect_pooled(url, migrate, pooling).await?,
-        ))
+        Ok(Arc::new(PgStore::connect(url, migrate).await?))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, migrate).await?))
     } else {
@@ -127,43 +98,19 @@ impl SqliteStore {
     }
 }
 
-/// Connections of a PostgreSQL store's main pool (runs, agents, keys, everything but step
-/// rows) and of its step-row pool.
-const PG_CONNECTIONS: u32 = 16;
-const PG_PROGRESS_CONNECTIONS: u32 = 8;
-
 impl PgStore {
-    /// Opens the store with connections opened on demand.
     pub async fn connect(url: &str, migrate: Migrate) -> Result<Self, StoreError> {
-        Self::connect_pooled(url, migrate, Pooling::OnDemand).await
-    }
-
-    pub async fn connect_pooled(
-        url: &str,
-        migrate: Migrate,
-        pooling: Pooling,
-    ) -> Result<Self, StoreError> {
         // Each grouped write prepares one statement per group size (up to 32 of each kind),
         // beside every other query: sqlx's default cache of 100 would evict and re-prepare.
         let options = PgConnectOptions::from_str(url)
             .map_err(db_err)?
             .statement_cache_capacity(256);
-        // Warm connections are not closed for being idle: a quiet hour must not mean the
-        // next burst pays for them again. (No minimum, though: sqlx keeps a minimum by
-        // retrying, with pool permits held, whenever one closes, which starves statements of
-        // permits when PostgreSQL refuses the connections.)
-        let idle_timeout = match pooling {
-            Pooling::Warm => None,
-            Pooling::OnDemand => Some(Duration::from_secs(600)),
-        };
         let pool = pg_pool_options()
-            .max_connections(PG_CONNECTIONS)
-            .idle_timeout(idle_timeout)
+            .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options.clone());
-        // One connection now, so that a wrong URL or password fails here rather than at the
-        // first request.
-        drop(pool.acquire().await.map_err(db_err)?);
+            .connect_with(options.clone())
+            .await
+            .map_err(db_err)?;
         if migrate == Migrate::Yes {
             POSTGRES_MIGRATIONS.run(&pool).await.map_err(migrate_err)?;
         }
@@ -175,18 +122,11 @@ impl PgStore {
         // hundred milliseconds of its step rows, the same trace a LeForge crash a moment
         // earlier would leave; the run's status, output and everything else stay synchronous.
         let progress = pg_pool_options()
-            .max_connections(PG_PROGRESS_CONNECTIONS)
-            .idle_timeout(idle_timeout)
+            .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options.options([("synchronous_commit", "off")]));
-        drop(progress.acquire().await.map_err(db_err)?);
-        if pooling == Pooling::Warm {
-            // In the background: the server can answer meanwhile, and a PostgreSQL that
-            // refuses some of them (`max_connections`, a role's limit) only means those are
-            // opened when needed.
-            tokio::spawn(open_all(pool.clone(), PG_CONNECTIONS));
-            tokio::spawn(open_all(progress.clone(), PG_PROGRESS_CONNECTIONS));
-        }
+            .connect_with(options.options([("synchronous_commit", "off")]))
+            .await
+            .map_err(db_err)?;
         Ok(PgStore {
             creations: PgGrouped::start(pool.clone()),
             updates: PgGrouped::start(pool.clone()),
@@ -197,31 +137,6 @@ impl PgStore {
             steps: PgGrouped::start(progress.clone()),
             progress,
         })
-    }
-}
-
-/// How long the background opening of a warm pool's connections may take. sqlx retries a
-/// refused connection (PostgreSQL at `max_connections`, or a role at its limit) until its
-/// acquire timeout; a PostgreSQL at its limit is better left alone than asked again and
-/// again.
-const WARM_WITHIN: Duration = Duration::from_secs(3);
-
-/// Opens `n` connections of `pool` at once, and stops at the first it cannot open. Each goes
-/// back to the pool as soon as it is open, for whatever needs one meanwhile: the others are
-/// being opened by then, so none of them takes it instead of opening its own.
-async fn open_all(pool: sqlx::PgPool, n: u32) {
-    let open_one = || async {
-        match tokio::time::timeout(WARM_WITHIN, pool.acquire()).await {
-            Ok(opened) => opened.map(drop).map_err(|e| e.to_string()),
-            Err(_) => Err(format!("not opened within {WARM_WITHIN:?}")),
-        }
-    };
-    if let Err(e) = futures::future::try_join_all((0..n).map(|_| open_one())).await {
-        tracing::warn!(
-            error = %e,
-            "could not open all {n} pooled PostgreSQL connections at start; the rest will be \
-             opened when needed"
-        );
     }
 }
 

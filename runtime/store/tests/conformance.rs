@@ -6,7 +6,7 @@ use leforge_core::{
     AgentConfig, AgentPatch, AgentVisibility, ApiKeyScope, NewAgent, NewApiKey, NewRun,
     PageRequest, Provider, RunFilter, RunStatus, RunStep, RunUpdate, Store, StoreError,
 };
-use leforge_store::{testing, Migrate, PgStore, Pooling};
+use leforge_store::testing;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -2017,114 +2017,4 @@ async fn hook_records_come_back_with_the_run_in_order() {
         ));
     })
     .await;
-}
-
-/// `url` with an `application_name`, so that the connections of the store opened on it can
-/// be counted apart from the test's own.
-fn named(url: &str, name: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}application_name={name}")
-}
-
-/// Connections open on the server under `application_name` `name`.
-async fn connections_named(admin: &sqlx::PgPool, name: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
-        .bind(name)
-        .fetch_one(admin)
-        .await
-        .unwrap()
-}
-
-/// Polls until `name` has `n` connections open; their count when it stopped waiting.
-async fn until_connections(admin: &sqlx::PgPool, name: &str, n: i64) -> i64 {
-    for _ in 0..400 {
-        if connections_named(admin, name).await == n {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    connections_named(admin, name).await
-}
-
-#[tokio::test]
-async fn a_warm_postgres_store_opens_its_pools_at_start_and_an_on_demand_one_does_not() {
-    let Some(db) = testing::postgres().await else {
-        return;
-    };
-    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let tag = Uuid::new_v4().simple().to_string();
-    let (warm, lazy) = (format!("warm_{tag}"), format!("lazy_{tag}"));
-
-    let on_demand = PgStore::connect_pooled(&named(&db.url, &lazy), Migrate::No, Pooling::OnDemand)
-        .await
-        .unwrap();
-    let warmed = PgStore::connect_pooled(&named(&db.url, &warm), Migrate::No, Pooling::Warm)
-        .await
-        .unwrap();
-    // 16 in the main pool and 8 for step rows, all before any statement needs them.
-    assert_eq!(until_connections(&admin, &warm, 24).await, 24);
-    // Connecting opened one connection of each pool, to check the URL, and no more.
-    assert_eq!(connections_named(&admin, &lazy).await, 2);
-
-    // Both stores work as usual.
-    for store in [&on_demand as &dyn Store, &warmed] {
-        let agent = store
-            .create_agent(new_agent(&format!("Pool {}", Uuid::new_v4())))
-            .await
-            .unwrap();
-        let found = store.find_agent(&agent.slug).await.unwrap().unwrap();
-        assert_eq!(found.id, agent.id);
-    }
-}
-
-#[tokio::test]
-async fn a_warm_postgres_store_works_when_postgresql_refuses_some_connections() {
-    let Some(db) = testing::postgres().await else {
-        return;
-    };
-    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
-    // A role allowed 4 connections: fewer than the 24 a warm store wants. (Superusers have
-    // no connection limit, so the store must not connect as one.)
-    let role = format!("leforge_limited_{}", Uuid::new_v4().simple());
-    for sql in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD 'limited' CONNECTION LIMIT 4"),
-        format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
-        format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"),
-    ] {
-        sqlx::query(&sql).execute(&admin).await.unwrap();
-    }
-    let after_scheme = db.url.find("://").unwrap() + 3;
-    let at = db.url.find('@').unwrap();
-    let url = format!("{}{role}:limited{}", &db.url[..after_scheme], &db.url[at..]);
-    let store = PgStore::connect_pooled(&url, Migrate::No, Pooling::Warm)
-        .await
-        .unwrap();
-    let count = || {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_stat_activity WHERE usename = $1")
-            .bind(&role)
-            .fetch_one(&admin)
-    };
-    // It opens as many as it is allowed, and is used meanwhile.
-    for _ in 0..400 {
-        if count().await.unwrap() == 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(count().await.unwrap(), 4);
-    let agent = store.create_agent(new_agent("Limited Pool")).await.unwrap();
-    let found = store.find_agent("limited-pool").await.unwrap().unwrap();
-    assert_eq!(found.id, agent.id);
-    drop(store);
-    // The database is dropped while the runtime still runs the store's background opening
-    // of connections, so that it ends: a connection left half-way through authentication
-    // would hold DROP DATABASE up until PostgreSQL's authentication timeout.
-    tokio::task::spawn_blocking(move || drop(db)).await.unwrap();
-    let server = sqlx::PgPool::connect(&testing::postgres_url().unwrap())
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP ROLE {role}"))
-        .execute(&server)
-        .await
-        .unwrap();
 }
