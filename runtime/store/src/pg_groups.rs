@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use leforge_core::{RunStep, RunUpdate, StoreError};
+use sqlx::types::Json;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
@@ -288,9 +289,9 @@ pub(crate) struct StepWrite {
     pub progress: Option<(i64, i64)>,
 }
 
-/// The step columns, then the tokens (NULL: the step carries no progress). Every parameter
-/// is cast: in a VALUES list PostgreSQL has no column to infer its type from.
-const STEP_CASTS: [&str; 11] = [
+/// The types of the step columns, then of the tokens (NULL: the step carries no progress):
+/// each is a parameter holding that column for the whole group, as an array.
+const STEP_TYPES: [&str; 11] = [
     "uuid",
     "integer",
     "text",
@@ -304,33 +305,39 @@ const STEP_CASTS: [&str; 11] = [
     "bigint",
 ];
 
-/// The statement for `n` steps, indexed by `n` (0 and 1 unused). Each run's counters move by
-/// its steps in the group, as in [`StepWrite::run_one`]; its tokens are the highest the
-/// group carries for it (they only grow). A run's existing rows do not include those this
-/// statement inserts (one snapshot), hence `+ p.rows`: every step of the run in the group,
-/// with progress or without. `locked` takes the runs' row locks in id order before the
-/// UPDATE: two groups in flight can hold steps of the same runs (parallel tool calls), and
-/// locking them in whatever order a join produced could deadlock one against the other.
-static STEP_GROUP_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (0..=MAX_GROUP)
-        .map(|n| {
-            format!(
-                "WITH v ({STEP_COLS}, tokens_input, tokens_output) AS (VALUES {}), \
-                 new_steps AS (INSERT INTO agent_run_steps ({STEP_COLS}) SELECT {STEP_COLS} FROM v), \
-                 progress AS (SELECT run_id, COUNT(*) AS rows, COUNT(tokens_input) AS n, \
-                 MAX(tokens_input) AS tokens_input, MAX(tokens_output) AS tokens_output \
-                 FROM v GROUP BY run_id HAVING COUNT(tokens_input) > 0), \
-                 locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
-                 WHERE r.id IN (SELECT run_id FROM progress) ORDER BY r.id FOR NO KEY UPDATE OF r) \
-                 UPDATE agent_runs r SET total_steps = GREATEST(r.total_steps + p.n, \
-                 (SELECT COUNT(*) FROM agent_run_steps s WHERE s.run_id = r.id) + p.rows), \
-                 tokens_input = p.tokens_input, tokens_output = p.tokens_output, updated_at = ${} \
-                 FROM progress p JOIN locked l ON l.id = p.run_id WHERE r.id = p.run_id",
-                values_rows(n, &STEP_CASTS),
-                n * STEP_CASTS.len() + 1
-            )
-        })
-        .collect()
+/// The statement for a group of steps, whatever its size: each column comes as one array
+/// (`UNNEST` makes them rows again), so every group is the same statement text. A text per
+/// group size, as an earlier version had, meant PostgreSQL planned nearly every group from
+/// scratch: a connection ran each size too few times to settle on a cached plan, and
+/// planning took a third as long as executing (pg_stat_statements, BENCHMARKS.md thirteenth
+/// session). Each run's counters move by its steps in the group, as in
+/// [`StepWrite::run_one`]; its tokens are the highest the group carries for it (they only
+/// grow). A run's existing rows do not include those this statement inserts (one
+/// snapshot), hence `+ p.rows`: every step of the run in the group, with progress or
+/// without. `locked` takes the runs' row locks in id order before the UPDATE: two groups in
+/// flight can hold steps of the same runs (parallel tool calls), and locking them in
+/// whatever order a join produced could deadlock one against the other.
+static STEP_GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
+    let arrays: Vec<String> = STEP_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect();
+    format!(
+        "WITH v AS (SELECT * FROM UNNEST({}) AS v ({STEP_COLS}, tokens_input, tokens_output)), \
+         new_steps AS (INSERT INTO agent_run_steps ({STEP_COLS}) SELECT {STEP_COLS} FROM v), \
+         progress AS (SELECT run_id, COUNT(*) AS rows, COUNT(tokens_input) AS n, \
+         MAX(tokens_input) AS tokens_input, MAX(tokens_output) AS tokens_output \
+         FROM v GROUP BY run_id HAVING COUNT(tokens_input) > 0), \
+         locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
+         WHERE r.id IN (SELECT run_id FROM progress) ORDER BY r.id FOR NO KEY UPDATE OF r) \
+         UPDATE agent_runs r SET total_steps = GREATEST(r.total_steps + p.n, \
+         (SELECT COUNT(*) FROM agent_run_steps s WHERE s.run_id = r.id) + p.rows), \
+         tokens_input = p.tokens_input, tokens_output = p.tokens_output, updated_at = ${} \
+         FROM progress p JOIN locked l ON l.id = p.run_id WHERE r.id = p.run_id",
+        arrays.join(", "),
+        STEP_TYPES.len() + 1
+    )
 });
 
 impl Grouped for StepWrite {
@@ -370,13 +377,62 @@ impl Grouped for StepWrite {
     }
 
     async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<()>, sqlx::Error> {
-        let mut query = sqlx::query(&STEP_GROUP_SQL[group.len()]);
-        for w in group {
-            query = bind_step(query, w.run_id, &w.step)
-                .bind(w.progress.map(|p| p.0))
-                .bind(w.progress.map(|p| p.1));
-        }
-        query.bind(now()).execute(pool).await?;
+        // One array per column, in STEP_TYPES' order.
+        sqlx::query(&STEP_GROUP_SQL)
+            .bind(group.iter().map(|w| w.run_id).collect::<Vec<_>>())
+            .bind(group.iter().map(|w| w.step.step).collect::<Vec<i32>>())
+            .bind(
+                group
+                    .iter()
+                    .map(|w| w.step.tool.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                group
+                    .iter()
+                    .map(|w| w.step.action.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                group
+                    .iter()
+                    .map(|w| Json(&w.step.input))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                group
+                    .iter()
+                    .map(|w| w.step.output.as_ref().map(Json))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                group
+                    .iter()
+                    .map(|w| w.step.error.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                group
+                    .iter()
+                    .map(|w| w.step.duration_ms)
+                    .collect::<Vec<i64>>(),
+            )
+            .bind(group.iter().map(|w| w.step.started_at).collect::<Vec<_>>())
+            .bind(
+                group
+                    .iter()
+                    .map(|w| w.progress.map(|p| p.0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                group
+                    .iter()
+                    .map(|w| w.progress.map(|p| p.1))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now())
+            .execute(pool)
+            .await?;
         Ok(vec![(); group.len()])
     }
 }
