@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use leforge_core::{RunStep, RunUpdate, StoreError};
+use leforge_core::{RunStatus, RunStep, RunUpdate, StoreError};
 use sqlx::types::Json;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -282,6 +282,11 @@ fn values_rows(n: usize, casts: &[&str]) -> String {
         .join(", ")
 }
 
+/// One column of a group, as the array a grouped statement takes.
+fn column<'a, W, T>(group: &'a [W], field: impl Fn(&'a W) -> T) -> Vec<T> {
+    group.iter().map(field).collect()
+}
+
 /// A step row, with the run's tokens so far when it carries them.
 pub(crate) struct StepWrite {
     pub run_id: Uuid,
@@ -379,57 +384,17 @@ impl Grouped for StepWrite {
     async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<()>, sqlx::Error> {
         // One array per column, in STEP_TYPES' order.
         sqlx::query(&STEP_GROUP_SQL)
-            .bind(group.iter().map(|w| w.run_id).collect::<Vec<_>>())
-            .bind(group.iter().map(|w| w.step.step).collect::<Vec<i32>>())
-            .bind(
-                group
-                    .iter()
-                    .map(|w| w.step.tool.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|w| w.step.action.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|w| Json(&w.step.input))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|w| w.step.output.as_ref().map(Json))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|w| w.step.error.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|w| w.step.duration_ms)
-                    .collect::<Vec<i64>>(),
-            )
-            .bind(group.iter().map(|w| w.step.started_at).collect::<Vec<_>>())
-            .bind(
-                group
-                    .iter()
-                    .map(|w| w.progress.map(|p| p.0))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                group
-                    .iter()
-                    .map(|w| w.progress.map(|p| p.1))
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(group, |w| w.run_id))
+            .bind(column(group, |w| w.step.step))
+            .bind(column(group, |w| w.step.tool.as_str()))
+            .bind(column(group, |w| w.step.action.as_str()))
+            .bind(column(group, |w| Json(&w.step.input)))
+            .bind(column(group, |w| w.step.output.as_ref().map(Json)))
+            .bind(column(group, |w| w.step.error.as_deref()))
+            .bind(column(group, |w| w.step.duration_ms))
+            .bind(column(group, |w| w.step.started_at))
+            .bind(column(group, |w| w.progress.map(|p| p.0)))
+            .bind(column(group, |w| w.progress.map(|p| p.1)))
             .bind(now())
             .execute(pool)
             .await?;
@@ -501,30 +466,32 @@ static UPDATE_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The statement for `n` updates, indexed by `n` (0 and 1 unused). As [`UPDATE_ONE_SQL`], for
-/// every run of the group; the runs are locked in id order first, as in a step group, so
-/// that groups in flight cannot deadlock.
-static UPDATE_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+/// The statement for a group of updates, whatever its size: as [`UPDATE_ONE_SQL`], for every
+/// run of the group, each column one array (as for step groups, so that PostgreSQL need
+/// not plan each group size afresh). The runs are locked in id order first, as in a step
+/// group, so that groups in flight cannot deadlock.
+static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
     let names: Vec<&str> = RUN_UPDATE_COLS.iter().map(|(col, _)| *col).collect();
-    let mut casts = vec!["uuid"];
-    casts.extend(RUN_UPDATE_COLS.iter().map(|(_, ty)| *ty));
-    (0..=MAX_GROUP)
-        .map(|n| {
-            format!(
-                "WITH v (id, {}) AS (VALUES {}), \
-                 locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
-                 WHERE r.id IN (SELECT id FROM v) ORDER BY r.id FOR NO KEY UPDATE OF r) \
-                 UPDATE agent_runs r SET updated_at = ${}, {} \
-                 FROM v JOIN locked l ON l.id = v.id \
-                 WHERE r.id = v.id AND (v.status IS NULL OR r.status IN ('pending', 'running')) \
-                 RETURNING r.id",
-                names.join(", "),
-                values_rows(n, &casts),
-                n * casts.len() + 1,
-                coalesced_update(|_, col, _| format!("v.{col}"), "r."),
-            )
-        })
-        .collect()
+    let mut types = vec!["uuid"];
+    types.extend(RUN_UPDATE_COLS.iter().map(|(_, ty)| *ty));
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect();
+    format!(
+        "WITH v AS (SELECT * FROM UNNEST({}) AS v (id, {})), \
+         locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
+         WHERE r.id IN (SELECT id FROM v) ORDER BY r.id FOR NO KEY UPDATE OF r) \
+         UPDATE agent_runs r SET updated_at = ${}, {} \
+         FROM v JOIN locked l ON l.id = v.id \
+         WHERE r.id = v.id AND (v.status IS NULL OR r.status IN ('pending', 'running')) \
+         RETURNING r.id",
+        arrays.join(", "),
+        names.join(", "),
+        types.len() + 1,
+        coalesced_update(|_, col, _| format!("v.{col}"), "r."),
+    )
 });
 
 impl RunUpdateWrite {
@@ -553,11 +520,29 @@ impl Grouped for RunUpdateWrite {
     }
 
     async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<bool>, sqlx::Error> {
-        let mut query = sqlx::query(&UPDATE_SQL[group.len()]);
-        for u in group {
-            query = u.bind(query);
-        }
-        let rows = query.bind(now()).fetch_all(pool).await?;
+        // One array per column: the id, then RUN_UPDATE_COLS' order.
+        let rows = sqlx::query(&UPDATE_SQL)
+            .bind(group.iter().map(|w| w.id).collect::<Vec<_>>())
+            .bind(column(group, |w| w.update.status.map(RunStatus::as_str)))
+            .bind(column(group, |w| w.update.output.as_ref().map(Json)))
+            .bind(column(group, |w| w.update.output_text.as_deref()))
+            .bind(column(group, |w| w.update.error_code.as_deref()))
+            .bind(column(group, |w| w.update.error_message.as_deref()))
+            .bind(column(group, |w| w.update.total_steps))
+            .bind(column(group, |w| w.update.tokens_input))
+            .bind(column(group, |w| w.update.tokens_output))
+            .bind(column(group, |w| w.update.duration_ms))
+            .bind(column(group, |w| w.update.started_at))
+            .bind(column(group, |w| w.update.completed_at))
+            .bind(column(group, |w| {
+                w.update.lease.as_ref().map(|(owner, _)| owner.as_str())
+            }))
+            .bind(column(group, |w| {
+                w.update.lease.as_ref().map(|(_, until)| *until)
+            }))
+            .bind(now())
+            .fetch_all(pool)
+            .await?;
         let mut matched = std::collections::HashSet::with_capacity(rows.len());
         for row in &rows {
             matched.insert(sqlx::Row::try_get::<Uuid, _>(row, 0)?);
