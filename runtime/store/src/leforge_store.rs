@@ -100,8 +100,8 @@ impl SqliteStore {
 
 impl PgStore {
     pub async fn connect(url: &str, migrate: Migrate) -> Result<Self, StoreError> {
-        // Each grouped write prepares one statement per group size (up to 32 of each kind),
-        // beside every other query: sqlx's default cache of 100 would evict and re-prepare.
+        // Grouped run creations prepare one statement per group size (up to 32), beside
+        // every other query: sqlx's default cache of 100 would evict and re-prepare.
         let options = PgConnectOptions::from_str(url)
             .map_err(db_err)?
             .statement_cache_capacity(256);

@@ -32,9 +32,10 @@ use crate::sql_store::{
     step_write_err, RunCreation, NEW_RUN_COLS, RUN_COLS, RUN_UPDATE_COLS, STEP_COLS,
 };
 
-/// Members of one grouped statement at most. For a write each group size is its own
-/// statement text, prepared once per connection, so sizes are bounded; parameters stay far
-/// below PostgreSQL's limit.
+/// Members of one grouped statement at most. A creation group of each size is its own
+/// statement text, prepared once per connection, so sizes are bounded (step and update
+/// groups are one text, whatever their size); parameters stay far below PostgreSQL's
+/// limit.
 const MAX_GROUP: usize = 32;
 
 /// A kind of statement that can be grouped: a write, or a read.
