@@ -283,6 +283,16 @@ fn values_rows(n: usize, casts: &[&str]) -> String {
         .join(", ")
 }
 
+/// `$1::<type>[], $2::…`: one array parameter per column, of the columns' `types`.
+fn array_params(types: &[&str]) -> String {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One column of a group, as the array a grouped statement takes.
 fn column<'a, W, T>(group: &'a [W], field: impl Fn(&'a W) -> T) -> Vec<T> {
     group.iter().map(field).collect()
@@ -315,8 +325,8 @@ const STEP_TYPES: [&str; 11] = [
 /// (`UNNEST` makes them rows again), so every group is the same statement text. A text per
 /// group size, as an earlier version had, meant PostgreSQL planned nearly every group from
 /// scratch: a connection ran each size too few times to settle on a cached plan, and
-/// planning took a third as long as executing (pg_stat_statements, BENCHMARKS.md thirteenth
-/// session). Each run's counters move by its steps in the group, as in
+/// planning took about half as long as executing (pg_stat_statements, BENCHMARKS.md
+/// thirteenth session). Each run's counters move by its steps in the group, as in
 /// [`StepWrite::run_one`]; its tokens are the highest the group carries for it (they only
 /// grow). A run's existing rows do not include those this statement inserts (one
 /// snapshot), hence `+ p.rows`: every step of the run in the group, with progress or
@@ -324,11 +334,6 @@ const STEP_TYPES: [&str; 11] = [
 /// flight can hold steps of the same runs (parallel tool calls), and locking them in
 /// whatever order a join produced could deadlock one against the other.
 static STEP_GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
-    let arrays: Vec<String> = STEP_TYPES
-        .iter()
-        .enumerate()
-        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
-        .collect();
     format!(
         "WITH v AS (SELECT * FROM UNNEST({}) AS v ({STEP_COLS}, tokens_input, tokens_output)), \
          new_steps AS (INSERT INTO agent_run_steps ({STEP_COLS}) SELECT {STEP_COLS} FROM v), \
@@ -341,7 +346,7 @@ static STEP_GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
          (SELECT COUNT(*) FROM agent_run_steps s WHERE s.run_id = r.id) + p.rows), \
          tokens_input = p.tokens_input, tokens_output = p.tokens_output, updated_at = ${} \
          FROM progress p JOIN locked l ON l.id = p.run_id WHERE r.id = p.run_id",
-        arrays.join(", "),
+        array_params(&STEP_TYPES),
         STEP_TYPES.len() + 1
     )
 });
@@ -475,11 +480,6 @@ static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
     let names: Vec<&str> = RUN_UPDATE_COLS.iter().map(|(col, _)| *col).collect();
     let mut types = vec!["uuid"];
     types.extend(RUN_UPDATE_COLS.iter().map(|(_, ty)| *ty));
-    let arrays: Vec<String> = types
-        .iter()
-        .enumerate()
-        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
-        .collect();
     format!(
         "WITH v AS (SELECT * FROM UNNEST({}) AS v (id, {})), \
          locked AS MATERIALIZED (SELECT r.id FROM agent_runs r \
@@ -488,7 +488,7 @@ static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
          FROM v JOIN locked l ON l.id = v.id \
          WHERE r.id = v.id AND (v.status IS NULL OR r.status IN ('pending', 'running')) \
          RETURNING r.id",
-        arrays.join(", "),
+        array_params(&types),
         names.join(", "),
         types.len() + 1,
         coalesced_update(|_, col, _| format!("v.{col}"), "r."),
