@@ -1186,9 +1186,9 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
         return;
     };
     let agent = pg.create_agent(new_agent("Grouped updates")).await.unwrap();
-    let ids = new_runs(&*pg, agent.id, 5).await;
+    let ids = new_runs(&*pg, agent.id, 6).await;
     // Two terminal runs: updates of one run cannot share a statement (below).
-    let (ended, also_ended) = (ids[3], ids[4]);
+    let (ended, also_ended) = (ids[4], ids[5]);
     for id in [ended, also_ended] {
         pg.apply_run_update(
             id,
@@ -1235,8 +1235,15 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
             tokens_input: Some(5),
             ..Default::default()
         },
+        // A failure: its code and message each in their own column.
+        RunUpdate {
+            status: Some(RunStatus::Failed),
+            error_code: Some("RUN_FAILED".into()),
+            error_message: Some("the tool failed".into()),
+            ..Default::default()
+        },
     ];
-    let mut tasks: Vec<_> = ids[..3]
+    let mut tasks: Vec<_> = ids[..4]
         .iter()
         .zip(shapes)
         .map(|(id, shape)| update(*id, shape))
@@ -1262,7 +1269,7 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
             ..Default::default()
         },
     );
-    until_queued(&pg, 6).await;
+    until_queued(&pg, 7).await;
     drop(held);
     for t in tasks.drain(..) {
         t.await.unwrap().unwrap();
@@ -1308,6 +1315,16 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
     assert_eq!(
         (measured_after.status, measured_after.tokens_output),
         (RunStatus::Cancelled, 9)
+    );
+
+    let failed = pg.get_run(ids[3]).await.unwrap().unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(
+        (
+            failed.error_code.as_deref(),
+            failed.error_message.as_deref()
+        ),
+        (Some("RUN_FAILED"), Some("the tool failed"))
     );
 
     // Two updates of one run cannot share a statement (an UPDATE changes a row once): they
