@@ -259,24 +259,12 @@ async fn run_each<W: Grouped>(
     }
 }
 
-/// `VALUES` rows for `n` writes of `cols` parameters each, `$1` on, each cast as `casts`
-/// says (empty: no cast). The parameter after the last is `n * cols + 1`.
-fn values_rows(n: usize, casts: &[&str]) -> String {
-    let cols = casts.len();
+/// `VALUES` rows for `n` writes of `cols` parameters each, `$1` on, uncast (an INSERT's
+/// columns give them their types).
+fn values_rows(n: usize, cols: usize) -> String {
     (0..n)
         .map(|r| {
-            let params: Vec<String> = casts
-                .iter()
-                .enumerate()
-                .map(|(i, cast)| {
-                    let p = r * cols + i + 1;
-                    if cast.is_empty() {
-                        format!("${p}")
-                    } else {
-                        format!("${p}::{cast}")
-                    }
-                })
-                .collect();
+            let params: Vec<String> = (1..=cols).map(|i| format!("${}", r * cols + i)).collect();
             format!("({})", params.join(", "))
         })
         .collect::<Vec<_>>()
@@ -411,12 +399,12 @@ impl Grouped for StepWrite {
 /// The INSERT for `n` runs, indexed by `n` (0 unused). Its parameters need no casts: their
 /// types come from the INSERT's columns.
 static CREATION_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
-    let no_casts = vec![""; NEW_RUN_COLS.split(',').count()];
+    let cols = NEW_RUN_COLS.split(',').count();
     (0..=MAX_GROUP)
         .map(|n| {
             format!(
                 "INSERT INTO agent_runs ({NEW_RUN_COLS}) VALUES {} RETURNING {RUN_COLS}",
-                values_rows(n, &no_casts)
+                values_rows(n, cols)
             )
         })
         .collect()

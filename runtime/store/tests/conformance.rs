@@ -1309,14 +1309,6 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
         (measured.status, measured.tokens_input),
         (RunStatus::Pending, 5)
     );
-    let ended_run = pg.get_run(ended).await.unwrap().unwrap();
-    assert_eq!(ended_run.status, RunStatus::Cancelled);
-    let measured_after = pg.get_run(also_ended).await.unwrap().unwrap();
-    assert_eq!(
-        (measured_after.status, measured_after.tokens_output),
-        (RunStatus::Cancelled, 9)
-    );
-
     let failed = pg.get_run(ids[3]).await.unwrap().unwrap();
     assert_eq!(failed.status, RunStatus::Failed);
     assert_eq!(
@@ -1325,6 +1317,13 @@ async fn postgres_groups_run_updates_with_outcomes_of_their_own() {
             failed.error_message.as_deref()
         ),
         (Some("RUN_FAILED"), Some("the tool failed"))
+    );
+    let ended_run = pg.get_run(ended).await.unwrap().unwrap();
+    assert_eq!(ended_run.status, RunStatus::Cancelled);
+    let measured_after = pg.get_run(also_ended).await.unwrap().unwrap();
+    assert_eq!(
+        (measured_after.status, measured_after.tokens_output),
+        (RunStatus::Cancelled, 9)
     );
 
     // Two updates of one run cannot share a statement (an UPDATE changes a row once): they
