@@ -483,15 +483,6 @@ static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-impl RunUpdateWrite {
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        bind_run_update(query.bind(self.id), &self.update)
-    }
-}
-
 impl Grouped for RunUpdateWrite {
     /// Whether the update matched the run.
     type Out = bool;
@@ -499,8 +490,7 @@ impl Grouped for RunUpdateWrite {
     const RUN_ABANDONED: bool = true;
 
     async fn run_one(&self, pool: &PgPool) -> Result<bool, StoreError> {
-        let rows = self
-            .bind(sqlx::query(&UPDATE_ONE_SQL))
+        let rows = bind_run_update(sqlx::query(&UPDATE_ONE_SQL).bind(self.id), &self.update)
             .bind(now())
             .fetch_all(pool)
             .await
@@ -511,7 +501,7 @@ impl Grouped for RunUpdateWrite {
     async fn run_many(group: &[Self], pool: &PgPool) -> Result<Vec<bool>, sqlx::Error> {
         // One array per column: the id, then RUN_UPDATE_COLS' order.
         let rows = sqlx::query(&UPDATE_SQL)
-            .bind(group.iter().map(|w| w.id).collect::<Vec<_>>())
+            .bind(column(group, |w| w.id))
             .bind(column(group, |w| w.update.status.map(RunStatus::as_str)))
             .bind(column(group, |w| w.update.output.as_ref().map(Json)))
             .bind(column(group, |w| w.update.output_text.as_deref()))
