@@ -239,6 +239,11 @@ pub fn hook() -> ForgeHook {
     .category("text")
     .tags(&["text", "string", "regex", "slug", "template"])
     .author("LeForge")
+    // Whole documents pass through the regex and whitespace tools (an agent cleans a 10 MB
+    // CSV by reference, never through the model); the host still caps these.
+    .memory_mb(256)
+    .max_output_bytes(16 * 1024 * 1024)
+    .timeout_ms(30_000)
     .endpoint(
         "slugify",
         "Turns text such as a title into a URL slug: lowercase, accents removed (é to e, ß \

@@ -7,7 +7,9 @@
 //! ends, and token and step counts are updated as they accrue.
 
 mod hooks;
+pub mod json_mode;
 mod output;
+pub mod refs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use leforge_core::forgehook::Manifest;
-use leforge_core::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, Message, ToolSpec};
+use leforge_core::llm::{
+    ChatRequest, ChatResponse, LlmClient, LlmError, Message, ToolCall, ToolSpec,
+};
 use leforge_core::tool::{ToolCatalog, ToolError, ToolExecutor};
-use leforge_core::{Agent, Run, RunStatus, RunStep, RunUpdate, Store, StoreError};
+use leforge_core::{Agent, Run, RunStatus, RunStep, RunUpdate, Store, StoreError, ToolMode};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -38,6 +42,38 @@ pub struct RunLimits {
     pub max_total_tokens: Option<u64>,
     pub retry_on_error: bool,
     pub max_retries: u32,
+    /// The tool mode this run uses, already resolved (never `auto`), so the trace says which
+    /// one it was. Runs stored before the field existed ran natively.
+    #[serde(default = "native")]
+    pub tool_mode: ToolMode,
+    /// Tool results and data fields larger than this reach the model as previews.
+    #[serde(default = "default_budget")]
+    pub result_budget_bytes: u32,
+}
+
+fn native() -> ToolMode {
+    ToolMode::Native
+}
+
+fn default_budget() -> u32 {
+    leforge_core::agent::DEFAULT_RESULT_BUDGET_BYTES
+}
+
+impl RunLimits {
+    /// The limits of an agent's config, with its tool mode resolved for its provider.
+    pub fn of(config: &leforge_core::AgentConfig, provider: leforge_core::Provider) -> RunLimits {
+        RunLimits {
+            max_steps: config.max_steps,
+            max_tokens: config.max_tokens,
+            temperature: config.temperature,
+            timeout_ms: config.timeout_ms,
+            max_total_tokens: config.max_total_tokens,
+            retry_on_error: config.retry_on_error,
+            max_retries: config.max_retries,
+            tool_mode: config.tool_mode.resolve(provider),
+            result_budget_bytes: config.result_budget_bytes,
+        }
+    }
 }
 
 /// Everything one run needs besides its dependencies.
@@ -164,6 +200,11 @@ pub mod codes {
     pub const INVALID_SCHEMA: &str = "INVALID_OUTPUT_SCHEMA";
     /// The code a tool call denied by a `before_tool` hook reports to the model.
     pub const DENIED_BY_HOOK: &str = "DENIED_BY_HOOK";
+    /// A `$ref` that names nothing (reported to the model; ends the run only in a final
+    /// answer that still has one after a correction).
+    pub const INVALID_REFERENCE: &str = crate::refs::INVALID_REFERENCE;
+    /// A json-mode reply that could not be used, recorded as a failed step.
+    pub const INVALID_REPLY: &str = "INVALID_REPLY";
 }
 
 /// How the loop ended.
@@ -196,13 +237,17 @@ fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-/// The first user message: the instruction, then the data as pretty JSON.
-pub fn user_message(input: &str, data: Option<&Value>) -> String {
+/// The first user message: the instruction, then the data as pretty JSON, with each field
+/// larger than `budget` bytes shown as a preview and its `input.data.<field>` reference.
+pub fn user_message(input: &str, data: Option<&Value>, budget: usize) -> String {
     match data {
-        Some(d) if !d.is_null() => format!(
-            "{input}\n\nData:\n{}",
-            serde_json::to_string_pretty(d).unwrap_or_else(|_| d.to_string())
-        ),
+        Some(d) if !d.is_null() => {
+            let shown = refs::data_for_model(d, budget);
+            format!(
+                "{input}\n\nData:\n{}",
+                serde_json::to_string_pretty(&shown).unwrap_or_else(|_| shown.to_string())
+            )
+        }
         _ => input.to_string(),
     }
 }
@@ -445,18 +490,37 @@ async fn run_loop(
         }
     };
     let toolbox = deps.toolboxes.get(&manifests);
+    let budget = limits.result_budget_bytes as usize;
+    let json_mode = limits.tool_mode == ToolMode::Json;
     let mut hooks = hooks::RunHooks::new(deps, input, events);
-    let first = match &mut hooks {
-        None => user_message(&input.input, input.data.as_ref()),
+    let (text, data) = match &mut hooks {
+        None => (input.input.clone(), input.data.clone()),
         Some(h) => match h.on_run_start().await {
-            Ok((text, data)) => user_message(&text, data.as_ref()),
+            Ok(started) => started,
             Err(e) => return hook_failure(e),
         },
     };
+    let first = user_message(&text, data.as_ref(), budget);
     let hooks = hooks.map(Arc::new);
+    let mut scope = refs::Scope {
+        data,
+        outputs: HashMap::new(),
+    };
+    let system = system_prompt(&input.agent.system_prompt, &toolbox.specs, json_mode);
+    // Json mode offers the tools through the preamble and the reply schema, never as `tools`.
+    let (offered, response_schema) = if json_mode {
+        (
+            Arc::from([]),
+            Some(Arc::new(json_mode::reply_schema(&toolbox.specs))),
+        )
+    } else {
+        (toolbox.specs.clone(), None)
+    };
     let mut messages = vec![Message::user(first)];
     let mut resent_truncated = false;
     let mut repaired_output = false;
+    let mut repaired_refs = false;
+    let mut corrected_reply = false;
     let mut steps_done: u32 = 0;
 
     loop {
@@ -475,13 +539,14 @@ async fn run_loop(
         let request = ChatRequest {
             provider: input.agent.provider,
             model: input.agent.model.clone(),
-            system: input.agent.system_prompt.clone(),
+            system: system.clone(),
             messages: messages.clone(),
-            tools: toolbox.specs.clone(),
+            tools: offered.clone(),
             max_tokens: limits.max_tokens,
             temperature: Some(limits.temperature),
             parallel_tool_calls: None,
             stream: input.stream,
+            response_schema: response_schema.clone(),
         };
         // The last turn's step writes go on while this call is in flight; its reply is acted
         // on only once they are stored, so steps and their events keep their order.
@@ -520,42 +585,125 @@ async fn run_loop(
             continue;
         }
 
-        if response.tool_calls.is_empty() {
-            let output = parse_final_output(&response.text);
-            if let Some(validator) = &schema {
-                let problems = output::schema_problems(validator, &output);
-                if !problems.is_empty() {
-                    if repaired_output {
-                        return Finish::Failed {
-                            code: codes::OUTPUT_SCHEMA_MISMATCH,
+        // What the reply asks for: native tool calls or text; in json mode, one action object.
+        let action = if json_mode {
+            let first_id = steps_done as usize + 1;
+            match json_mode::parse_reply(
+                &response.text,
+                &|n| toolbox.by_name.contains_key(n),
+                first_id,
+            ) {
+                Ok(action) => {
+                    corrected_reply = false;
+                    action
+                }
+                Err(problem) => {
+                    messages.push(Message::assistant_text(response.text.clone()));
+                    messages.push(Message::user(json_mode::correction(&problem)));
+                    if !corrected_reply {
+                        corrected_reply = true;
+                        continue;
+                    }
+                    // Corrected once already: this reply costs a step, so a model that never
+                    // gets it right ends at max_steps rather than looping.
+                    steps_done += 1;
+                    let step = steps_done as i32;
+                    let tokens = (tokens_in as i64, tokens_out as i64);
+                    record_invalid_reply(
+                        deps,
+                        input,
+                        (step, tokens),
+                        &response.text,
+                        &problem,
+                        events,
+                        writes,
+                    );
+                    progress.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
+                    if steps_done >= limits.max_steps {
+                        return Finish::MaxSteps {
                             message: format!(
-                                "the final output does not match the agent's output_schema: {}",
-                                problems.join("; ")
+                                "the agent reached its limit of {} steps; the model's last reply could not be used: {problem}",
+                                limits.max_steps
                             ),
                         };
                     }
-                    repaired_output = true;
-                    messages.push(Message::assistant_text(response.text.clone()));
-                    messages.push(Message::user(format!(
-                        "Your answer does not match the required JSON Schema:\n- {}\nReply with only the corrected JSON.",
-                        problems.join("\n- ")
-                    )));
                     continue;
                 }
             }
-            let output = match &hooks {
-                None => output,
-                Some(h) => match h.on_run_end(steps_done as i32, &output).await {
-                    Ok(Some(replaced)) => replaced,
-                    Ok(None) => output,
-                    Err(e) => return hook_failure(e),
-                },
-            };
-            return Finish::Completed {
-                output,
-                text: response.text,
-            };
-        }
+        } else if response.tool_calls.is_empty() {
+            json_mode::Action::Answer(parse_final_output(&response.text))
+        } else {
+            json_mode::Action::Calls(response.tool_calls.clone())
+        };
+
+        let calls = match action {
+            json_mode::Action::Calls(calls) => calls,
+            json_mode::Action::Answer(answer) => {
+                // In json mode the answer is the output as given; its text form keeps any
+                // references unexpanded (the output has the values).
+                let text = match (&answer, json_mode) {
+                    (Value::String(s), true) => s.clone(),
+                    (v, true) => v.to_string(),
+                    (_, false) => response.text.clone(),
+                };
+                let output = if refs::contains_ref(&answer) {
+                    match refs::resolve(&answer, &scope) {
+                        Ok(v) => v,
+                        Err(problem) if !repaired_refs => {
+                            repaired_refs = true;
+                            messages.push(Message::assistant_text(response.text.clone()));
+                            messages.push(Message::user(format!(
+                                "Your answer has a reference that does not resolve: {problem}. Answer again."
+                            )));
+                            continue;
+                        }
+                        Err(problem) => {
+                            return Finish::Failed {
+                                code: codes::INVALID_REFERENCE,
+                                message: format!("the final answer's {problem}"),
+                            }
+                        }
+                    }
+                } else {
+                    answer
+                };
+                if let Some(validator) = &schema {
+                    let problems = output::schema_problems(validator, &output);
+                    if !problems.is_empty() {
+                        if repaired_output {
+                            return Finish::Failed {
+                                code: codes::OUTPUT_SCHEMA_MISMATCH,
+                                message: format!(
+                                    "the final output does not match the agent's output_schema: {}",
+                                    problems.join("; ")
+                                ),
+                            };
+                        }
+                        repaired_output = true;
+                        messages.push(Message::assistant_text(response.text.clone()));
+                        let how = if json_mode {
+                            "Reply with the final_answer action again, its answer corrected."
+                        } else {
+                            "Reply with only the corrected JSON."
+                        };
+                        messages.push(Message::user(format!(
+                            "Your answer does not match the required JSON Schema:\n- {}\n{how}",
+                            problems.join("\n- ")
+                        )));
+                        continue;
+                    }
+                }
+                let output = match &hooks {
+                    None => output,
+                    Some(h) => match h.on_run_end(steps_done as i32, &output).await {
+                        Ok(Some(replaced)) => replaced,
+                        Ok(None) => output,
+                        Err(e) => return hook_failure(e),
+                    },
+                };
+                return Finish::Completed { output, text };
+            }
+        };
 
         if steps_done >= limits.max_steps {
             return Finish::MaxSteps {
@@ -565,10 +713,14 @@ async fn run_loop(
                 ),
             };
         }
-        messages.push(Message::from_response(&response));
+        if json_mode {
+            messages.push(Message::assistant_text(response.text.clone()));
+        } else {
+            messages.push(Message::from_response(&response));
+        }
         let remaining = (limits.max_steps - steps_done) as usize;
-        let calls: Vec<_> = response
-            .tool_calls
+        let scope_now = &scope;
+        let steps: Vec<_> = calls
             .iter()
             .enumerate()
             .map(|(i, call)| {
@@ -580,27 +732,44 @@ async fn run_loop(
                 let hooks = hooks.clone();
                 async move {
                     if !within_budget {
-                        return Ok(Message::tool_result(
-                            call.id.clone(),
+                        return Ok((
+                            None,
                             json!({"error": {"code": "NOT_EXECUTED", "message": "not executed: the run's step limit was reached"}}),
                             true,
                         ));
                     }
                     let tokens = (tokens_in as i64, tokens_out as i64);
-                    let result = run_step(&deps, input, &toolbox, step, call, tokens, events, hooks.as_deref(), writes).await;
+                    let result = run_step(&deps, input, &toolbox, scope_now, step, call, tokens, events, hooks.as_deref(), writes).await;
                     progress.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
-                    result
+                    result.map(|(content, is_error)| (Some(step), content, is_error))
                 }
             })
             .collect();
         let executed = calls.len().min(remaining) as u32;
         // Concurrently, answered together in call order, as providers require.
-        let results = join_all(calls).await;
+        let results = join_all(steps).await;
         steps_done += executed;
         let mut hook_error = None;
-        for result in results {
+        let mut report = Vec::new();
+        for (call, result) in calls.iter().zip(results) {
             match result {
-                Ok(message) => messages.push(message),
+                Ok((step, content, is_error)) => {
+                    // The model sees a preview of a large result; references reach the whole.
+                    let shown = match step {
+                        Some(n) if !is_error => {
+                            let shown =
+                                refs::for_model(&content, &format!("steps.{n}.output"), budget);
+                            scope.outputs.insert(n, Arc::new(content));
+                            shown
+                        }
+                        _ => content,
+                    };
+                    if json_mode {
+                        report.push(json_mode::result_text(step, &call.name, &shown, is_error));
+                    } else {
+                        messages.push(Message::tool_result(call.id.clone(), shown, is_error));
+                    }
+                }
                 Err(e) => {
                     hook_error.get_or_insert(e);
                 }
@@ -608,6 +777,10 @@ async fn run_loop(
         }
         if let Some(e) = hook_error {
             return hook_failure(e);
+        }
+        if json_mode {
+            report.push("Reply with the next JSON action.".to_string());
+            messages.push(Message::user(report.join("\n\n")));
         }
     }
 }
@@ -637,21 +810,41 @@ async fn run_step(
     deps: &Deps,
     input: &RunInput,
     toolbox: &Toolbox,
+    scope: &refs::Scope,
     step: i32,
-    call: &leforge_core::llm::ToolCall,
+    call: &ToolCall,
     (tokens_in, tokens_out): (i64, i64),
     events: &Option<broadcast::Sender<RunEvent>>,
     hooks: Option<&hooks::RunHooks>,
     writes: &TaskTracker,
-) -> Result<Message, leforge_core::HookError> {
+) -> Result<(Value, bool), leforge_core::HookError> {
     let started_at = now();
     let clock = Instant::now();
     let mut hook_error = None;
-    // What the tool is (or would have been) called with: the model's arguments, or those a
-    // `before_tool` hook put in their place.
+    // What the tool is (or would have been) called with, as the trace keeps it: the model's
+    // arguments with their references as written (the values they name are already stored,
+    // as the run's data or an earlier step), or the arguments a `before_tool` hook put in
+    // their place.
     let mut step_input = call.arguments.clone();
-    let (tool, action, outcome) = match (toolbox.by_name.get(&call.name), hooks) {
-        (None, _) => {
+    // References are resolved before hooks and schema validation see the arguments.
+    let resolved = if refs::contains_ref(&call.arguments) {
+        refs::resolve(&call.arguments, scope).map(|arguments| ToolCall {
+            arguments,
+            ..call.clone()
+        })
+    } else {
+        Ok(call.clone())
+    };
+    let (tool, action, outcome) = match (toolbox.by_name.get(&call.name), hooks, resolved) {
+        (Some((id, endpoint)), _, Err(problem)) => {
+            emit_started(events, step, id, endpoint, &call.arguments);
+            (
+                id.clone(),
+                endpoint.clone(),
+                Err((codes::INVALID_REFERENCE.to_string(), problem)),
+            )
+        }
+        (None, _, _) => {
             let (tool, action) = split_name(&call.name);
             emit_started(events, step, &tool, &action, &call.arguments);
             let mut offered: Vec<_> = toolbox.by_name.keys().cloned().collect();
@@ -663,20 +856,20 @@ async fn run_step(
             );
             (tool, action, Err(("UNKNOWN_TOOL".to_string(), message)))
         }
-        (Some((id, endpoint)), Some(hooks)) => {
+        (Some((id, endpoint)), Some(hooks), Ok(call)) => {
             let outcome = hooked_call(
                 deps,
                 input,
                 hooks,
-                (step, id, endpoint, call, events),
+                (step, id, endpoint, &call, events),
                 &mut step_input,
                 &mut hook_error,
             )
             .await;
             (id.clone(), endpoint.clone(), outcome)
         }
-        (Some((id, endpoint)), None) => {
-            emit_started(events, step, id, endpoint, &call.arguments);
+        (Some((id, endpoint)), None, Ok(call)) => {
+            emit_started(events, step, id, endpoint, &step_input);
             let outcome = invoke_with_retries(deps, input, id, endpoint, &call.arguments).await;
             (
                 id.clone(),
@@ -739,13 +932,70 @@ async fn run_step(
         return Err(e);
     }
     Ok(match outcome {
-        Ok(v) => Message::tool_result(call.id.clone(), v, false),
-        Err((code, message)) => Message::tool_result(
-            call.id.clone(),
-            json!({"error": {"code": code, "message": message}}),
-            true,
-        ),
+        Ok(v) => (v, false),
+        Err((code, message)) => (json!({"error": {"code": code, "message": message}}), true),
     })
+}
+
+/// Records a json-mode reply that could not be used, after its correction, as a failed step.
+fn record_invalid_reply(
+    deps: &Deps,
+    input: &RunInput,
+    (step, (tokens_in, tokens_out)): (i32, (i64, i64)),
+    reply: &str,
+    problem: &str,
+    events: &Option<broadcast::Sender<RunEvent>>,
+    writes: &TaskTracker,
+) {
+    let (tool, action) = ("leforge".to_string(), "reply".to_string());
+    let error = format!("{}: {problem}", codes::INVALID_REPLY);
+    let record = RunStep {
+        step,
+        tool: tool.clone(),
+        action: action.clone(),
+        input: json!({"reply": reply}),
+        output: None,
+        error: Some(error.clone()),
+        duration_ms: 0,
+        started_at: now(),
+    };
+    let (store, run_id, sender) = (deps.store.clone(), input.run_id, events.clone());
+    writes.spawn(async move {
+        if let Err(e) = store
+            .append_step_with_progress(run_id, record, tokens_in, tokens_out)
+            .await
+        {
+            tracing::error!(run_id = %run_id, step, error = %e, "could not persist step");
+        }
+        emit(
+            &sender,
+            RunEvent::StepCompleted {
+                step,
+                tool,
+                action,
+                output: None,
+                error: Some(error),
+                duration_ms: 0,
+            },
+        );
+    });
+}
+
+/// The system prompt a run sends: the agent's, then the runtime's preamble — the tools and
+/// the reply protocol in json mode, the note on references in native mode with tools.
+fn system_prompt(agent_prompt: &str, tools: &[ToolSpec], json_mode: bool) -> String {
+    let preamble = if json_mode {
+        json_mode::preamble(tools)
+    } else if tools.is_empty() {
+        return agent_prompt.to_string();
+    } else {
+        json_mode::REFS_NOTE.to_string()
+    };
+    if agent_prompt.trim().is_empty() {
+        preamble
+    } else {
+        format!("{}\n\n{preamble}", agent_prompt.trim_end())
+    }
 }
 
 /// A tool call with `before_tool` and `after_tool` around it. Replaced arguments go through

@@ -2,16 +2,23 @@
 
 use serde_json::{json, Value};
 
-/// A JSON object or array found in the final text — the whole text, or the first ```json
-/// fenced block — becomes the output; anything else is wrapped as `{"result": text}`.
+/// The JSON value a final text is or contains — the whole text, the first fenced block, or
+/// the outermost `{...}` / `[...]` span of a sentence around it — becomes the output. Only
+/// real prose is wrapped, as `{"result": text}`.
 pub fn parse_final_output(text: &str) -> Value {
+    find_json(text).unwrap_or_else(|| json!({"result": text}))
+}
+
+/// The one JSON value `text` is or contains, if any. A bare scalar counts only when it is the
+/// whole text (or the whole fenced block): a number inside a sentence is prose.
+pub fn find_json(text: &str) -> Option<Value> {
     let trimmed = text.trim();
-    if let Some(v) = parse_structured(trimmed) {
-        return v;
+    if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
+        return Some(v);
     }
     if let Some(block) = fenced_block(trimmed) {
-        if let Some(v) = parse_structured(block.trim()) {
-            return v;
+        if let Ok(v) = serde_json::from_str::<Value>(block.trim()) {
+            return Some(v);
         }
     }
     // Models often wrap the JSON in a sentence; take the outermost {...} or [...] span.
@@ -19,12 +26,12 @@ pub fn parse_final_output(text: &str) -> Value {
         if let (Some(start), Some(end)) = (trimmed.find(open), trimmed.rfind(close)) {
             if start < end {
                 if let Some(v) = parse_structured(&trimmed[start..=end]) {
-                    return v;
+                    return Some(v);
                 }
             }
         }
     }
-    json!({"result": text})
+    None
 }
 
 fn parse_structured(text: &str) -> Option<Value> {
@@ -78,6 +85,12 @@ mod tests {
             parse_final_output("just words"),
             json!({"result": "just words"})
         );
-        assert_eq!(parse_final_output("42"), json!({"result": "42"}));
+        // A bare JSON value is the answer; a number in a sentence is still prose.
+        assert_eq!(parse_final_output("42"), json!(42));
+        assert_eq!(parse_final_output("```\n\"done\"\n```"), json!("done"));
+        assert_eq!(
+            parse_final_output("The answer is 42."),
+            json!({"result": "The answer is 42."})
+        );
     }
 }

@@ -55,6 +55,52 @@ impl std::fmt::Display for Provider {
     }
 }
 
+/// How the model is asked to call tools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolMode {
+    /// The provider's own tool calling (`tools` in the request).
+    Native,
+    /// No `tools` array: the tools are described in a preamble and every reply is constrained
+    /// to one JSON action object. Small local models follow this far more reliably than
+    /// their chat template's function calling.
+    Json,
+    /// `native` for hosted providers, `json` for local ones.
+    #[default]
+    Auto,
+}
+
+impl ToolMode {
+    /// The mode a run actually uses: `auto` resolved by provider. Hosted providers are trained
+    /// for their own tool calling; the local servers' function-calling templates let small
+    /// models write prose instead, while their structured-output support is solid.
+    pub fn resolve(self, provider: Provider) -> ToolMode {
+        match self {
+            ToolMode::Auto => match provider {
+                Provider::Anthropic | Provider::Openai | Provider::Azure | Provider::Bedrock => {
+                    ToolMode::Native
+                }
+                Provider::Ollama | Provider::Lmstudio | Provider::OpenaiCompatible => {
+                    ToolMode::Json
+                }
+            },
+            other => other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolMode::Native => "native",
+            ToolMode::Json => "json",
+            ToolMode::Auto => "auto",
+        }
+    }
+}
+
+/// Tool results (and data fields) larger than this many bytes of JSON reach the model as a
+/// preview with a reference, unless the agent sets `result_budget_bytes`.
+pub const DEFAULT_RESULT_BUDGET_BYTES: u32 = 4096;
+
 /// Execution limits of an agent. Defaults follow LeForge upstream so that agents moved
 /// over from it behave the same.
 // `default` so that rows stored before a field existed still load.
@@ -76,6 +122,11 @@ pub struct AgentConfig {
     /// Optional budget of input plus output tokens over a whole run (1–100000000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_total_tokens: Option<u64>,
+    /// `native`, `json` or `auto` (native for hosted providers, json for local ones).
+    pub tool_mode: ToolMode,
+    /// Tool results and data fields larger than this (bytes of JSON) are shown to the model
+    /// as a preview with a `$ref` to use instead (256–1000000).
+    pub result_budget_bytes: u32,
 }
 
 impl Default for AgentConfig {
@@ -88,6 +139,8 @@ impl Default for AgentConfig {
             retry_on_error: true,
             max_retries: 2,
             max_total_tokens: None,
+            tool_mode: ToolMode::Auto,
+            result_budget_bytes: DEFAULT_RESULT_BUDGET_BYTES,
         }
     }
 }
@@ -103,6 +156,8 @@ pub struct AgentConfigPatch {
     pub retry_on_error: Option<bool>,
     pub max_retries: Option<u32>,
     pub max_total_tokens: Option<u64>,
+    pub tool_mode: Option<ToolMode>,
+    pub result_budget_bytes: Option<u32>,
 }
 
 impl AgentConfig {
@@ -116,6 +171,10 @@ impl AgentConfig {
             retry_on_error: patch.retry_on_error.unwrap_or(self.retry_on_error),
             max_retries: patch.max_retries.unwrap_or(self.max_retries),
             max_total_tokens: patch.max_total_tokens.or(self.max_total_tokens),
+            tool_mode: patch.tool_mode.unwrap_or(self.tool_mode),
+            result_budget_bytes: patch
+                .result_budget_bytes
+                .unwrap_or(self.result_budget_bytes),
         }
     }
 
@@ -147,6 +206,13 @@ impl AgentConfig {
         if let Some(budget) = self.max_total_tokens {
             check(errors, "max_total_tokens", budget, 1, 100_000_000);
         }
+        check(
+            errors,
+            "result_budget_bytes",
+            self.result_budget_bytes,
+            256,
+            1_000_000,
+        );
     }
 }
 
@@ -351,6 +417,8 @@ mod tests {
             retry_on_error: true,
             max_retries: 11,
             max_total_tokens: None,
+            tool_mode: ToolMode::Json,
+            result_budget_bytes: 10,
         };
         let mut errors = Vec::new();
         cfg.validate(&mut errors);
@@ -362,12 +430,35 @@ mod tests {
                 "config.max_tokens",
                 "config.temperature",
                 "config.timeout_ms",
-                "config.max_retries"
+                "config.max_retries",
+                "config.result_budget_bytes"
             ]
         );
         let mut ok = Vec::new();
         AgentConfig::default().validate(&mut ok);
         assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn auto_tool_mode_is_json_only_for_local_providers() {
+        let json: Vec<_> = Provider::ALL
+            .into_iter()
+            .filter(|p| ToolMode::Auto.resolve(*p) == ToolMode::Json)
+            .collect();
+        assert_eq!(
+            json,
+            [
+                Provider::Ollama,
+                Provider::Lmstudio,
+                Provider::OpenaiCompatible
+            ]
+        );
+        assert_eq!(ToolMode::Native.resolve(Provider::Ollama), ToolMode::Native);
+        assert_eq!(ToolMode::Json.resolve(Provider::Anthropic), ToolMode::Json);
+        // Stored configs from before the field existed load as `auto`.
+        let old: AgentConfig = serde_json::from_value(serde_json::json!({"max_steps": 3})).unwrap();
+        assert_eq!(old.tool_mode, ToolMode::Auto);
+        assert_eq!(old.result_budget_bytes, DEFAULT_RESULT_BUDGET_BYTES);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod tool;
 pub mod validation;
 
 pub use access::Caller;
-pub use agent::{Agent, AgentConfig, AgentConfigPatch, AgentPatch, NewAgent, Provider};
+pub use agent::{Agent, AgentConfig, AgentConfigPatch, AgentPatch, NewAgent, Provider, ToolMode};
 pub use api_key::{ApiKey, ApiKeyScope, NewApiKey};
 pub use hook::{HookError, HookRunner};
 pub use llm::{

@@ -161,6 +161,10 @@ pub struct ChatRequest {
     pub parallel_tool_calls: Option<bool>,
     /// Stream the answer; text deltas are sent to the channel given to [`LlmClient::chat`].
     pub stream: bool,
+    /// A JSON Schema the reply's text must follow (json tool mode). The adapter constrains
+    /// decoding with whatever structured-output feature the provider accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<std::sync::Arc<Value>>,
 }
 
 impl ChatRequest {
@@ -176,6 +180,7 @@ impl ChatRequest {
             temperature: None,
             parallel_tool_calls: None,
             stream: false,
+            response_schema: None,
         }
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Prepared<'a> {
     pub model: String,
     pub names: NameMap,
     pub turns: Vec<Turn<'a>>,
+    /// How `req.response_schema`, if any, is sent; the router picks it per provider.
+    pub constraint: crate::constrain::Constraint,
 }
 
 impl<'a> Prepared<'a> {
@@ -57,6 +59,7 @@ impl<'a> Prepared<'a> {
             model: aliases.resolve(req.provider, &req.model),
             names,
             turns,
+            constraint: crate::constrain::Constraint::None,
         })
     }
 
@@ -148,6 +151,16 @@ pub(crate) struct Body<T> {
 /// A tool as its provider's JSON, written straight into a body.
 pub(crate) trait WireTool {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+}
+
+impl<T> Body<T> {
+    /// Adds the structured-output field(s) when the request asks for a reply schema.
+    pub fn constrain(mut self, p: &Prepared<'_>) -> Self {
+        if let Some(schema) = &p.req.response_schema {
+            p.constraint.apply(schema, &mut self.fields);
+        }
+        self
+    }
 }
 
 impl<T: WireTool> Body<T> {

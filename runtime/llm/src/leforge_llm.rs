@@ -8,6 +8,7 @@
 mod anthropic;
 mod bedrock;
 pub mod config;
+mod constrain;
 mod convo;
 pub mod names;
 mod ollama;
@@ -90,6 +91,8 @@ pub enum InitError {
 pub struct LlmRouter {
     config: std::sync::Arc<LlmConfig>,
     http: reqwest::Client,
+    /// The structured-output variant each provider last accepted.
+    constraints: std::sync::Arc<constrain::Memory>,
 }
 
 impl std::fmt::Debug for LlmRouter {
@@ -111,6 +114,7 @@ impl LlmRouter {
         Ok(LlmRouter {
             config: std::sync::Arc::new(config),
             http,
+            constraints: Default::default(),
         })
     }
 
@@ -133,6 +137,11 @@ impl LlmRouter {
     /// and name sanitizing). For debugging and golden tests; sends nothing.
     pub fn request_body(&self, request: &ChatRequest) -> Result<serde_json::Value, LlmError> {
         let mut p = convo::Prepared::new(request, &self.config.aliases)?;
+        let variants = constrain::variants(request.provider);
+        p.constraint = variants[self
+            .constraints
+            .current(request.provider)
+            .min(variants.len() - 1)];
         let value = match request.provider {
             Provider::Anthropic => anthropic::body(&mut p)?.to_value(),
             Provider::Bedrock => Ok(bedrock::body(&mut p)?),
@@ -281,19 +290,54 @@ impl LlmClient for LlmRouter {
         deltas: Option<UnboundedSender<String>>,
     ) -> Result<ChatResponse, LlmError> {
         let mut p = convo::Prepared::new(&request, &self.config.aliases)?;
+        if request.response_schema.is_none() {
+            return self.dispatch(&mut p, deltas).await;
+        }
+        let provider = request.provider;
+        let variants = constrain::variants(provider);
+        let start = self.constraints.current(provider).min(variants.len() - 1);
+        p.constraint = variants[start];
+        match self.dispatch(&mut p, deltas.clone()).await {
+            // A provider that refuses this way of asking for JSON may take the next one: one
+            // more attempt, and the variant that worked is used from then on.
+            Err(e) if constrain::is_refusal(&e) && start + 1 < variants.len() => {
+                tracing::warn!(
+                    provider = %provider,
+                    refused = ?variants[start],
+                    next = ?variants[start + 1],
+                    error = %e,
+                    "provider refused the structured-output variant; trying the next"
+                );
+                p.constraint = variants[start + 1];
+                let answer = self.dispatch(&mut p, deltas).await;
+                if answer.is_ok() {
+                    self.constraints.remember(provider, start + 1);
+                }
+                answer
+            }
+            answer => answer,
+        }
+    }
+}
+
+impl LlmRouter {
+    async fn dispatch(
+        &self,
+        p: &mut convo::Prepared<'_>,
+        deltas: Option<UnboundedSender<String>>,
+    ) -> Result<ChatResponse, LlmError> {
+        let request = p.req;
         let ctx = self.ctx();
         let deltas = if request.stream { deltas } else { None };
         match request.provider {
-            Provider::Anthropic => anthropic::chat(&ctx, &mut p, deltas).await,
-            Provider::Bedrock => bedrock::chat(&ctx, &mut p, deltas).await,
-            Provider::Ollama => ollama::chat(&ctx, &mut p, deltas).await,
-            Provider::Openai => openai::chat(&ctx, openai::Flavor::OpenAi, &mut p, deltas).await,
-            Provider::Azure => openai::chat(&ctx, openai::Flavor::Azure, &mut p, deltas).await,
-            Provider::Lmstudio => {
-                openai::chat(&ctx, openai::Flavor::LmStudio, &mut p, deltas).await
-            }
+            Provider::Anthropic => anthropic::chat(&ctx, p, deltas).await,
+            Provider::Bedrock => bedrock::chat(&ctx, p, deltas).await,
+            Provider::Ollama => ollama::chat(&ctx, p, deltas).await,
+            Provider::Openai => openai::chat(&ctx, openai::Flavor::OpenAi, p, deltas).await,
+            Provider::Azure => openai::chat(&ctx, openai::Flavor::Azure, p, deltas).await,
+            Provider::Lmstudio => openai::chat(&ctx, openai::Flavor::LmStudio, p, deltas).await,
             Provider::OpenaiCompatible => {
-                openai::chat(&ctx, openai::Flavor::Compatible, &mut p, deltas).await
+                openai::chat(&ctx, openai::Flavor::Compatible, p, deltas).await
             }
         }
     }

@@ -72,6 +72,7 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>) -> Body<FunctionTool<'r>> {
         fields: b,
         tools: function_tools(p),
     }
+    .constrain(p)
 }
 
 pub(crate) async fn chat(

@@ -129,6 +129,7 @@ pub(crate) fn body<'r>(p: &mut Prepared<'r>, flavor: Flavor) -> Body<FunctionToo
         fields: b,
         tools: function_tools(p),
     }
+    .constrain(p)
 }
 
 /// OpenAI has no error flag on tool messages; the prefix tells the model the call failed.

@@ -325,7 +325,7 @@ impl Runner {
         let limits = match &run.limits {
             Some(v) => serde_json::from_value::<RunLimits>(v.clone())
                 .map_err(|e| format!("stored limits are unreadable: {e}"))?,
-            None => limits_of(&agent.config),
+            None => RunLimits::of(&agent.config, agent.provider),
         };
         Ok(RunInput {
             run_id: run.id,
@@ -695,19 +695,6 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     };
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
-}
-
-/// The limits of an agent's config, as the loop takes them.
-pub fn limits_of(config: &leforge_core::AgentConfig) -> RunLimits {
-    RunLimits {
-        max_steps: config.max_steps,
-        max_tokens: config.max_tokens,
-        temperature: config.temperature,
-        timeout_ms: config.timeout_ms,
-        max_total_tokens: config.max_total_tokens,
-        retry_on_error: config.retry_on_error,
-        max_retries: config.max_retries,
-    }
 }
 
 #[cfg(test)]

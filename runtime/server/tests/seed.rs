@@ -58,21 +58,34 @@ async fn seed_example_runs_on_three_provider_formats() {
             .await;
         let slug = agent["slug"].as_str().unwrap();
         let before = fake.request_count();
-        fake.push(Script::tool_call(
-            "data-transform__csv_to_json",
-            json!({"csv": CSV}),
-        ));
-        fake.push(Script::tool_call(
+        // Ollama runs in json mode by default (`tool_mode: auto`): the model's calls and its
+        // answer are JSON action objects in its text. Hosted providers call tools natively.
+        let json_mode = provider == "ollama";
+        let turn = |name: &str, args: Value| {
+            if json_mode {
+                Script::text(
+                    json!({"action": "call_tools", "calls": [{"tool": name, "arguments": args}]})
+                        .to_string(),
+                )
+            } else {
+                Script::tool_call(name, args)
+            }
+        };
+        fake.push(turn("data-transform__csv_to_json", json!({"csv": CSV})));
+        fake.push(turn(
             "date-utils__parse_dates",
             json!({"records": rows(), "fields": ["date"]}),
         ));
-        fake.push(Script::tool_call(
+        fake.push(turn(
             "formula-engine__aggregate",
             json!({"records": iso_rows(), "group_by": "region", "field": "amount", "op": "sum"}),
         ));
-        fake.push(Script::text(
-            json!({"records": iso_rows(), "totals": {"West": 2700, "East": 2000}}).to_string(),
-        ));
+        let output = json!({"records": iso_rows(), "totals": {"West": 2700, "East": 2000}});
+        fake.push(Script::text(if json_mode {
+            json!({"action": "final_answer", "answer": output}).to_string()
+        } else {
+            output.to_string()
+        }));
         let r = t
             .admin_post(
                 &format!("/api/v1/agents/{slug}/run"),
@@ -85,6 +98,8 @@ async fn seed_example_runs_on_three_provider_formats() {
         assert_eq!(r.status, StatusCode::OK, "{provider}: {}", r.body);
         let run = &r.body["data"];
         assert_eq!(run["status"], "completed");
+        let mode = if json_mode { "json" } else { "native" };
+        assert_eq!(run["limits"]["tool_mode"], mode, "{provider}");
         let steps = run["steps"].as_array().unwrap();
         let actions: Vec<_> = steps
             .iter()

@@ -131,6 +131,8 @@ struct Inner {
     /// Load tests turn this off so memory stays flat.
     keep_requests: bool,
     chat_count: usize,
+    /// Structured-output variants answered with a 400 (`refuse_formats`).
+    refused_formats: Vec<String>,
 }
 
 struct Shared {
@@ -177,6 +179,7 @@ impl FakeProvider {
                 latency: std::time::Duration::ZERO,
                 keep_requests: true,
                 chat_count: 0,
+                refused_formats: Vec::new(),
             }),
             next_id: AtomicU64::new(1),
             busy_ns: AtomicU64::new(0),
@@ -311,6 +314,14 @@ impl FakeProvider {
         self.shared.lock().keep_requests = keep;
     }
 
+    /// Answers requests that use one of these structured-output variants with a 400, as a
+    /// server without that feature does: `json_object` (with or without a `schema`),
+    /// `json_schema` (the `response_format` types), `ollama_schema` (`format: {…}`) and
+    /// `ollama_json` (`format: "json"`).
+    pub fn refuse_formats(&self, kinds: &[&str]) {
+        self.shared.lock().refused_formats = kinds.iter().map(|k| k.to_string()).collect();
+    }
+
     /// Chat requests answered so far (counted even when requests are not kept).
     pub fn chat_count(&self) -> usize {
         self.shared.lock().chat_count
@@ -319,6 +330,25 @@ impl FakeProvider {
     /// Total time the fake spent in its request handler, scripted latency excluded.
     pub fn busy_time(&self) -> std::time::Duration {
         std::time::Duration::from_nanos(self.shared.busy_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Which structured-output variant a chat body asks for, in `refuse_formats`' words.
+fn format_kind(body: &Value) -> Option<&'static str> {
+    if let Some(t) = body
+        .pointer("/response_format/type")
+        .and_then(Value::as_str)
+    {
+        return match t {
+            "json_object" => Some("json_object"),
+            "json_schema" => Some("json_schema"),
+            _ => None,
+        };
+    }
+    match body.get("format") {
+        Some(Value::Object(_)) => Some("ollama_schema"),
+        Some(Value::String(_)) => Some("ollama_json"),
+        _ => None,
     }
 }
 
@@ -564,6 +594,17 @@ async fn answer(
         body,
         rejected,
     };
+    let check = check.and_then(|()| {
+        let kind = format_kind(&body_json);
+        match kind {
+            Some(k) if shared.lock().refused_formats.iter().any(|r| r == k) => Err(Reject {
+                status: 400,
+                kind: "invalid_request_error".into(),
+                message: format!("this server does not support structured output of kind '{k}'"),
+            }),
+            _ => Ok(()),
+        }
+    });
     if let Err(reject) = check {
         let r = record(body_json, Some(reject.clone()));
         shared.lock().requests.push(r);

@@ -528,6 +528,90 @@ pub fn openai(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
         ));
     }
+    if let Some(rf) = body.get("response_format") {
+        response_format(door, rf, msgs)?;
+    }
+    Ok(())
+}
+
+/// `response_format` as each door documents it. OpenAI (and Azure) know `text`,
+/// `json_object` and `json_schema` with exactly the documented keys, and `json_object`
+/// needs the word "json" somewhere in the messages. llama.cpp-style servers also take a
+/// `schema` next to `json_object`.
+fn response_format(door: OpenAiDoor, rf: &Value, msgs: &[Value]) -> Result<(), Reject> {
+    let Some(m) = rf.as_object() else {
+        return Err(oai(
+            "Invalid type for 'response_format': expected an object, but got a string instead.",
+        ));
+    };
+    let kind = m.get("type").and_then(Value::as_str).unwrap_or("");
+    let hosted = door != OpenAiDoor::Local;
+    let allowed: &[&str] = match kind {
+        "text" => &["type"],
+        "json_object" if hosted => &["type"],
+        "json_object" => &["type", "schema"],
+        "json_schema" => &["type", "json_schema"],
+        other => {
+            return Err(oai(format!(
+                "Invalid value: '{other}'. Supported values are: 'json_object', 'json_schema',                  and 'text'."
+            )))
+        }
+    };
+    if let Some(extra) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(oai(format!(
+            "Unrecognized request argument supplied: response_format.{extra}"
+        )));
+    }
+    match kind {
+        "json_object" => {
+            if let Some(schema) = m.get("schema") {
+                if !schema.is_object() {
+                    return Err(oai("response_format.schema must be an object"));
+                }
+            }
+            let mentions_json = msgs.iter().any(|msg| {
+                msg.get("content")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.to_ascii_lowercase().contains("json"))
+            });
+            if hosted && !mentions_json {
+                return Err(oai(
+                    "'messages' must contain the word 'json' in some form, to use                      'response_format' of type 'json_object'.",
+                ));
+            }
+        }
+        "json_schema" => {
+            let js = m
+                .get("json_schema")
+                .and_then(Value::as_object)
+                .ok_or_else(|| oai("Missing required parameter: 'response_format.json_schema'."))?;
+            let name = js.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() || name.len() > 64 || !name_ok(name) {
+                return Err(oai(
+                    "Invalid 'response_format.json_schema.name': string does not match pattern.                      Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                ));
+            }
+            if let Some(extra) = js
+                .keys()
+                .find(|k| !["name", "description", "schema", "strict"].contains(&k.as_str()))
+            {
+                return Err(oai(format!(
+                    "Unrecognized request argument supplied: response_format.json_schema.{extra}"
+                )));
+            }
+            if js.get("schema").is_some_and(|s| !s.is_object()) {
+                return Err(oai(
+                    "Invalid type for 'response_format.json_schema.schema': expected an object.",
+                ));
+            }
+            if js.get("strict").is_some_and(|s| !s.is_boolean()) {
+                return Err(oai(
+                    "Invalid type for 'response_format.json_schema.strict': expected a boolean.",
+                ));
+            }
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -859,6 +943,15 @@ fn ollama_err(message: impl Into<String>) -> Reject {
 /// assistant turn with N tool calls come exactly N `tool` messages, in call order (their
 /// `tool_name`, when given, matching), because results are matched by order.
 pub fn ollama(body: &Value) -> Result<(), Reject> {
+    match body.get("format") {
+        None | Some(Value::Object(_)) => {}
+        Some(Value::String(f)) if f == "json" => {}
+        Some(other) => {
+            return Err(ollama_err(format!(
+                "invalid format: {other}; it must be \"json\" or a JSON schema object"
+            )))
+        }
+    }
     if body
         .get("model")
         .and_then(Value::as_str)

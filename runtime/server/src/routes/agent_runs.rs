@@ -22,7 +22,6 @@ use crate::auth::Auth;
 use crate::envelope::{current_request_id, json_response, ApiJson};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::runs::readable_run;
-use crate::runner::limits_of;
 use crate::state::AppState;
 
 /// Body of `POST /api/v1/agents/{id_or_slug}/run`.
@@ -229,7 +228,7 @@ fn validate(
         data: req.data.clone().filter(|d| !d.is_null()),
         mode,
         callback_url,
-        limits: limits_of(&config),
+        limits: leforge_agent::RunLimits::of(&config, agent.provider),
     })
 }
 

@@ -1,0 +1,391 @@
+//! JSON tool mode: no `tools` array. The tools are described in a short preamble after the
+//! agent's system prompt, and every reply is one JSON action object, constrained by the
+//! provider's structured-output feature where it has one:
+//!
+//! `{"action": "call_tools", "calls": [{"tool": <name>, "arguments": {…}}, …]}` or
+//! `{"action": "final_answer", "answer": <any JSON>}`.
+//!
+//! Small local models follow a constrained schema far better than their chat template's
+//! function calling, which lets them answer in prose instead of calling anything.
+
+use leforge_core::llm::{ToolCall, ToolSpec};
+use serde_json::{json, Map, Value};
+
+/// More endpoints than this and the preamble lists each as one short line.
+pub const COMPACT_OVER: usize = 12;
+
+/// What one reply asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    Calls(Vec<ToolCall>),
+    Answer(Value),
+}
+
+/// The tool part of the preamble, shared with native mode's note on references.
+pub const REFS_NOTE: &str =
+    "To pass data without copying it, use a reference object in place of any value: \
+{\"$ref\": \"input.data.<field>\"} is a field of the run's data, {\"$ref\": \"steps.<n>.output\"} \
+(optionally followed by .<field> or [<index>]) is the output of step n. References also work \
+as the final answer.";
+
+/// The preamble that follows the agent's system prompt in json mode.
+pub fn preamble(tools: &[ToolSpec]) -> String {
+    let mut s = String::from(
+        "Reply with exactly one JSON object and nothing else.\n\
+         To call tools: {\"action\": \"call_tools\", \"calls\": [{\"tool\": \"<tool name>\", \"arguments\": {...}}]}\n\
+         When the task is done: {\"action\": \"final_answer\", \"answer\": <the result as JSON>}\n",
+    );
+    if tools.is_empty() {
+        s.push_str("There are no tools: answer directly.\n");
+        return s;
+    }
+    s.push_str(
+        "Use the tools for the work they do instead of doing it yourself; then answer with \
+         their results. Tools (arguments marked ? are optional):\n",
+    );
+    let compact = tools.len() > COMPACT_OVER;
+    for t in tools {
+        let desc = if compact {
+            first_sentence(&t.description, 90)
+        } else {
+            first_sentence(&t.description, 240)
+        };
+        s.push_str(&format!(
+            "- {}({}): {}\n",
+            t.name,
+            signature(t.parameters()),
+            desc
+        ));
+    }
+    s.push_str(REFS_NOTE);
+    s.push('\n');
+    s
+}
+
+/// `csv: string, delimiter?: string, mode?: "a"|"b"` from an arguments schema.
+pub fn signature(schema: &Value) -> String {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return String::new();
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    props
+        .iter()
+        .map(|(name, p)| {
+            let opt = if required.contains(&name.as_str()) {
+                ""
+            } else {
+                "?"
+            };
+            format!("{name}{opt}: {}", type_of(p))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn type_of(p: &Value) -> String {
+    if let Some(e) = p.get("enum").and_then(Value::as_array) {
+        return e.iter().map(Value::to_string).collect::<Vec<_>>().join("|");
+    }
+    if let Some(c) = p.get("const") {
+        return c.to_string();
+    }
+    match p.get("type") {
+        Some(Value::String(t)) if t == "array" => match p.get("items") {
+            Some(items) => format!("array of {}", type_of(items)),
+            None => "array".into(),
+        },
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("|"),
+        _ => {
+            for key in ["anyOf", "oneOf"] {
+                if let Some(alts) = p.get(key).and_then(Value::as_array) {
+                    return alts.iter().map(type_of).collect::<Vec<_>>().join("|");
+                }
+            }
+            "any".into()
+        }
+    }
+}
+
+/// The first sentence of a description, at most `max` characters.
+fn first_sentence(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let end = text
+        .match_indices(". ")
+        .map(|(i, _)| i + 1)
+        .find(|&i| {
+            // Not an abbreviation such as "e.g." or "i.e.".
+            !text[..i].ends_with("e.g.") && !text[..i].ends_with("i.e.")
+        })
+        .unwrap_or(text.len());
+    let sentence = &text[..end];
+    if sentence.chars().count() <= max {
+        sentence.to_string()
+    } else {
+        let cut: String = sentence.chars().take(max.saturating_sub(3)).collect();
+        format!("{}...", cut.trim_end())
+    }
+}
+
+/// The schema every reply is constrained to. Each call's `arguments` follows its tool's own
+/// argument schema, reduced to what grammar-based decoders support, with a reference object
+/// accepted in place of any argument.
+pub fn reply_schema(tools: &[ToolSpec]) -> Value {
+    let answer = json!({
+        "type": "object",
+        "properties": {"action": {"const": "final_answer"}, "answer": {}},
+        "required": ["action", "answer"],
+    });
+    if tools.is_empty() {
+        return answer;
+    }
+    let calls: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "tool": {"const": t.name},
+                    "arguments": arguments_schema(t.parameters()),
+                },
+                "required": ["tool", "arguments"],
+            })
+        })
+        .collect();
+    json!({
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "action": {"const": "call_tools"},
+                    "calls": {"type": "array", "minItems": 1, "items": {"anyOf": calls}},
+                },
+                "required": ["action", "calls"],
+            },
+            answer,
+        ]
+    })
+}
+
+/// A tool's arguments schema for the decoder: properties with their types (and enums), and
+/// the required list. Formats, patterns, bounds and `$ref`s are dropped: not every decoder
+/// compiles them, and the runtime validates the real schema before any call anyway.
+fn arguments_schema(schema: &Value) -> Value {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return json!({"type": "object"});
+    };
+    let mut out = Map::new();
+    for (name, p) in props {
+        // A reference object is accepted wherever a value is.
+        out.insert(
+            name.clone(),
+            json!({"anyOf": [plain(p), {"type": "object"}]}),
+        );
+    }
+    let mut s = Map::new();
+    s.insert("type".into(), json!("object"));
+    s.insert("properties".into(), Value::Object(out));
+    if let Some(r) = schema.get("required").filter(|r| r.is_array()) {
+        s.insert("required".into(), r.clone());
+    }
+    Value::Object(s)
+}
+
+/// The type and enum of a property (and of array items), nothing else.
+fn plain(p: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(e) = p.get("enum").filter(|e| e.is_array()) {
+        out.insert("enum".into(), e.clone());
+        return Value::Object(out);
+    }
+    match p.get("type") {
+        Some(t @ Value::String(s)) => {
+            out.insert("type".into(), t.clone());
+            if s == "array" {
+                if let Some(items) = p.get("items") {
+                    out.insert("items".into(), plain(items));
+                }
+            }
+        }
+        Some(Value::Array(ts)) => {
+            // `["string", "null"]` and the like: any of the listed types.
+            let alts: Vec<Value> = ts.iter().map(|t| json!({"type": t})).collect();
+            out.insert("anyOf".into(), Value::Array(alts));
+        }
+        _ => {}
+    }
+    Value::Object(out)
+}
+
+/// Reads a reply. The error says what is wrong, for the one corrective message.
+pub fn parse_reply(
+    text: &str,
+    offered: &dyn Fn(&str) -> bool,
+    first_id: usize,
+) -> Result<Action, String> {
+    let value = crate::output::find_json(text)
+        .ok_or_else(|| "the reply is not a JSON object".to_string())?;
+    let Value::Object(mut m) = value else {
+        return Err("the reply is not a JSON object".into());
+    };
+    match m.get("action").and_then(Value::as_str) {
+        Some("final_answer") => match m.remove("answer") {
+            Some(a) => Ok(Action::Answer(a)),
+            None => Err("a final_answer needs an \"answer\"".into()),
+        },
+        Some("call_tools") => {
+            let calls = match m.remove("calls") {
+                Some(Value::Array(c)) if !c.is_empty() => c,
+                // A single call object where a list belongs.
+                Some(Value::Object(c)) => vec![Value::Object(c)],
+                _ => return Err("call_tools needs a non-empty \"calls\" array".into()),
+            };
+            let mut out = Vec::with_capacity(calls.len());
+            for (i, c) in calls.into_iter().enumerate() {
+                let Value::Object(mut c) = c else {
+                    return Err(format!("calls[{i}] is not an object"));
+                };
+                let Some(Value::String(name)) = c.remove("tool") else {
+                    return Err(format!("calls[{i}] needs a \"tool\" name"));
+                };
+                if !offered(&name) {
+                    return Err(format!("calls[{i}]: '{name}' is not one of the tools"));
+                }
+                let arguments = match c.remove("arguments") {
+                    Some(a @ Value::Object(_)) => a,
+                    None | Some(Value::Null) => json!({}),
+                    Some(_) => return Err(format!("calls[{i}].arguments must be an object")),
+                };
+                out.push(ToolCall {
+                    id: format!("call_{}", first_id + i),
+                    name,
+                    arguments,
+                    recovered: false,
+                });
+            }
+            Ok(Action::Calls(out))
+        }
+        Some(other) => Err(format!(
+            "\"action\" is '{other}'; it must be \"call_tools\" or \"final_answer\""
+        )),
+        None => Err("the reply has no \"action\"".into()),
+    }
+}
+
+/// One tool result as the plain message text json mode sends back.
+pub fn result_text(step: Option<i32>, tool: &str, shown: &Value, is_error: bool) -> String {
+    let what = match step {
+        Some(n) => format!("step {n} ({tool})"),
+        None => format!("the call of {tool}"),
+    };
+    if is_error {
+        format!("Result of {what}: ERROR {shown}")
+    } else {
+        format!("Result of {what}: {shown}")
+    }
+}
+
+/// The corrective message after a reply that could not be used.
+pub fn correction(problem: &str) -> String {
+    format!(
+        "Your reply could not be used: {problem}. Reply with exactly one JSON object: \
+         {{\"action\": \"call_tools\", \"calls\": [{{\"tool\": \"<tool name>\", \"arguments\": {{...}}}}]}} \
+         or {{\"action\": \"final_answer\", \"answer\": <the result>}}."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool() -> ToolSpec {
+        ToolSpec::new(
+            "data-transform__csv_to_json",
+            "Converts CSV text to JSON rows. The first line is the header, e.g. a,b.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "csv": {"type": "string", "minLength": 1},
+                    "delimiter": {"type": "string", "pattern": "^.$"},
+                    "mode": {"enum": ["rows", "columns"]},
+                    "skip": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                },
+                "required": ["csv"],
+            }),
+        )
+    }
+
+    #[test]
+    fn preamble_lists_each_tool_with_a_compact_signature() {
+        let p = preamble(&[tool()]);
+        assert!(
+            p.contains(r#"- data-transform__csv_to_json(csv: string, delimiter?: string, mode?: "rows"|"columns", skip?: array of integer): Converts CSV text to JSON rows."#),
+            "{p}"
+        );
+        assert!(p.contains("$ref"));
+    }
+
+    #[test]
+    fn reply_schema_pins_tool_names_and_argument_types() {
+        let s = reply_schema(&[tool()]);
+        let call = &s["anyOf"][0]["properties"]["calls"]["items"]["anyOf"][0];
+        assert_eq!(
+            call["properties"]["tool"],
+            json!({"const": "data-transform__csv_to_json"})
+        );
+        let args = &call["properties"]["arguments"];
+        assert_eq!(args["required"], json!(["csv"]));
+        assert_eq!(
+            args["properties"]["skip"],
+            json!({"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "object"}]})
+        );
+        assert_eq!(
+            args["properties"]["delimiter"],
+            json!({"anyOf": [{"type": "string"}, {"type": "object"}]})
+        );
+        // The schema itself is valid and accepts both actions.
+        let v = jsonschema::validator_for(&s).unwrap();
+        assert!(v.is_valid(&json!({"action": "final_answer", "answer": [1]})));
+        assert!(v.is_valid(&json!({"action": "call_tools", "calls": [
+            {"tool": "data-transform__csv_to_json", "arguments": {"csv": {"$ref": "input.data.csv"}}}
+        ]})));
+        assert!(!v.is_valid(
+            &json!({"action": "call_tools", "calls": [{"tool": "other", "arguments": {}}]})
+        ));
+    }
+
+    #[test]
+    fn replies_parse_into_calls_or_an_answer() {
+        let offered = |n: &str| n == "a__b";
+        assert_eq!(
+            parse_reply(r#"{"action":"final_answer","answer":42}"#, &offered, 1),
+            Ok(Action::Answer(json!(42)))
+        );
+        let Ok(Action::Calls(calls)) = parse_reply(
+            "```json\n{\"action\":\"call_tools\",\"calls\":[{\"tool\":\"a__b\",\"arguments\":{\"x\":1}}]}\n```",
+            &offered,
+            3,
+        ) else {
+            panic!("calls expected")
+        };
+        assert_eq!(calls[0].id, "call_3");
+        assert_eq!(calls[0].arguments, json!({"x": 1}));
+        assert_eq!(
+            parse_reply(
+                r#"{"action":"call_tools","calls":[{"tool":"nope","arguments":{}}]}"#,
+                &offered,
+                1
+            ),
+            Err("calls[0]: 'nope' is not one of the tools".into())
+        );
+        assert!(parse_reply("Sure! Here is how you do it in Python.", &offered, 1).is_err());
+    }
+}

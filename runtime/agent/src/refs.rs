@@ -1,0 +1,395 @@
+//! Data references: `{"$ref": "input.data.csv"}` or `{"$ref": "steps.2.output.rows"}` in a
+//! tool argument or a final answer stands for the value at that path, so that a model never
+//! has to retype data, and large values never have to pass through it.
+//!
+//! Paths are dot-separated, with `[n]` or `.n` for array items:
+//! - `input.data[.<path>]` — the run's data;
+//! - `steps.<n>[.output][.<path>]` — the output of step n (1-based, as in the trace). The
+//!   `output` segment may be left out, as small models often do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+/// The error code an unresolvable reference reports to the model.
+pub const INVALID_REFERENCE: &str = "INVALID_REFERENCE";
+
+/// What references can name: the run's inputs and the outputs of finished steps.
+#[derive(Debug, Default)]
+pub struct Scope {
+    pub data: Option<Value>,
+    pub outputs: HashMap<i32, Arc<Value>>,
+}
+
+/// The path of a reference object, when `v` is one: an object whose only key is `$ref`
+/// with a string value.
+pub fn ref_path(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get("$ref").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// Whether `v` holds a reference anywhere.
+pub fn contains_ref(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => ref_path(v).is_some() || m.values().any(contains_ref),
+        Value::Array(a) => a.iter().any(contains_ref),
+        _ => false,
+    }
+}
+
+/// `v` with every reference replaced by its value. The error names the first reference
+/// that does not resolve and why, in words a model can act on.
+pub fn resolve(v: &Value, scope: &Scope) -> Result<Value, String> {
+    if let Some(path) = ref_path(v) {
+        return lookup(path, scope).cloned();
+    }
+    Ok(match v {
+        Value::Object(m) => {
+            let mut out = Map::with_capacity(m.len());
+            for (k, x) in m {
+                out.insert(k.clone(), resolve(x, scope)?);
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| resolve(x, scope))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// One step of a path: a field name or an array index.
+fn segments(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in path.trim().split('.') {
+        // `rows[0][1]` is `rows`, `0`, `1`.
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            if open > 0 {
+                out.push(rest[..open].to_string());
+            }
+            rest = &rest[open..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                match stripped.find(']') {
+                    Some(close) => {
+                        out.push(stripped[..close].trim_matches(['"', '\'']).to_string());
+                        rest = &stripped[close + 1..];
+                    }
+                    None => {
+                        out.push(stripped.to_string());
+                        rest = "";
+                    }
+                }
+            }
+            if !rest.is_empty() {
+                out.push(rest.to_string());
+            }
+        } else {
+            out.push(rest.to_string());
+        }
+    }
+    out
+}
+
+fn lookup<'s>(path: &str, scope: &'s Scope) -> Result<&'s Value, String> {
+    let segs = segments(path);
+    let unknown = |why: String| format!("reference '{path}' does not resolve: {why}");
+    let (root, rest): (&Value, &[String]) = match segs.as_slice() {
+        [input, field, rest @ ..] if input == "input" && field == "data" => match &scope.data {
+            Some(d) => (d, rest),
+            None => return Err(unknown("this run has no data".into())),
+        },
+        [steps, n, rest @ ..] if steps == "steps" => {
+            let Ok(n) = n.parse::<i32>() else {
+                return Err(unknown(format!("'{n}' is not a step number")));
+            };
+            let Some(out) = scope.outputs.get(&n) else {
+                let mut have: Vec<_> = scope.outputs.keys().copied().collect();
+                have.sort_unstable();
+                let have = if have.is_empty() {
+                    "no step has an output yet".to_string()
+                } else {
+                    format!(
+                        "steps with an output: {}",
+                        have.iter()
+                            .map(i32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return Err(unknown(format!("step {n} has no output ({have})")));
+            };
+            let rest = match rest {
+                [first, tail @ ..] if first == "output" => tail,
+                _ => rest,
+            };
+            (out.as_ref(), rest)
+        }
+        _ => {
+            return Err(unknown(
+                "a reference starts with input.data or steps.<n>.output".into(),
+            ))
+        }
+    };
+    let mut at = root;
+    for (i, seg) in rest.iter().enumerate() {
+        let next = match at {
+            Value::Object(m) => m.get(seg.as_str()),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        at = match next {
+            Some(v) => v,
+            None => {
+                let so_far = rest[..i].join(".");
+                let here = match at {
+                    Value::Object(m) => {
+                        let keys: Vec<_> = m.keys().take(20).map(String::as_str).collect();
+                        format!("its fields are: {}", keys.join(", "))
+                    }
+                    Value::Array(a) => format!("it is an array of {} items", a.len()),
+                    other => format!("it is {}", kind(other)),
+                };
+                let at_name = if so_far.is_empty() {
+                    "the root".to_string()
+                } else {
+                    format!("'{so_far}'")
+                };
+                return Err(unknown(format!("no '{seg}' at {at_name}; {here}")));
+            }
+        };
+    }
+    Ok(at)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Size of `v` as compact JSON, counted without building the text.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Items or characters a preview shows of a large value.
+const PREVIEW_ITEMS: usize = 3;
+const PREVIEW_CHARS: usize = 300;
+
+/// What the model sees of a value: the value itself when it fits the budget, else a
+/// preview — size, shape, the first items — and the reference that stands for it.
+pub fn for_model(v: &Value, path: &str, budget: usize) -> Value {
+    if json_len(v) <= budget {
+        return v.clone();
+    }
+    let mut p = Map::new();
+    p.insert(
+        "note".into(),
+        json!("too large to show in full: pass the `ref` object (or one with a longer path) as an argument or as your answer"),
+    );
+    p.insert("ref".into(), json!({"$ref": path}));
+    p.insert("size_bytes".into(), json!(json_len(v)));
+    shape(v, path, &mut p, budget);
+    Value::Object(p)
+}
+
+fn shape(v: &Value, path: &str, p: &mut Map<String, Value>, budget: usize) {
+    p.insert(
+        "type".into(),
+        json!(kind(v).trim_start_matches("a ").trim_start_matches("an ")),
+    );
+    match v {
+        Value::Array(a) => {
+            p.insert("length".into(), json!(a.len()));
+            let per_item = budget / (2 * PREVIEW_ITEMS);
+            let first: Vec<Value> = a
+                .iter()
+                .take(PREVIEW_ITEMS)
+                .enumerate()
+                .map(|(i, x)| small(x, &format!("{path}[{i}]"), per_item))
+                .collect();
+            p.insert("first_items".into(), Value::Array(first));
+        }
+        Value::Object(m) => {
+            let per_field = (budget / 2 / m.len().max(1)).max(64);
+            let fields: Map<String, Value> = m
+                .iter()
+                .take(30)
+                .map(|(k, x)| (k.clone(), small(x, &format!("{path}.{k}"), per_field)))
+                .collect();
+            p.insert("fields".into(), Value::Object(fields));
+        }
+        Value::String(s) => {
+            p.insert("length".into(), json!(s.chars().count()));
+            p.insert(
+                "start".into(),
+                json!(s.chars().take(PREVIEW_CHARS).collect::<String>()),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// A value shown inside a preview: itself when small, else a one-line summary with its ref.
+fn small(v: &Value, path: &str, budget: usize) -> Value {
+    if json_len(v) <= budget {
+        return v.clone();
+    }
+    let mut p = Map::new();
+    p.insert("ref".into(), json!({"$ref": path}));
+    p.insert("size_bytes".into(), json!(json_len(v)));
+    p.insert(
+        "type".into(),
+        json!(kind(v).trim_start_matches("a ").trim_start_matches("an ")),
+    );
+    match v {
+        Value::Array(a) => {
+            p.insert("length".into(), json!(a.len()));
+            if let Some(first) = a.first() {
+                if json_len(first) <= budget {
+                    p.insert("first_item".into(), first.clone());
+                }
+            }
+        }
+        Value::Object(m) => {
+            p.insert("keys".into(), json!(m.keys().take(20).collect::<Vec<_>>()));
+        }
+        Value::String(s) => {
+            p.insert("length".into(), json!(s.chars().count()));
+            p.insert(
+                "start".into(),
+                json!(s
+                    .chars()
+                    .take(PREVIEW_CHARS.min(budget))
+                    .collect::<String>()),
+            );
+        }
+        _ => {}
+    }
+    Value::Object(p)
+}
+
+/// The run's data as the first user message shows it: whole when it fits the budget, else
+/// each large field as a preview with its `input.data.<field>` reference.
+pub fn data_for_model(data: &Value, budget: usize) -> Value {
+    if json_len(data) <= budget {
+        return data.clone();
+    }
+    match data {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), for_model(v, &format!("input.data.{k}"), budget)))
+                .collect(),
+        ),
+        other => for_model(other, "input.data", budget),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        let mut outputs = HashMap::new();
+        outputs.insert(
+            2,
+            Arc::new(json!({"rows": [{"region": "West", "amount": 5}], "count": 1})),
+        );
+        Scope {
+            data: Some(json!({"csv": "a,b\n1,2", "nested": {"list": [10, 20]}})),
+            outputs,
+        }
+    }
+
+    #[test]
+    fn resolves_data_and_step_paths_anywhere_in_a_value() {
+        let s = scope();
+        let v = json!({
+            "csv": {"$ref": "input.data.csv"},
+            "n": [{"$ref": "input.data.nested.list[1]"}, {"$ref": "steps.2.output.rows.0.region"}],
+            "short": {"$ref": "steps.2.count"},
+            "keep": {"$ref": "x", "other": 1},
+        });
+        assert_eq!(
+            resolve(&v, &s).unwrap(),
+            json!({"csv": "a,b\n1,2", "n": [20, "West"], "short": 1, "keep": {"$ref": "x", "other": 1}})
+        );
+    }
+
+    #[test]
+    fn unknown_paths_say_what_exists() {
+        let s = scope();
+        let e = resolve(&json!({"$ref": "input.data.tsv"}), &s).unwrap_err();
+        assert!(
+            e.contains("no 'tsv' at the root; its fields are: csv, nested"),
+            "{e}"
+        );
+        let e = resolve(&json!({"$ref": "steps.5.output"}), &s).unwrap_err();
+        assert!(
+            e.contains("step 5 has no output (steps with an output: 2)"),
+            "{e}"
+        );
+        let e = resolve(&json!({"$ref": "data.csv"}), &s).unwrap_err();
+        assert!(e.contains("starts with input.data or steps"), "{e}");
+    }
+
+    #[test]
+    fn large_values_become_previews_with_their_reference() {
+        let rows: Vec<Value> = (0..1000)
+            .map(|i| json!({"id": i, "name": format!("row {i}")}))
+            .collect();
+        let v = json!({"rows": rows, "count": 1000});
+        let p = for_model(&v, "steps.3.output", 4096);
+        assert!(json_len(&p) < 4096, "{}", json_len(&p));
+        assert_eq!(p["ref"], json!({"$ref": "steps.3.output"}));
+        assert_eq!(p["size_bytes"], json_len(&v));
+        assert_eq!(p["fields"]["count"], 1000);
+        assert_eq!(
+            p["fields"]["rows"]["ref"],
+            json!({"$ref": "steps.3.output.rows"})
+        );
+        assert_eq!(p["fields"]["rows"]["length"], 1000);
+        assert_eq!(
+            p["fields"]["rows"]["first_item"],
+            json!({"id": 0, "name": "row 0"})
+        );
+        // Small values are untouched.
+        assert_eq!(
+            for_model(&json!([1, 2]), "steps.1.output", 4096),
+            json!([1, 2])
+        );
+    }
+
+    #[test]
+    fn large_data_fields_are_previewed_and_small_ones_kept() {
+        let big = "x".repeat(10_000);
+        let d = data_for_model(&json!({"csv": big, "region": "West"}), 4096);
+        assert_eq!(d["region"], "West");
+        assert_eq!(d["csv"]["ref"], json!({"$ref": "input.data.csv"}));
+        assert_eq!(d["csv"]["length"], 10_000);
+        assert_eq!(d["csv"]["start"].as_str().unwrap().len(), PREVIEW_CHARS);
+    }
+}
