@@ -21,35 +21,26 @@ pub enum Action {
     Answer(Value),
 }
 
-/// The tool part of the preamble, shared with native mode's note on references.
-pub const REFS_NOTE: &str =
-    "To pass data without copying it, use a reference object in place of any value: \
-{\"$ref\": \"input.data.<field>\"} is a field of the run's data, {\"$ref\": \"steps.<n>.output\"} \
-(optionally followed by .<field> or [<index>]) is the output of step n. References also work \
-as the final answer.";
+/// How references are explained, in both modes.
+pub const REFS_NOTE: &str = "Long values need not be copied: {\"$ref\": \"input.data.<field>\"} stands for a \
+field of the data, {\"$ref\": \"steps.<n>.output.<field>\"} for a field of the result of step n; use one in place of \
+any argument value or as the answer.";
 
-/// The preamble that follows the agent's system prompt in json mode.
+/// The preamble that follows the agent's system prompt in json mode. Short on purpose: a
+/// small model on a CPU reads it on every turn, and follows a few plain rules best.
 pub fn preamble(tools: &[ToolSpec]) -> String {
     let mut s = String::from(
-        "Reply with exactly one JSON object and nothing else.\n\
-         To call tools: {\"action\": \"call_tools\", \"calls\": [{\"tool\": \"<tool name>\", \"arguments\": {...}}]}\n\
-         When the task is done: {\"action\": \"final_answer\", \"answer\": <the result as JSON>}\n",
+        "Reply with exactly one JSON object:\n\
+         {\"action\": \"call_tools\", \"calls\": [{\"tool\": \"<tool name>\", \"arguments\": {...}}]} calls tools; their results come back to you.\n\
+         {\"action\": \"final_answer\", \"answer\": <value>} ends the task; the answer is the result as JSON.\n",
     );
     if tools.is_empty() {
-        s.push_str("There are no tools: answer directly.\n");
         return s;
     }
-    s.push_str(
-        "Use the tools for the work they do instead of doing it yourself; then answer with \
-         their results. Tools (arguments marked ? are optional):\n",
-    );
+    s.push_str("Tools (arguments marked ? are optional):\n");
     let compact = tools.len() > COMPACT_OVER;
     for t in tools {
-        let desc = if compact {
-            first_sentence(&t.description, 90)
-        } else {
-            first_sentence(&t.description, 240)
-        };
+        let desc = first_sentence(&t.description, if compact { 70 } else { 200 });
         s.push_str(&format!(
             "- {}({}): {}\n",
             t.name,
@@ -57,6 +48,11 @@ pub fn preamble(tools: &[ToolSpec]) -> String {
             desc
         ));
     }
+    s.push_str(
+        "Rules: do not convert, hash, encode, parse dates or calculate yourself: call the tool \
+         that does it, with the values from the data. As soon as a result answers the task, \
+         reply with final_answer and that result's value.\n",
+    );
     s.push_str(REFS_NOTE);
     s.push('\n');
     s
@@ -292,6 +288,12 @@ pub fn result_text(step: Option<i32>, tool: &str, shown: &Value, is_error: bool)
         format!("Result of {what}: {shown}")
     }
 }
+
+/// What follows the results: the model is reminded to stop once it has the answer, which
+/// small models otherwise forget, calling more tools after the one that did the task.
+pub const AFTER_RESULTS: &str =
+    "If this answers the task, reply {\"action\": \"final_answer\", \"answer\": <the value>} now; \
+call another tool only if the task needs more.";
 
 /// The corrective message after a reply that could not be used.
 pub fn correction(problem: &str) -> String {

@@ -779,7 +779,7 @@ async fn run_loop(
             return hook_failure(e);
         }
         if json_mode {
-            report.push("Reply with the next JSON action.".to_string());
+            report.push(json_mode::AFTER_RESULTS.to_string());
             messages.push(Message::user(report.join("\n\n")));
         }
     }

@@ -99,11 +99,14 @@ fn segments(path: &str) -> Vec<String> {
 fn lookup<'s>(path: &str, scope: &'s Scope) -> Result<&'s Value, String> {
     let segs = segments(path);
     let unknown = |why: String| format!("reference '{path}' does not resolve: {why}");
+    let data = || match &scope.data {
+        Some(d) => Ok(d),
+        None => Err(unknown("this run has no data".into())),
+    };
     let (root, rest): (&Value, &[String]) = match segs.as_slice() {
-        [input, field, rest @ ..] if input == "input" && field == "data" => match &scope.data {
-            Some(d) => (d, rest),
-            None => return Err(unknown("this run has no data".into())),
-        },
+        [input, field, rest @ ..] if input == "input" && field == "data" => (data()?, rest),
+        // Small models drop a segment: `data.csv` and `input.csv` mean `input.data.csv`.
+        [first, rest @ ..] if first == "data" || first == "input" => (data()?, rest),
         [steps, n, rest @ ..] if steps == "steps" => {
             let Ok(n) = n.parse::<i32>() else {
                 return Err(unknown(format!("'{n}' is not a step number")));
@@ -352,8 +355,17 @@ mod tests {
             e.contains("step 5 has no output (steps with an output: 2)"),
             "{e}"
         );
-        let e = resolve(&json!({"$ref": "data.csv"}), &s).unwrap_err();
+        let e = resolve(&json!({"$ref": "csv"}), &s).unwrap_err();
         assert!(e.contains("starts with input.data or steps"), "{e}");
+        // The shortened forms small models write still name the data.
+        assert_eq!(
+            resolve(&json!({"$ref": "data.csv"}), &s).unwrap(),
+            "a,b\n1,2"
+        );
+        assert_eq!(
+            resolve(&json!({"$ref": "input.csv"}), &s).unwrap(),
+            "a,b\n1,2"
+        );
     }
 
     #[test]
