@@ -115,7 +115,8 @@ async fn create_agent_applies_defaults_and_slugs_the_name() {
         assert_eq!(
             a["config"],
             json!({"max_steps": 4, "max_tokens": 4096, "temperature": 0.7, "timeout_ms": 60000,
-                   "retry_on_error": true, "max_retries": 2})
+                   "retry_on_error": true, "max_retries": 2, "tool_mode": "auto",
+                   "result_budget_bytes": 4096})
         );
         assert_eq!(a["is_public"], false);
         let r = t
