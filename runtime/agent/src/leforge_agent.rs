@@ -396,6 +396,20 @@ pub async fn execute(
 struct Toolbox {
     specs: Arc<[ToolSpec]>,
     by_name: HashMap<String, (String, String)>,
+    /// Json mode's preamble and reply schema for these tools, made by the first json-mode run
+    /// that uses the set rather than by every run.
+    json: std::sync::OnceLock<(String, Arc<Value>)>,
+}
+
+impl Toolbox {
+    fn json_mode(&self) -> &(String, Arc<Value>) {
+        self.json.get_or_init(|| {
+            (
+                json_mode::preamble(&self.specs),
+                Arc::new(json_mode::reply_schema(&self.specs)),
+            )
+        })
+    }
 }
 
 impl Toolbox {
@@ -416,6 +430,7 @@ impl Toolbox {
         Toolbox {
             specs: specs.into(),
             by_name,
+            json: std::sync::OnceLock::new(),
         }
     }
 }
@@ -506,16 +521,16 @@ async fn run_loop(
         data,
         outputs: HashMap::new(),
     };
-    let system = system_prompt(&input.agent.system_prompt, &toolbox.specs, json_mode);
     // Json mode offers the tools through the preamble and the reply schema, never as `tools`.
-    let (offered, response_schema) = if json_mode {
-        (
-            Arc::from([]),
-            Some(Arc::new(json_mode::reply_schema(&toolbox.specs))),
-        )
+    let (preamble, offered, response_schema) = if json_mode {
+        let (preamble, schema) = toolbox.json_mode();
+        (Some(preamble.as_str()), Arc::from([]), Some(schema.clone()))
+    } else if toolbox.specs.is_empty() {
+        (None, toolbox.specs.clone(), None)
     } else {
-        (toolbox.specs.clone(), None)
+        (Some(json_mode::REFS_NOTE), toolbox.specs.clone(), None)
     };
+    let system = system_prompt(&input.agent.system_prompt, preamble);
     let mut messages = vec![Message::user(first)];
     let mut resent_truncated = false;
     let mut repaired_output = false;
@@ -617,7 +632,8 @@ async fn run_loop(
                         &problem,
                         events,
                         writes,
-                    );
+                    )
+                    .await;
                     progress.lock().unwrap_or_else(|e| e.into_inner()).steps += 1;
                     if steps_done >= limits.max_steps {
                         return Finish::MaxSteps {
@@ -885,37 +901,53 @@ async fn run_step(
     };
     let record = RunStep {
         step,
-        tool: tool.clone(),
-        action: action.clone(),
+        tool,
+        action,
         input: step_input,
-        output: output.clone(),
-        error: error.clone(),
+        output,
+        error,
         duration_ms,
         started_at,
     };
-    // The step and the run's counters in one commit, so GET /runs/{id} of a live run is
-    // current at the cost of a single write per step. Its event is sent once the row is
-    // stored, as a subscriber that replays the stored steps and then follows the events
-    // expects.
+    persist_step(deps, input, record, (tokens_in, tokens_out), events, writes).await;
+    if let Some(e) = hook_error {
+        return Err(e);
+    }
+    Ok(match outcome {
+        Ok(v) => (v, false),
+        Err((code, message)) => (json!({"error": {"code": code, "message": message}}), true),
+    })
+}
+
+/// Stores a finished step with the run's counters in one commit, so GET /runs/{id} of a live
+/// run is current at the cost of a single write per step. Its event is sent once the row is
+/// stored, as a subscriber that replays the stored steps and then follows the events expects.
+async fn persist_step(
+    deps: &Deps,
+    input: &RunInput,
+    record: RunStep,
+    (tokens_in, tokens_out): (i64, i64),
+    events: &Option<broadcast::Sender<RunEvent>>,
+    writes: &TaskTracker,
+) {
+    let event = RunEvent::StepCompleted {
+        step: record.step,
+        tool: record.tool.clone(),
+        action: record.action.clone(),
+        output: record.output.clone(),
+        error: record.error.clone(),
+        duration_ms: record.duration_ms,
+    };
     let (store, run_id, sender) = (deps.store.clone(), input.run_id, events.clone());
     let persist = async move {
+        let step = record.step;
         if let Err(e) = store
             .append_step_with_progress(run_id, record, tokens_in, tokens_out)
             .await
         {
             tracing::error!(run_id = %run_id, step, error = %e, "could not persist step");
         }
-        emit(
-            &sender,
-            RunEvent::StepCompleted {
-                step,
-                tool,
-                action,
-                output,
-                error,
-                duration_ms,
-            },
-        );
+        emit(&sender, event);
     };
     if input.stream {
         // The next turn streams `llm_delta` events, which must come after this step's. Still
@@ -928,73 +960,38 @@ async fn run_step(
         // writes before it acts on that call's reply, and `execute` before the run ends.
         writes.spawn(persist);
     }
-    if let Some(e) = hook_error {
-        return Err(e);
-    }
-    Ok(match outcome {
-        Ok(v) => (v, false),
-        Err((code, message)) => (json!({"error": {"code": code, "message": message}}), true),
-    })
 }
 
 /// Records a json-mode reply that could not be used, after its correction, as a failed step.
-fn record_invalid_reply(
+async fn record_invalid_reply(
     deps: &Deps,
     input: &RunInput,
-    (step, (tokens_in, tokens_out)): (i32, (i64, i64)),
+    (step, tokens): (i32, (i64, i64)),
     reply: &str,
     problem: &str,
     events: &Option<broadcast::Sender<RunEvent>>,
     writes: &TaskTracker,
 ) {
-    let (tool, action) = ("leforge".to_string(), "reply".to_string());
-    let error = format!("{}: {problem}", codes::INVALID_REPLY);
     let record = RunStep {
         step,
-        tool: tool.clone(),
-        action: action.clone(),
+        tool: "leforge".to_string(),
+        action: "reply".to_string(),
         input: json!({"reply": reply}),
         output: None,
-        error: Some(error.clone()),
+        error: Some(format!("{}: {problem}", codes::INVALID_REPLY)),
         duration_ms: 0,
         started_at: now(),
     };
-    let (store, run_id, sender) = (deps.store.clone(), input.run_id, events.clone());
-    writes.spawn(async move {
-        if let Err(e) = store
-            .append_step_with_progress(run_id, record, tokens_in, tokens_out)
-            .await
-        {
-            tracing::error!(run_id = %run_id, step, error = %e, "could not persist step");
-        }
-        emit(
-            &sender,
-            RunEvent::StepCompleted {
-                step,
-                tool,
-                action,
-                output: None,
-                error: Some(error),
-                duration_ms: 0,
-            },
-        );
-    });
+    persist_step(deps, input, record, tokens, events, writes).await;
 }
 
 /// The system prompt a run sends: the agent's, then the runtime's preamble — the tools and
 /// the reply protocol in json mode, the note on references in native mode with tools.
-fn system_prompt(agent_prompt: &str, tools: &[ToolSpec], json_mode: bool) -> String {
-    let preamble = if json_mode {
-        json_mode::preamble(tools)
-    } else if tools.is_empty() {
-        return agent_prompt.to_string();
-    } else {
-        json_mode::REFS_NOTE.to_string()
-    };
-    if agent_prompt.trim().is_empty() {
-        preamble
-    } else {
-        format!("{}\n\n{preamble}", agent_prompt.trim_end())
+fn system_prompt(agent_prompt: &str, preamble: Option<&str>) -> String {
+    match preamble {
+        None => agent_prompt.to_string(),
+        Some(preamble) if agent_prompt.trim().is_empty() => preamble.to_string(),
+        Some(preamble) => format!("{}\n\n{preamble}", agent_prompt.trim_end()),
     }
 }
 

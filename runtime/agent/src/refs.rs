@@ -205,24 +205,12 @@ const PREVIEW_CHARS: usize = 300;
 /// What the model sees of a value: the value itself when it fits the budget, else a
 /// preview — size, shape, the first items — and the reference that stands for it.
 pub fn for_model(v: &Value, path: &str, budget: usize) -> Value {
-    if json_len(v) <= budget {
+    let Some(mut p) = summary_head(v, path, budget) else {
         return v.clone();
-    }
-    let mut p = Map::new();
+    };
     p.insert(
         "note".into(),
         json!("too large to show in full: pass the `ref` object (or one with a longer path) as an argument or as your answer"),
-    );
-    p.insert("ref".into(), json!({"$ref": path}));
-    p.insert("size_bytes".into(), json!(json_len(v)));
-    shape(v, path, &mut p, budget);
-    Value::Object(p)
-}
-
-fn shape(v: &Value, path: &str, p: &mut Map<String, Value>, budget: usize) {
-    p.insert(
-        "type".into(),
-        json!(kind(v).trim_start_matches("a ").trim_start_matches("an ")),
     );
     match v {
         Value::Array(a) => {
@@ -254,20 +242,31 @@ fn shape(v: &Value, path: &str, p: &mut Map<String, Value>, budget: usize) {
         }
         _ => {}
     }
+    Value::Object(p)
+}
+
+/// The reference, size and type of a value larger than `budget`; `None` when it fits.
+fn summary_head(v: &Value, path: &str, budget: usize) -> Option<Map<String, Value>> {
+    let size = json_len(v);
+    if size <= budget {
+        return None;
+    }
+    let mut p = Map::new();
+    p.insert("ref".into(), json!({"$ref": path}));
+    p.insert("size_bytes".into(), json!(size));
+    let article = kind(v);
+    let name = article
+        .strip_prefix("an ")
+        .or_else(|| article.strip_prefix("a "));
+    p.insert("type".into(), json!(name.unwrap_or(article)));
+    Some(p)
 }
 
 /// A value shown inside a preview: itself when small, else a one-line summary with its ref.
 fn small(v: &Value, path: &str, budget: usize) -> Value {
-    if json_len(v) <= budget {
+    let Some(mut p) = summary_head(v, path, budget) else {
         return v.clone();
-    }
-    let mut p = Map::new();
-    p.insert("ref".into(), json!({"$ref": path}));
-    p.insert("size_bytes".into(), json!(json_len(v)));
-    p.insert(
-        "type".into(),
-        json!(kind(v).trim_start_matches("a ").trim_start_matches("an ")),
-    );
+    };
     match v {
         Value::Array(a) => {
             p.insert("length".into(), json!(a.len()));

@@ -82,9 +82,11 @@ impl Constraint {
 pub(crate) struct Memory(std::sync::Mutex<std::collections::HashMap<Provider, usize>>);
 
 impl Memory {
+    /// The index into `variants(provider)` to start at (always a valid one).
     pub(crate) fn current(&self, provider: Provider) -> usize {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&provider).copied().unwrap_or(0)
+        let remembered = m.get(&provider).copied().unwrap_or(0);
+        remembered.min(variants(provider).len() - 1)
     }
 
     pub(crate) fn remember(&self, provider: Provider, index: usize) {

@@ -137,11 +137,8 @@ impl LlmRouter {
     /// and name sanitizing). For debugging and golden tests; sends nothing.
     pub fn request_body(&self, request: &ChatRequest) -> Result<serde_json::Value, LlmError> {
         let mut p = convo::Prepared::new(request, &self.config.aliases)?;
-        let variants = constrain::variants(request.provider);
-        p.constraint = variants[self
-            .constraints
-            .current(request.provider)
-            .min(variants.len() - 1)];
+        p.constraint =
+            constrain::variants(request.provider)[self.constraints.current(request.provider)];
         let value = match request.provider {
             Provider::Anthropic => anthropic::body(&mut p)?.to_value(),
             Provider::Bedrock => Ok(bedrock::body(&mut p)?),
@@ -295,7 +292,7 @@ impl LlmClient for LlmRouter {
         }
         let provider = request.provider;
         let variants = constrain::variants(provider);
-        let start = self.constraints.current(provider).min(variants.len() - 1);
+        let start = self.constraints.current(provider);
         p.constraint = variants[start];
         match self.dispatch(&mut p, deltas.clone()).await {
             // A provider that refuses this way of asking for JSON may take the next one: one
