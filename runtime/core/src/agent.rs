@@ -178,6 +178,46 @@ impl AgentConfig {
         }
     }
 
+    /// The limits a patch would raise above this config's own, each as
+    /// `config_override.<field>`. Callers that are not admins may only lower limits: a
+    /// public agent's caller must not buy itself more steps, time, tokens or retries than the
+    /// agent's owner granted.
+    pub fn raised_by(&self, patch: &AgentConfigPatch) -> Vec<FieldError> {
+        let mut raised = Vec::new();
+        let mut check = |field: &str, asked: Option<u64>, own: Option<u64>| {
+            let Some(asked) = asked else { return };
+            let over = match own {
+                Some(own) => asked > own,
+                // No budget of its own is "unlimited": any budget lowers it.
+                None => false,
+            };
+            if over {
+                let own = own.unwrap_or_default();
+                raised.push(FieldError::new(
+                    format!("config_override.{field}"),
+                    format!("may not be above the agent's own {own} (only an admin key may raise a limit)"),
+                ));
+            }
+        };
+        check("max_steps", patch.max_steps.map(u64::from), Some(self.max_steps.into()));
+        check("max_tokens", patch.max_tokens.map(u64::from), Some(self.max_tokens.into()));
+        check("timeout_ms", patch.timeout_ms, Some(self.timeout_ms));
+        check("max_retries", patch.max_retries.map(u64::from), Some(self.max_retries.into()));
+        check("max_total_tokens", patch.max_total_tokens, self.max_total_tokens);
+        check(
+            "result_budget_bytes",
+            patch.result_budget_bytes.map(u64::from),
+            Some(self.result_budget_bytes.into()),
+        );
+        if patch.retry_on_error == Some(true) && !self.retry_on_error {
+            raised.push(FieldError::new(
+                "config_override.retry_on_error",
+                "may not turn retries on when the agent has them off (only an admin key may)",
+            ));
+        }
+        raised
+    }
+
     /// Checks every bound and reports each violation under `config.<field>`.
     pub fn validate(&self, errors: &mut Vec<FieldError>) {
         fn check<T: PartialOrd + std::fmt::Display>(

@@ -29,7 +29,7 @@ use crate::routes;
         leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,
         leforge_core::Provider, leforge_core::Run, leforge_core::RunStep, leforge_core::RunStatus,
         leforge_core::ApiKey, leforge_core::ApiKeyScope, leforge_core::FieldError,
-        routes::agents::CreateAgentRequest, routes::agents::UpdateAgentRequest, routes::agents::Deleted,
+        routes::agents::CreateAgentRequest, routes::agents::AgentView, routes::agents::PublicAgent, routes::agents::UpdateAgentRequest, routes::agents::Deleted,
         routes::api_keys::CreateApiKeyRequest, routes::api_keys::CreatedApiKey,
         routes::health::Health,
         routes::forgehooks::ForgehookView, routes::forgehooks::EndpointView,

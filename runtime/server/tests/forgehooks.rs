@@ -113,7 +113,20 @@ async fn install_list_invoke_upgrade_and_remove() {
                 Some(json!({"message": "x"})),
             )
             .await;
-        assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+        // Direct invoke bypasses agents' tool lists, hooks and limits: admin only.
+        assert_eq!(anon.status, StatusCode::FORBIDDEN, "{}", anon.body);
+        assert_eq!(anon.code(), "FORBIDDEN");
+        let (_, invoke_key) = t.create_key("invoke").await;
+        let keyed = t
+            .call(
+                Method::POST,
+                "/api/v1/forgehooks/echo/invoke/echo",
+                Some(&invoke_key),
+                Some(json!({"message": "x"})),
+            )
+            .await;
+        assert_eq!(keyed.status, StatusCode::FORBIDDEN, "{}", keyed.body);
+        assert_eq!(keyed.code(), "FORBIDDEN");
 
         // Same version again: conflict. Higher version (manifest override): upgrade.
         let r = install_raw(&t, echo.clone()).await;

@@ -39,7 +39,8 @@ pub struct RunRequest {
     pub mode: Option<String>,
     /// Where to POST the result when the run ends (signed with X-LeForge-Signature).
     pub callback_url: Option<String>,
-    /// Per-run limits within the server maximums.
+    /// Per-run limits. Callers that are not admins may only lower the agent's limits; an
+    /// admin may raise them up to the server's bounds.
     pub config_override: Option<AgentConfigPatch>,
 }
 
@@ -149,6 +150,7 @@ fn wants(headers: &HeaderMap, name: header::HeaderName, needle: &str) -> bool {
 
 fn validate(
     state: &AppState,
+    caller: &Caller,
     agent: &leforge_core::Agent,
     req: &RunRequest,
     headers: &HeaderMap,
@@ -202,9 +204,11 @@ fn validate(
             errors.push(FieldError::new("callback_url", message));
         }
     }
-    let config = agent
-        .config
-        .merged(&req.config_override.clone().unwrap_or_default());
+    let patch = req.config_override.clone().unwrap_or_default();
+    if !caller.is_admin() {
+        errors.extend(agent.config.raised_by(&patch));
+    }
+    let config = agent.config.merged(&patch);
     let mut bound_errors = Vec::new();
     config.validate(&mut bound_errors);
     errors.extend(bound_errors.into_iter().map(|e| {
@@ -320,7 +324,7 @@ pub async fn run(
             "the server is shutting down and takes no new runs; retry on another server",
         ));
     }
-    let v = validate(&state, &agent, &req, &headers)?;
+    let v = validate(&state, &caller, &agent, &req, &headers)?;
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&req);
 

@@ -319,21 +319,89 @@ pub async fn readable_agent(
     })
 }
 
+/// An agent as a caller that is not an admin sees it: what is needed to call it, and nothing
+/// of how it is built (its system prompt, its allowed keys, who made it, its limits).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicAgent {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub tools: Vec<String>,
+    pub is_public: bool,
+    pub api_key_required: bool,
+    /// The fields of a run request: `input` (required text) and `data` (an object).
+    #[schema(value_type = Object)]
+    pub input_schema: serde_json::Value,
+}
+
+impl PublicAgent {
+    pub fn of(agent: Agent) -> PublicAgent {
+        PublicAgent {
+            id: agent.id,
+            slug: agent.slug,
+            name: agent.name,
+            description: agent.description,
+            tools: agent.tools,
+            is_public: agent.is_public,
+            api_key_required: agent.api_key_required,
+            input_schema: run_input_schema(),
+        }
+    }
+}
+
+/// What a caller sends to run an agent, as a JSON Schema.
+pub fn run_input_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "input": {"type": "string", "description": "The instruction, in plain words"},
+            "data": {"type": "object", "description": "Data for the instruction"}
+        },
+        "required": ["input"]
+    })
+}
+
+/// The whole agent for admins, the public view for everyone else.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AgentView {
+    Full(Box<Agent>),
+    Public(PublicAgent),
+}
+
+impl AgentView {
+    pub fn for_caller(caller: &Caller, agent: Agent) -> AgentView {
+        if caller.is_admin() {
+            AgentView::Full(Box::new(agent))
+        } else {
+            AgentView::Public(PublicAgent::of(agent))
+        }
+    }
+}
+
 /// List agents: all with an admin key, those it may run with an invoke key, public ones
-/// without a key.
+/// without a key. Only admins see whole agents; others get the public view.
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", params(PageParams),
-    responses((status = 200, description = "Agents, newest first", body = [Agent])),
+    responses((status = 200, description = "Agents, newest first", body = [AgentView])),
     security((), ("api_key" = []), ("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiQuery(params): ApiQuery<PageParams>,
-) -> ApiResult<Ok<Vec<Agent>>> {
+) -> ApiResult<Ok<Vec<AgentView>>> {
     let page = state
         .store
         .list_agents(caller.agent_visibility(), params.to_request()?)
         .await?;
-    Result::Ok(Ok::page(page))
+    Result::Ok(Ok::page(leforge_core::Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|a| AgentView::for_caller(&caller, a))
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Create an agent (admin).
@@ -357,15 +425,16 @@ pub async fn create(
 /// Read an agent by id or slug.
 #[utoipa::path(get, path = "/api/v1/agents/{id_or_slug}", tag = "agents",
     params(("id_or_slug" = String, Path, description = "Agent id or slug")),
-    responses((status = 200, description = "The agent", body = Agent),
+    responses((status = 200, description = "The agent (the public view unless admin)", body = AgentView),
               (status = 404, description = "No such agent")),
     security((), ("api_key" = []), ("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id_or_slug): Path<String>,
-) -> ApiResult<Ok<Agent>> {
-    Result::Ok(Ok::new(readable_agent(&state, &caller, &id_or_slug).await?))
+) -> ApiResult<Ok<AgentView>> {
+    let agent = readable_agent(&state, &caller, &id_or_slug).await?;
+    Result::Ok(Ok::new(AgentView::for_caller(&caller, agent)))
 }
 
 /// Update an agent (admin); renaming changes the slug.

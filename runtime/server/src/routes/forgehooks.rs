@@ -119,6 +119,20 @@ impl ForgehookView {
         }
     }
 
+    /// What a caller that is not an admin may see: configuration values (even unmasked
+    /// ones name internal hosts and accounts) and container errors (which quote engine and
+    /// network details) are left out.
+    pub fn for_caller(hook: &InstalledForgehook, registry: &Forgehooks, caller: &Caller) -> Self {
+        let mut view = Self::with_status(hook, registry);
+        if !caller.is_admin() {
+            view.config.clear();
+            if let Some(c) = view.container.as_mut() {
+                c.last_error = None;
+            }
+        }
+        view
+    }
+
     /// With the live container state, for container ForgeHooks.
     pub fn with_status(hook: &InstalledForgehook, registry: &Forgehooks) -> Self {
         let mut view = Self::from_installed(hook);
@@ -146,12 +160,12 @@ pub struct InvokeResult {
 pub async fn list(
     State(state): State<AppState>,
     // Anyone may read the catalogue, but a key that is presented must be valid.
-    Auth(_caller): Auth,
+    Auth(caller): Auth,
 ) -> ApiResult<Ok<Vec<ForgehookView>>> {
     let hooks = state.forgehooks.list().await?;
     let views: Vec<_> = hooks
         .iter()
-        .map(|h| ForgehookView::with_status(h, &state.forgehooks))
+        .map(|h| ForgehookView::for_caller(h, &state.forgehooks, &caller))
         .collect();
     Result::Ok(Ok::page(leforge_core::Page {
         items: views,
@@ -167,13 +181,14 @@ pub async fn list(
     security((), ("api_key" = []), ("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
-    Auth(_caller): Auth,
+    Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Ok<ForgehookView>> {
     let hook = state.forgehooks.get(&id).await?;
-    Result::Ok(Ok::new(ForgehookView::with_status(
+    Result::Ok(Ok::new(ForgehookView::for_caller(
         &hook,
         &state.forgehooks,
+        &caller,
     )))
 }
 
@@ -423,13 +438,16 @@ pub fn tool_error(e: ToolError) -> ApiError {
     }
 }
 
-/// Call one endpoint of a ForgeHook directly (any API key).
+/// Call one endpoint of a ForgeHook directly (admin only). A direct call bypasses every
+/// agent's tool list, hooks and limits, and gateway ForgeHooks carry admin-configured
+/// secrets in their headers, so invoke keys and anonymous callers get 403 `FORBIDDEN`.
 #[utoipa::path(post, path = "/api/v1/forgehooks/{id}/invoke/{endpoint}", tag = "forgehooks",
     params(("id" = String, Path, description = "ForgeHook id"),
            ("endpoint" = String, Path, description = "Endpoint name")),
     request_body(content = Object, description = "The endpoint's input JSON"),
     responses((status = 200, description = "The endpoint's output", body = InvokeResult),
               (status = 400, description = "INVALID_INPUT: the input failed the endpoint's schema"),
+              (status = 403, description = "FORBIDDEN: not an admin key"),
               (status = 404, description = "No such ForgeHook or endpoint"),
               (status = 422, description = "GUEST_ERROR, TRAP, OUT_OF_MEMORY, OUTPUT_TOO_LARGE"),
               (status = 504, description = "TIMEOUT")),
@@ -440,9 +458,9 @@ pub async fn invoke(
     Path((id, endpoint)): Path<(String, String)>,
     ApiJson(input): ApiJson<Value>,
 ) -> ApiResult<Ok<InvokeResult>> {
-    if caller == Caller::Anonymous {
-        return Err(ApiError::unauthorized(
-            "an API key is required to invoke a ForgeHook",
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden(
+            "invoking a ForgeHook directly needs an admin API key; run an agent instead",
         ));
     }
     let ToolOutput {
