@@ -22,6 +22,7 @@ pub(crate) struct RunHooks {
     ctx: HookContext,
     store: Arc<dyn Store>,
     events: Option<broadcast::Sender<RunEvent>>,
+    writes: crate::writes::Writes,
 }
 
 impl RunHooks {
@@ -31,6 +32,7 @@ impl RunHooks {
         deps: &Deps,
         input: &RunInput,
         events: &Option<broadcast::Sender<RunEvent>>,
+        writes: crate::writes::Writes,
     ) -> Option<RunHooks> {
         if input.hook_chain.is_empty() {
             return None;
@@ -60,6 +62,7 @@ impl RunHooks {
             },
             store: deps.store.clone(),
             events: events.clone(),
+            writes,
         })
     }
 
@@ -70,17 +73,20 @@ impl RunHooks {
         }
     }
 
-    /// Keeps the records of one hook call: in the store (a failure to write is logged, not
-    /// fatal: the run's outcome matters more than its trace) and on the event stream.
+    /// Keeps the records of one hook call: in the store (retried; a write that still fails
+    /// fails the run with `STORE_ERROR` at its next turn) and on the event stream.
     async fn keep<T>(&self, out: HookOutput<T>, step: Option<i32>) -> Result<T, HookError> {
         let mut records: Vec<HookRecord> = out.records;
         if !records.is_empty() {
             for r in &mut records {
                 r.step = step;
             }
-            if let Err(e) = self.store.append_run_hooks(self.ctx.run_id, &records).await {
-                tracing::error!(run_id = %self.ctx.run_id, error = %e, "could not persist hook records");
-            }
+            let run_id = self.ctx.run_id;
+            self.writes
+                .write(run_id, "hook records", || {
+                    self.store.append_run_hooks(run_id, &records)
+                })
+                .await;
             for record in records {
                 emit(&self.events, RunEvent::Hook { record });
             }

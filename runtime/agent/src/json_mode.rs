@@ -295,6 +295,12 @@ pub const AFTER_RESULTS: &str =
     "If this answers the task, reply {\"action\": \"final_answer\", \"answer\": <the value>} now; \
 call another tool only if the task needs more.";
 
+/// Sent once when a json-mode model answers before calling any tool although it has some:
+/// small models answer from memory (a made-up base64 decoding, a miscounted CSV) when a tool
+/// would have computed it. A model that needs no tool sends its answer again.
+pub const CHECK_TOOLLESS: &str =
+    "You answered without calling a tool. If one of the tools can compute or look up this answer, call it now; a value from the data is passed as {\"$ref\": \"input.data.<field>\"}. If no tool can, send the same final_answer again.";
+
 /// The corrective message after a reply that could not be used.
 pub fn correction(problem: &str) -> String {
     format!(

@@ -10,6 +10,7 @@ mod hooks;
 pub mod json_mode;
 mod output;
 pub mod refs;
+mod writes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use writes::Writes;
 use uuid::Uuid;
 
 pub use output::parse_final_output;
@@ -205,6 +206,8 @@ pub mod codes {
     pub const INVALID_REFERENCE: &str = crate::refs::INVALID_REFERENCE;
     /// A json-mode reply that could not be used, recorded as a failed step.
     pub const INVALID_REPLY: &str = "INVALID_REPLY";
+    /// A step or hook record could not be stored after retries.
+    pub const STORE_ERROR: &str = "STORE_ERROR";
 }
 
 /// How the loop ended.
@@ -299,7 +302,7 @@ pub async fn execute(
     let progress = Arc::new(Mutex::new(Progress::default()));
     let deadline = tokio::time::Instant::now() + Duration::from_millis(input.limits.timeout_ms);
     // Step writes in flight: they outlive the loop when a deadline or cancel drops it.
-    let writes = TaskTracker::new();
+    let writes = Writes::default();
     let body = run_loop(deps, &input, progress.clone(), &events, &writes);
     let finish = tokio::select! {
         finish = body => finish,
@@ -309,9 +312,17 @@ pub async fn execute(
     // Every step row is stored before the run's end is, and its event sent before the end's.
     // Not bounded by the deadline: a step write that cannot finish (its run's row locked from
     // outside) would hold the terminal update back just the same, and a write's own waits
-    // are bounded by the store's pool timeouts.
-    writes.close();
+    // are bounded by the store's pool timeouts and its few retries.
     writes.wait().await;
+    // A lost trace write fails the run, whatever else it came to (but a cancel stays).
+    let finish = match (writes.failure(), finish) {
+        (_, Finish::Cancelled) => Finish::Cancelled,
+        (Some(message), _) => Finish::Failed {
+            code: codes::STORE_ERROR,
+            message,
+        },
+        (None, finish) => finish,
+    };
 
     let p = std::mem::take(&mut *progress.lock().unwrap_or_else(|e| e.into_inner()));
     let mut update = RunUpdate {
@@ -473,7 +484,7 @@ async fn run_loop(
     input: &RunInput,
     progress: Arc<Mutex<Progress>>,
     events: &Option<broadcast::Sender<RunEvent>>,
-    writes: &TaskTracker,
+    writes: &Writes,
 ) -> Finish {
     let limits = &input.limits;
     let schema = match &input.output_schema {
@@ -507,7 +518,7 @@ async fn run_loop(
     let toolbox = deps.toolboxes.get(&manifests);
     let budget = limits.result_budget_bytes as usize;
     let json_mode = limits.tool_mode == ToolMode::Json;
-    let mut hooks = hooks::RunHooks::new(deps, input, events);
+    let mut hooks = hooks::RunHooks::new(deps, input, events, writes.clone());
     let (text, data) = match &mut hooks {
         None => (input.input.clone(), input.data.clone()),
         Some(h) => match h.on_run_start().await {
@@ -536,6 +547,8 @@ async fn run_loop(
     let mut repaired_output = false;
     let mut repaired_refs = false;
     let mut corrected_reply = false;
+    // Json mode: a first answer given without any tool call is questioned once.
+    let mut checked_toolless = false;
     let mut steps_done: u32 = 0;
 
     loop {
@@ -565,9 +578,13 @@ async fn run_loop(
         };
         // The last turn's step writes go on while this call is in flight; its reply is acted
         // on only once they are stored, so steps and their events keep their order.
-        writes.close();
         let (response, ()) = tokio::join!(chat(deps, request, events), writes.wait());
-        writes.reopen();
+        if let Some(message) = writes.failure() {
+            return Finish::Failed {
+                code: codes::STORE_ERROR,
+                message,
+            };
+        }
         let response = match response {
             Ok(r) => r,
             Err(e) => return llm_failure(e),
@@ -654,6 +671,14 @@ async fn run_loop(
 
         let calls = match action {
             json_mode::Action::Calls(calls) => calls,
+            json_mode::Action::Answer(_)
+                if json_mode && steps_done == 0 && !toolbox.specs.is_empty() && !checked_toolless =>
+            {
+                checked_toolless = true;
+                messages.push(Message::assistant_text(response.text.clone()));
+                messages.push(Message::user(json_mode::CHECK_TOOLLESS));
+                continue;
+            }
             json_mode::Action::Answer(answer) => {
                 // In json mode the answer is the output as given; its text form keeps any
                 // references unexpanded (the output has the values).
@@ -832,7 +857,7 @@ async fn run_step(
     (tokens_in, tokens_out): (i64, i64),
     events: &Option<broadcast::Sender<RunEvent>>,
     hooks: Option<&hooks::RunHooks>,
-    writes: &TaskTracker,
+    writes: &Writes,
 ) -> Result<(Value, bool), leforge_core::HookError> {
     let started_at = now();
     let clock = Instant::now();
@@ -928,7 +953,7 @@ async fn persist_step(
     record: RunStep,
     (tokens_in, tokens_out): (i64, i64),
     events: &Option<broadcast::Sender<RunEvent>>,
-    writes: &TaskTracker,
+    writes: &Writes,
 ) {
     let event = RunEvent::StepCompleted {
         step: record.step,
@@ -939,15 +964,18 @@ async fn persist_step(
         duration_ms: record.duration_ms,
     };
     let (store, run_id, sender) = (deps.store.clone(), input.run_id, events.clone());
+    let retrying = writes.clone();
     let persist = async move {
-        let step = record.step;
-        if let Err(e) = store
-            .append_step_with_progress(run_id, record, tokens_in, tokens_out)
-            .await
-        {
-            tracing::error!(run_id = %run_id, step, error = %e, "could not persist step");
+        let what = format!("step {}", record.step);
+        let stored = retrying
+            .write(run_id, &what, || {
+                store.append_step_with_progress(run_id, record.clone(), tokens_in, tokens_out)
+            })
+            .await;
+        // Only a stored step is announced: a follower replays steps from the store.
+        if stored.is_some() {
+            emit(&sender, event);
         }
-        emit(&sender, event);
     };
     if input.stream {
         // The next turn streams `llm_delta` events, which must come after this step's. Still
@@ -970,7 +998,7 @@ async fn record_invalid_reply(
     reply: &str,
     problem: &str,
     events: &Option<broadcast::Sender<RunEvent>>,
-    writes: &TaskTracker,
+    writes: &Writes,
 ) {
     let record = RunStep {
         step,

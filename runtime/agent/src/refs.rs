@@ -31,13 +31,78 @@ pub fn ref_path(v: &Value) -> Option<&str> {
     }
 }
 
-/// Whether `v` holds a reference anywhere.
+/// Whether `v` holds a reference (or a `{{…}}` template) anywhere.
 pub fn contains_ref(v: &Value) -> bool {
     match v {
         Value::Object(m) => ref_path(v).is_some() || m.values().any(contains_ref),
         Value::Array(a) => a.iter().any(contains_ref),
+        Value::String(s) => s.contains("{{") || s.contains("$ref"),
         _ => false,
     }
+}
+
+/// The path of a reference written as text, as small models do: `"{$ref: 'input.data.csv'}"`
+/// or `"{\"$ref\": \"input.data.csv\"}"`.
+fn stringified_ref(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?.trim();
+    let inner = inner.trim_start_matches(['\\', '"', '\'']);
+    let rest = inner.strip_prefix("$ref")?;
+    let rest = rest.trim_start_matches(['\\', '"', '\'']).trim_start();
+    let path = rest.strip_prefix(':')?.trim();
+    let path = path.trim_matches(['\\', '"', '\'', ' ']);
+    (!path.is_empty() && !path.contains(char::is_whitespace)).then_some(path)
+}
+
+/// A path as written in text: rooted, or a bare field of the data (`title`).
+fn lookup_lenient<'s>(path: &str, scope: &'s Scope) -> Option<&'s Value> {
+    lookup(path, scope)
+        .ok()
+        .or_else(|| lookup(&format!("input.data.{path}"), scope).ok())
+}
+
+/// Small models often write a data field as a template, `"{{title}}"` or
+/// `"{{input.data.title}}"`, rather than as a reference object. A string that is exactly one
+/// template stands for the value (of any type); templates inside a longer string are
+/// replaced by the value's text. A template whose path does not resolve is left as written:
+/// it may be meant literally.
+fn expand_templates(text: &str, scope: &Scope) -> Option<Value> {
+    let template = |inner: &str| -> Option<&Value> {
+        let path = inner.trim();
+        if path.is_empty() || path.contains(char::is_whitespace) {
+            return None;
+        }
+        lookup_lenient(path, scope)
+    };
+    let trimmed = text.trim();
+    if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
+        if !inner.contains("{{") {
+            return template(inner).cloned();
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open + 2..].find("}}") else {
+            break;
+        };
+        let inner = &rest[open + 2..open + 2 + close];
+        out.push_str(&rest[..open]);
+        match template(inner) {
+            Some(Value::String(s)) => {
+                out.push_str(s);
+                changed = true;
+            }
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => {
+                out.push_str(&v.to_string());
+                changed = true;
+            }
+            _ => out.push_str(&rest[open..open + 4 + close]),
+        }
+        rest = &rest[open + 4 + close..];
+    }
+    out.push_str(rest);
+    changed.then(|| Value::String(out))
 }
 
 /// `v` with every reference replaced by its value. The error names the first reference
@@ -59,6 +124,15 @@ pub fn resolve(v: &Value, scope: &Scope) -> Result<Value, String> {
                 .map(|x| resolve(x, scope))
                 .collect::<Result<_, _>>()?,
         ),
+        Value::String(text) if text.contains("$ref") => match stringified_ref(text) {
+            Some(path) => lookup_lenient(path, scope)
+                .cloned()
+                .unwrap_or_else(|| v.clone()),
+            None => v.clone(),
+        },
+        Value::String(text) if text.contains("{{") => {
+            expand_templates(text, scope).unwrap_or_else(|| v.clone())
+        }
         other => other.clone(),
     })
 }
@@ -324,6 +398,38 @@ mod tests {
             data: Some(json!({"csv": "a,b\n1,2", "nested": {"list": [10, 20]}})),
             outputs,
         }
+    }
+
+    #[test]
+    fn templates_small_models_write_stand_for_their_values() {
+        let s = Scope {
+            data: Some(json!({"title": "Crème Brûlée", "n": 3, "list": [1, 2]})),
+            outputs: HashMap::new(),
+        };
+        let v = json!({
+            "text": "{{title}}",
+            "again": "{{ input.data.title }}",
+            "list": "{{list}}",
+            "sentence": "Make {{n}} of {{title}}",
+            "unknown": "{{nope}} stays",
+            "literal": "a {{ b c }} d",
+            "as_text": "{\\$ref: 'input.data.title'}",
+            "as_json_text": "{\"$ref\": \"title\"}",
+        });
+        assert!(contains_ref(&v));
+        assert_eq!(
+            resolve(&v, &s).unwrap(),
+            json!({
+                "text": "Crème Brûlée",
+                "again": "Crème Brûlée",
+                "list": [1, 2],
+                "sentence": "Make 3 of Crème Brûlée",
+                "unknown": "{{nope}} stays",
+                "literal": "a {{ b c }} d",
+                "as_text": "Crème Brûlée",
+                "as_json_text": "Crème Brûlée",
+            })
+        );
     }
 
     #[test]

@@ -7,12 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use leforge_core::forgehook::Manifest;
-use leforge_core::tool::ToolError;
+use leforge_core::tool::{capped, ToolError, MAX_ERROR_MESSAGE_CHARS};
 use leforge_core::FieldError;
 use serde_json::Value;
-
-/// Longest message taken from an error body: enough to explain, short enough for a prompt.
-const MAX_ERROR_MESSAGE_CHARS: usize = 500;
 
 pub(crate) struct Call<'a> {
     pub method: &'a str,
@@ -42,6 +39,10 @@ pub(crate) fn client() -> Result<reqwest::Client, String> {
         // Calls go to containers on a local bridge or to configured gateways; a proxy from
         // the environment must not intercept them.
         .no_proxy()
+        // A redirect is the service choosing where the host sends the body next: a container
+        // answering `307 Location: http://127.0.0.1:…` would have the host resend the input
+        // to its own loopback services. A 3xx is the endpoint's answer, not an instruction.
+        .redirect(reqwest::redirect::Policy::none())
         // Containers restart with new addresses; stale pooled connections only cause errors.
         .pool_idle_timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(5))
@@ -155,11 +156,7 @@ pub(crate) fn error_message(body: &[u8]) -> String {
     if message.is_empty() {
         return "(empty response body)".into();
     }
-    let mut short: String = message.chars().take(MAX_ERROR_MESSAGE_CHARS).collect();
-    if short.len() < message.len() {
-        short.push('…');
-    }
-    short
+    capped(&message, MAX_ERROR_MESSAGE_CHARS)
 }
 
 fn query_pairs(input: &Value) -> Vec<(String, String)> {

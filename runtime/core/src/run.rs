@@ -174,6 +174,9 @@ pub struct NewRun {
     pub limits: Option<Value>,
     pub callback_url: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Whose `idempotency_key` it is: `key:<api key id>`, or `ip:<address>` for anonymous
+    /// callers. The same key from another caller is another run.
+    pub idempotency_scope: String,
     pub request_hash: Option<String>,
     /// Created already claimed: `running`, started at its creation, under this lease. A
     /// server with a free slot starts an async run it accepts at once, rather than queueing
@@ -204,6 +207,7 @@ impl NewRun {
             limits: None,
             callback_url: None,
             idempotency_key: None,
+            idempotency_scope: String::new(),
             request_hash: None,
             start: None,
         }

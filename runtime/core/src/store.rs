@@ -122,10 +122,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_wasm_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn delete_wasm_blob(&self, sha256: &str) -> Result<(), StoreError>;
 
-    /// The newest run of `agent_id` created with `key` since `since`.
+    /// The newest run of `agent_id` created with `key` by the caller `scope` since `since`.
     async fn find_run_by_idempotency_key(
         &self,
         agent_id: Uuid,
+        scope: &str,
         key: &str,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Run>, StoreError>;
@@ -133,6 +134,7 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_idempotency_key(
         &self,
         agent_id: Uuid,
+        scope: &str,
         key: &str,
         before: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError>;
@@ -151,11 +153,14 @@ pub trait Store: Send + Sync + 'static {
         run_ids: &[Uuid],
         lease_until: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, StoreError>;
-    /// Running runs whose lease expired (their worker died) become `interrupted`, keeping
-    /// their steps. Returns their ids.
+    /// Running runs whose lease expired (their worker died), and sync or stream runs still
+    /// `pending` that were created before `stale_pending_before` (their server stopped
+    /// between the insert and the start), become `interrupted`, keeping their steps.
+    /// Returns their ids.
     async fn interrupt_expired_runs(
         &self,
         now: chrono::DateTime<chrono::Utc>,
+        stale_pending_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Uuid>, StoreError>;
     async fn record_callback_attempt(
         &self,

@@ -100,7 +100,30 @@ pub enum ToolError {
     Internal { message: String },
 }
 
+/// Longest error message taken from a ForgeHook (a guest's error, a container's error body):
+/// enough to explain, short enough for a prompt, a step row and a response.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 500;
+/// Longest error code taken from a guest.
+pub const MAX_ERROR_CODE_CHARS: usize = 64;
+
+/// The first `max` characters of `text`, with `…` when something was cut.
+pub fn capped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
 impl ToolError {
+    /// A guest's own error, with its code and message capped: a third-party ForgeHook's
+    /// words go into the step, the next model request and the response.
+    pub fn guest(code: &str, message: &str) -> ToolError {
+        ToolError::Guest {
+            code: capped(code, MAX_ERROR_CODE_CHARS),
+            message: capped(message, MAX_ERROR_MESSAGE_CHARS),
+        }
+    }
+
     pub fn code(&self) -> ToolErrorCode {
         match self {
             ToolError::Timeout { .. } => ToolErrorCode::Timeout,
@@ -172,6 +195,18 @@ mod tests {
         assert_eq!(g.to_string(), "UPSTREAM: down");
         assert!(ToolErrorCode::Timeout.is_transient());
         assert!(!ToolErrorCode::Trap.is_transient());
+    }
+
+    #[test]
+    fn guest_errors_are_capped() {
+        let huge = "é".repeat(1_000_000);
+        let ToolError::Guest { code, message } = ToolError::guest(&huge, &huge) else {
+            unreachable!()
+        };
+        assert_eq!(code.chars().count(), MAX_ERROR_CODE_CHARS + 1);
+        assert_eq!(message.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert!(message.ends_with('…'));
+        assert_eq!(capped("short", 10), "short");
     }
 }
 

@@ -92,6 +92,10 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<Call
     })
 }
 
+/// The caller as the rate limiter already authenticated it, so the key is looked up once.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated(pub Caller);
+
 /// Whoever is calling; anonymous when no key is presented.
 pub struct Auth(pub Caller);
 
@@ -99,7 +103,10 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = authenticate(state.store.as_ref(), &parts.headers).await?;
+        let caller = match parts.extensions.get::<Authenticated>() {
+            Some(Authenticated(caller)) => *caller,
+            None => authenticate(state.store.as_ref(), &parts.headers).await?,
+        };
         if caller == Caller::Anonymous {
             // No key: the admin UI's session cookie may stand in for one (CSRF-checked).
             if let Some(admin) = crate::ui::session::cookie_caller(state, parts).await? {

@@ -104,9 +104,16 @@ pub struct ServerArgs {
     /// `interrupted` [default: 30000]
     #[arg(long, env = "LEFORGE_RUN_LEASE_MS")]
     pub run_lease_ms: Option<u64>,
-    /// Async runs one server executes at once [default: 1024]
+    /// Runs (async, sync and stream) one server executes at once [default: 1024]
     #[arg(long, env = "LEFORGE_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
+    /// How long a sync or stream run waits for a free slot before 429 [default: 10000]
+    #[arg(long, env = "LEFORGE_RUN_SLOT_WAIT_MS")]
+    pub run_slot_wait_ms: Option<u64>,
+    /// Comma-separated hosts a WASM ForgeHook's http-fetch may reach even though they
+    /// resolve to loopback or private addresses [default: none]
+    #[arg(long, env = "LEFORGE_FORGEHOOK_PRIVATE_HOSTS", value_delimiter = ',')]
+    pub forgehook_private_hosts: Option<Vec<String>>,
     /// Requests per minute per API key (or client address); 0 turns the limit off [default: 0]
     #[arg(long, env = "LEFORGE_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
@@ -155,6 +162,8 @@ pub struct FileConfig {
     pub shutdown_grace_ms: Option<u64>,
     pub run_lease_ms: Option<u64>,
     pub max_concurrent_runs: Option<usize>,
+    pub run_slot_wait_ms: Option<u64>,
+    pub forgehook_private_hosts: Option<Vec<String>>,
     pub rate_limit_per_minute: Option<u32>,
     pub global_hooks: Option<Vec<String>>,
     pub docker_host: Option<String>,
@@ -200,6 +209,8 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     pub run_lease_ms: u64,
     pub max_concurrent_runs: usize,
+    pub run_slot_wait_ms: u64,
+    pub forgehook_private_hosts: Vec<String>,
     pub rate_limit_per_minute: u32,
     /// Hook scripts (names or ids) run for every agent, before the agent's own, in order.
     pub global_hooks: Vec<String>,
@@ -376,6 +387,19 @@ impl Config {
                 .or(file.max_concurrent_runs)
                 .unwrap_or(1024)
                 .max(1),
+            run_slot_wait_ms: args
+                .run_slot_wait_ms
+                .or(file.run_slot_wait_ms)
+                .unwrap_or(10_000),
+            forgehook_private_hosts: args
+                .forgehook_private_hosts
+                .clone()
+                .or(file.forgehook_private_hosts)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
             rate_limit_per_minute: args
                 .rate_limit_per_minute
                 .or(file.rate_limit_per_minute)

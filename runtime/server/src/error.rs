@@ -16,6 +16,8 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// Logged, never sent.
     internal: Option<String>,
+    /// Seconds for the `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,7 +28,15 @@ impl ApiError {
             message: message.into(),
             details: None,
             internal: None,
+            retry_after: None,
         }
+    }
+
+    /// 429 `RATE_LIMITED` with `Retry-After`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message);
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -148,10 +158,15 @@ impl IntoResponse for ApiError {
         if let Some(details) = self.details {
             error["details"] = details;
         }
-        json_response(
+        let mut resp = json_response(
             self.status,
             json!({"success": false, "error": error, "request_id": request_id}),
-        )
+        );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

@@ -1,100 +1,144 @@
 //! An optional per-client request limit (`LEFORGE_RATE_LIMIT_PER_MINUTE`, off by default):
-//! a fixed one-minute window per API key, or per client address for anonymous calls. Over
-//! the limit a request gets 429 `RATE_LIMITED` with `Retry-After`.
+//! a fixed one-minute window per authenticated API key, or per client address for anonymous
+//! calls. Over the limit a request gets 429 `RATE_LIMITED` with `Retry-After`.
+//!
+//! Buckets are keyed by who the caller *is*, never by what it presents: a made-up key is
+//! counted under its client address, so inventing keys neither escapes the limit nor grows
+//! the map. The map is a bounded LRU, so a flood of new clients evicts the coldest bucket in
+//! O(1) instead of scanning.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
+use hashlink::LruCache;
+use leforge_core::Caller;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Windows of more clients than this are pruned when a new minute starts.
+/// Clients tracked at once; the least recently seen is forgotten beyond this.
 const MAX_TRACKED: usize = 100_000;
 
-#[derive(Debug, Default)]
+/// Whom a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    Key(Uuid),
+    Address(IpAddr),
+    /// No key and no known address (in-process calls).
+    Unknown,
+}
+
+impl Client {
+    /// The key's id for a caller with a valid key, else its address.
+    pub fn of(caller: &Caller, addr: Option<IpAddr>) -> Client {
+        match (caller.key_id(), addr) {
+            (Some(id), _) => Client::Key(id),
+            (None, Some(ip)) => Client::Address(ip),
+            (None, None) => Client::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    minute: u64,
+    count: u32,
+}
+
 pub struct RateLimiter {
     per_minute: u32,
-    windows: Mutex<HashMap<String, (u64, u32)>>,
+    windows: Mutex<LruCache<Client, Window>>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("per_minute", &self.per_minute)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
+        Self::with_capacity(per_minute, MAX_TRACKED)
+    }
+
+    pub fn with_capacity(per_minute: u32, capacity: usize) -> Self {
         RateLimiter {
             per_minute,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(LruCache::new(capacity.max(1))),
         }
     }
 
+    pub fn enabled(&self) -> bool {
+        self.per_minute > 0
+    }
+
+    /// Clients with a bucket now.
+    pub fn tracked(&self) -> usize {
+        self.windows.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Counts a request; `Err(seconds)` says how long until the client may call again.
-    pub fn check(&self, client: &str, now_secs: u64) -> Result<(), u64> {
+    pub fn check(&self, client: Client, now_secs: u64) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }
         let minute = now_secs / 60;
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() > MAX_TRACKED {
-            windows.retain(|_, (m, _)| *m == minute);
+        let window = match windows.get_mut(&client) {
+            Some(w) => w,
+            None => {
+                // At capacity, `insert` drops the least recently used bucket: O(1).
+                windows.insert(client, Window { minute, count: 0 });
+                windows.get_mut(&client).expect("just inserted")
+            }
+        };
+        if window.minute != minute {
+            *window = Window { minute, count: 0 };
         }
-        let entry = windows.entry(client.to_string()).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        if entry.1 >= self.per_minute {
+        if window.count >= self.per_minute {
             return Err(60 - now_secs % 60);
         }
-        entry.1 += 1;
+        window.count += 1;
         Ok(())
     }
 }
 
-/// Who a request counts against: a hash of the presented key (never the key itself), else
-/// the client address.
-fn client_of(req: &Request) -> String {
-    let headers = req.headers();
-    let key = headers
-        .get("x-api-key")
-        .or_else(|| headers.get(header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok());
-    if let Some(key) = key {
-        return format!("key:{}", hex::encode(&Sha256::digest(key.as_bytes())[..12]));
-    }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| format!("ip:{}", c.0.ip()))
-        .unwrap_or_else(|| "anonymous".to_string())
-}
-
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     // Health checks must never be throttled.
-    if req.uri().path() == "/api/v1/health" {
+    if !state.rate_limiter.enabled() || req.uri().path() == "/api/v1/health" {
         return next.run(req).await;
     }
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    // Authenticate once here; the `Auth` extractor reuses the result. A key that does not
+    // authenticate counts against the address, and the route still answers 401 for it.
+    let caller = match crate::auth::authenticate(state.store.as_ref(), req.headers()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(crate::auth::Authenticated(caller));
+            caller
+        }
+        Err(_) => Caller::Anonymous,
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    match state.rate_limiter.check(&client_of(&req), now) {
+    match state.rate_limiter.check(Client::of(&caller, addr), now) {
         Ok(()) => next.run(req).await,
-        Err(retry_after) => {
-            let mut resp = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                format!("too many requests; retry in {retry_after} s"),
-            )
-            .into_response();
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
-        }
+        Err(retry_after) => ApiError::rate_limited(
+            format!("too many requests; retry in {retry_after} s"),
+            retry_after,
+        )
+        .into_response(),
     }
 }
 
@@ -102,14 +146,32 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> Client {
+        Client::Address(s.parse().unwrap())
+    }
+
     #[test]
     fn fixed_window_per_client() {
         let l = RateLimiter::new(2);
-        assert!(l.check("a", 120).is_ok());
-        assert!(l.check("a", 121).is_ok());
-        assert_eq!(l.check("a", 130), Err(50));
-        assert!(l.check("b", 130).is_ok(), "other clients are separate");
-        assert!(l.check("a", 180).is_ok(), "a new minute resets");
-        assert!(RateLimiter::new(0).check("a", 1).is_ok(), "0 means off");
+        assert!(l.check(ip("10.0.0.1"), 120).is_ok());
+        assert!(l.check(ip("10.0.0.1"), 121).is_ok());
+        assert_eq!(l.check(ip("10.0.0.1"), 130), Err(50));
+        assert!(l.check(ip("10.0.0.2"), 130).is_ok(), "other clients are separate");
+        assert!(l.check(ip("10.0.0.1"), 180).is_ok(), "a new minute resets");
+        assert!(RateLimiter::new(0).check(ip("10.0.0.1"), 1).is_ok(), "0 means off");
+    }
+
+    #[test]
+    fn the_map_is_bounded_and_evicts_the_coldest() {
+        let l = RateLimiter::with_capacity(1, 3);
+        let hot = Client::Key(Uuid::new_v4());
+        assert!(l.check(hot, 0).is_ok());
+        for i in 0..1000 {
+            // The hot client keeps calling (and stays limited) while new ones flood in.
+            assert_eq!(l.check(hot, 1), Err(59));
+            assert!(l.check(Client::Key(Uuid::from_u128(i)), 1).is_ok());
+            assert!(l.tracked() <= 3);
+        }
+        assert_eq!(l.check(hot, 2), Err(58), "the hot bucket was never evicted");
     }
 }

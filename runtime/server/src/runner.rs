@@ -40,8 +40,10 @@ pub struct RunnerSettings {
     pub poll_every: Duration,
     /// How often expired leases are looked for.
     pub reap_every: Duration,
-    /// Async runs this process executes at once.
+    /// Runs (async, sync and stream) this process executes at once.
     pub max_concurrent_async: usize,
+    /// How long a sync or stream request waits for a free slot before 429 `RATE_LIMITED`.
+    pub slot_wait: Duration,
     /// Shutdown waits this long for running runs before interrupting them.
     pub shutdown_grace: Duration,
     pub webhook_secret: Option<Secret>,
@@ -61,6 +63,7 @@ impl Default for RunnerSettings {
             poll_every: Duration::from_millis(500),
             reap_every: Duration::from_secs(15),
             max_concurrent_async: 1024,
+            slot_wait: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             webhook_secret: None,
             callback_hosts: None,
@@ -103,7 +106,10 @@ struct Inner {
     /// take a freed slot first, and every freed slot wakes the queue worker. Cleared when a
     /// claim comes back short of what it asked for.
     backlog: AtomicBool,
+    /// Sends callbacks: no redirects, and a resolver that refuses private addresses (unless
+    /// the host is allow-listed), so the address checked is the address connected to.
     http: reqwest::Client,
+    callback_private_allowed: leforge_net::PrivateAllowed,
     /// Runs (and their callbacks) still being worked on, for shutdown to wait for.
     tasks: tokio_util::task::TaskTracker,
 }
@@ -121,6 +127,8 @@ pub type Rendered = (axum::http::StatusCode, serde_json::Value);
 impl Runner {
     pub fn new(deps: Deps, settings: RunnerSettings) -> Runner {
         let slots = Arc::new(Semaphore::new(settings.max_concurrent_async));
+        let callback_private_allowed =
+            leforge_net::PrivateAllowed::new(settings.callback_hosts.clone().unwrap_or_default());
         Runner {
             inner: Arc::new(Inner {
                 deps,
@@ -133,9 +141,13 @@ impl Runner {
                 backlog: AtomicBool::new(false),
                 http: reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(leforge_net::GuardedResolver::new(
+                        callback_private_allowed.clone(),
+                    ))
                     .timeout(Duration::from_secs(30))
                     .build()
                     .unwrap_or_default(),
+                callback_private_allowed,
                 tasks: tokio_util::task::TaskTracker::new(),
             }),
         }
@@ -179,16 +191,53 @@ impl Runner {
         rx
     }
 
+    /// Hosts a callback may reach even when they resolve to private addresses.
+    pub fn callback_private_allowed(&self) -> &leforge_net::PrivateAllowed {
+        &self.inner.callback_private_allowed
+    }
+
+    /// A run slot for a sync or stream run, waiting at most `slot_wait`; `None` when every
+    /// slot stayed taken (or the server is closing).
+    pub async fn acquire_slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.is_closing() {
+            return None;
+        }
+        let slots = self.inner.slots.clone();
+        tokio::time::timeout(self.inner.settings.slot_wait, slots.acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// The lease a run executed here at once is created under.
+    pub fn start_lease(&self) -> RunStart {
+        RunStart {
+            owner: self.inner.instance.clone(),
+            lease_until: chrono::Utc::now() + self.lease_ttl(),
+        }
+    }
+
     /// Executes a created run in a task of its own (so a caller that disconnects does not
-    /// abandon it) and returns its handle.
-    pub fn spawn(&self, run: Run) -> tokio::task::JoinHandle<Result<Run, StoreError>> {
+    /// abandon it), in the slot it was given, and returns its handle.
+    pub fn spawn(
+        &self,
+        run: Run,
+        slot: OwnedSemaphorePermit,
+    ) -> tokio::task::JoinHandle<Result<Run, StoreError>> {
         let runner = self.clone();
         self.inner.tasks.spawn(async move {
+            // Created `running` under this server's lease: the loop writes no start.
+            let claimed = run.status == RunStatus::Running;
             // Asked for, the finished run is always returned.
-            runner
-                .execute(run, true, None, false)
+            let result = runner
+                .execute(run, true, None, claimed)
                 .await?
-                .ok_or(StoreError::NotFound { entity: "run" })
+                .ok_or(StoreError::NotFound { entity: "run" });
+            drop(slot);
+            if runner.inner.backlog.load(Ordering::Acquire) {
+                runner.notify_queued();
+            }
+            result
         })
     }
 
@@ -432,10 +481,7 @@ impl Runner {
             self.inner.slots.clone().try_acquire_owned().ok()
         };
         if permit.is_some() {
-            new.start = Some(RunStart {
-                owner: self.inner.instance.clone(),
-                lease_until: chrono::Utc::now() + self.lease_ttl(),
-            });
+            new.start = Some(self.start_lease());
         }
         let (created, outcome) = tokio::sync::oneshot::channel();
         let runner = self.clone();
@@ -565,13 +611,21 @@ impl Runner {
         }
     }
 
-    /// Marks runs whose lease lapsed as interrupted; returns how many.
+    /// Sync and stream runs are created started, so one still `pending` was left by a server
+    /// that stopped between its insert and its start (or by an older version): after two
+    /// leases nobody is going to start it.
+    fn stale_pending_before(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() - self.lease_ttl() * 2
+    }
+
+    /// Marks runs whose lease lapsed, and sync or stream runs never started, as interrupted;
+    /// returns how many.
     pub async fn reap_once(&self) -> usize {
         match self
             .inner
             .deps
             .store
-            .interrupt_expired_runs(chrono::Utc::now())
+            .interrupt_expired_runs(chrono::Utc::now(), self.stale_pending_before())
             .await
         {
             Ok(ids) => {
@@ -630,6 +684,17 @@ impl Runner {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tasks.wait()).await;
     }
 
+    /// A literal address in the URL never reaches the resolver, so it is checked here.
+    async fn checked_callback_url(&self, url: &str) -> Result<(), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid callback URL: {e}"))?;
+        if parsed.host_str().is_some_and(|h| h.parse::<std::net::IpAddr>().is_ok() || h.starts_with('[')) {
+            leforge_net::check_url(&parsed, &self.inner.callback_private_allowed)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// POSTs the terminal body to the run's callback URL, signed, retrying with backoff.
     async fn deliver_callback(&self, run: Run) {
         let Some(url) = run.callback_url.clone() else {
@@ -640,25 +705,33 @@ impl Runner {
         };
         let (_, body) = crate::routes::agent_runs::render_terminal(&run);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let signature = sign(secret.expose(), &bytes);
         let attempts = self.inner.settings.callback_attempts.max(1);
         for attempt in 1..=attempts {
-            let result = self
-                .inner
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("x-leforge-signature", format!("sha256={signature}"))
-                .header("x-leforge-run-id", run.id.to_string())
-                .body(bytes.clone())
-                .send()
-                .await;
+            // Signed per attempt: the timestamp says when it was sent, so a receiver can
+            // refuse a captured callback replayed later.
+            let timestamp = chrono::Utc::now().timestamp();
+            let signature = sign_timestamped(secret.expose(), timestamp, &bytes);
+            let result = match self.checked_callback_url(&url).await {
+                Err(refused) => Err(refused),
+                Ok(()) => self
+                    .inner
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-leforge-signature", format!("sha256={signature}"))
+                    .header("x-leforge-timestamp", timestamp.to_string())
+                    .header("x-leforge-run-id", run.id.to_string())
+                    .body(bytes.clone())
+                    .send()
+                    .await
+                    .map_err(|e| leforge_net::error_chain(&e.without_url())),
+            };
             let (status, error, ok) = match result {
                 Ok(resp) => {
                     let s = resp.status();
                     (Some(s.as_u16()), None, s.is_success())
                 }
-                Err(e) => (None, Some(e.without_url().to_string()), false),
+                Err(e) => (None, Some(e), false),
             };
             let _ = self
                 .inner
@@ -688,12 +761,24 @@ impl Runner {
 
 /// Lowercase hex HMAC-SHA256 of `body` under `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
+    sign_parts(secret, &[body])
+}
+
+/// The callback signature: HMAC-SHA256 of `<timestamp>.<body>`, as Standard Webhooks do, so
+/// the timestamp cannot be changed without breaking it.
+pub fn sign_timestamped(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    sign_parts(secret, &[timestamp.to_string().as_bytes(), b".", body])
+}
+
+fn sign_parts(secret: &str, parts: &[&[u8]]) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
         Ok(m) => m,
         // HMAC accepts keys of any length; this cannot happen.
         Err(_) => return String::new(),
     };
-    mac.update(body);
+    for part in parts {
+        mac.update(part);
+    }
     hex::encode(mac.finalize().into_bytes())
 }
 

@@ -62,11 +62,13 @@ impl AppState {
             renew_every: std::time::Duration::from_millis(config.run_lease_ms / 3),
             reap_every: std::time::Duration::from_millis(config.run_lease_ms / 2),
             max_concurrent_async: config.max_concurrent_runs,
+            slot_wait: std::time::Duration::from_millis(config.run_slot_wait_ms),
             ..RunnerSettings::default()
         };
         let mut wasm_config = WasmHostConfig::new(config.data_dir.join("wasm-cache"));
         wasm_config.max_memory_mb = config.forgehook_max_memory_mb;
         wasm_config.max_timeout_ms = config.forgehook_max_timeout_ms;
+        wasm_config.private_hosts = config.forgehook_private_hosts.clone();
         let wasm = WasmHost::new(wasm_config)?;
         let http_hooks = crate::forgehooks::HttpHooks::new(store.clone(), &config)?;
         let forgehooks = Forgehooks::new(store.clone(), wasm, http_hooks);

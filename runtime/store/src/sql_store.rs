@@ -115,9 +115,9 @@ pub(crate) fn step_write_err(e: sqlx::Error) -> StoreError {
 /// The columns a new run is inserted with, in [`bind_new_run`]'s order.
 pub(crate) const NEW_RUN_COLS: &str = "id, agent_id, status, input_text, input_data, \
     triggered_by, ip_address, user_agent, created_at, updated_at, mode, limits, callback_url, \
-    idempotency_key, request_hash, started_at, lease_owner, lease_expires_at";
+    idempotency_key, request_hash, started_at, lease_owner, lease_expires_at, idempotency_scope";
 
-/// Binds a new run's eighteen [`NEW_RUN_COLS`] (created and updated at `ts`; `pending`, or
+/// Binds a new run's nineteen [`NEW_RUN_COLS`] (created and updated at `ts`; `pending`, or
 /// `running` from `ts` on under its lease when it starts at once), after whatever `query`
 /// has bound already.
 pub(crate) fn bind_new_run<'q, DB>(
@@ -158,6 +158,7 @@ where
         .bind(run.start.as_ref().map(|_| ts))
         .bind(run.start.as_ref().map(|s| s.owner.as_str()))
         .bind(run.start.as_ref().map(|s| s.lease_until))
+        .bind(run.idempotency_scope.as_str())
 }
 
 /// The columns a run update may set, in [`bind_run_update`]'s order, each with its
@@ -749,16 +750,18 @@ macro_rules! sql_store {
             async fn find_run_by_idempotency_key(
                 &self,
                 agent_id: Uuid,
+                scope: &str,
                 key: &str,
                 since: chrono::DateTime<chrono::Utc>,
             ) -> Result<Option<Run>, StoreError> {
                 let row = sqlx::query_as::<$db, RunRow>(&format!(
                     "SELECT {RUN_COLS} FROM agent_runs WHERE agent_id = $1 AND idempotency_key = $2 \
-                     AND created_at >= $3 ORDER BY seq DESC LIMIT 1"
+                     AND created_at >= $3 AND idempotency_scope = $4 ORDER BY seq DESC LIMIT 1"
                 ))
                 .bind(agent_id)
                 .bind(key)
                 .bind(since)
+                .bind(scope)
                 .fetch_optional(&mut *self.read_conn().await?)
                 .await
                 .map_err(db_err)?;
@@ -771,16 +774,18 @@ macro_rules! sql_store {
             async fn expire_idempotency_key(
                 &self,
                 agent_id: Uuid,
+                scope: &str,
                 key: &str,
                 before: chrono::DateTime<chrono::Utc>,
             ) -> Result<(), StoreError> {
                 sqlx::query(
                     "UPDATE agent_runs SET idempotency_key = NULL WHERE agent_id = $1 \
-                     AND idempotency_key = $2 AND created_at < $3",
+                     AND idempotency_key = $2 AND created_at < $3 AND idempotency_scope = $4",
                 )
                 .bind(agent_id)
                 .bind(key)
                 .bind(before)
+                .bind(scope)
                 .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;
@@ -841,15 +846,18 @@ macro_rules! sql_store {
             async fn interrupt_expired_runs(
                 &self,
                 at: chrono::DateTime<chrono::Utc>,
+                stale_pending_before: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<Uuid>, StoreError> {
                 let rows: Vec<(Uuid,)> = sqlx::query_as(
                     "UPDATE agent_runs SET status = 'interrupted', error_code = 'INTERRUPTED', \
                      error_message = 'the server running this run stopped before it finished; \
                      finished steps are kept', completed_at = $1, updated_at = $1 \
-                     WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+                     WHERE (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < $1)) \
+                     OR (status = 'pending' AND mode IN ('sync', 'stream') AND created_at < $2) \
                      RETURNING id",
                 )
                 .bind(at)
+                .bind(stale_pending_before)
                 .fetch_all(&mut *self.write_conn().await?)
                 .await
                 .map_err(db_err)?;

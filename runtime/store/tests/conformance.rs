@@ -1682,7 +1682,7 @@ async fn queued_runs_are_claimed_once_leased_and_reaped() {
             ids.push(run.id);
         }
         // A sync run is never claimed by queue workers.
-        store
+        let sync = store
             .create_run(NewRun::simple(a.id, "sync"))
             .await
             .unwrap();
@@ -1712,8 +1712,9 @@ async fn queued_runs_are_claimed_once_leased_and_reaped() {
             .append_step(ids[3], step(1, "data-transform"))
             .await
             .unwrap();
+        let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
         let reaped = store
-            .interrupt_expired_runs(chrono::Utc::now())
+            .interrupt_expired_runs(chrono::Utc::now(), long_ago)
             .await
             .unwrap();
         let mut expect = ids[3..].to_vec();
@@ -1727,6 +1728,30 @@ async fn queued_runs_are_claimed_once_leased_and_reaped() {
         assert_eq!(
             store.get_run(ids[0]).await.unwrap().unwrap().status,
             RunStatus::Running
+        );
+        // A sync run left `pending` (its server stopped between insert and start) is
+        // reaped once it is older than the cut-off; queued async runs never are.
+        let queued = store
+            .create_run(NewRun {
+                mode: RunMode::Async,
+                ..NewRun::simple(a.id, "still queued")
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.get_run(sync.id).await.unwrap().unwrap().status, RunStatus::Pending);
+        let soon = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+        let reaped = store
+            .interrupt_expired_runs(chrono::Utc::now(), soon)
+            .await
+            .unwrap();
+        assert_eq!(reaped, [sync.id]);
+        assert_eq!(
+            store.get_run(sync.id).await.unwrap().unwrap().status,
+            RunStatus::Interrupted
+        );
+        assert_eq!(
+            store.get_run(queued.id).await.unwrap().unwrap().status,
+            RunStatus::Pending
         );
 
         store
@@ -1808,7 +1833,7 @@ async fn a_run_created_started_is_running_under_its_lease_and_never_claimed() {
         let past = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
         store.renew_leases("w1", &[started.id], past).await.unwrap();
         let reaped = store
-            .interrupt_expired_runs(chrono::Utc::now())
+            .interrupt_expired_runs(chrono::Utc::now(), past)
             .await
             .unwrap();
         assert_eq!(reaped, [started.id]);
@@ -1817,40 +1842,60 @@ async fn a_run_created_started_is_running_under_its_lease_and_never_claimed() {
 }
 
 #[tokio::test]
-async fn idempotency_keys_are_unique_per_agent_until_expired() {
+async fn idempotency_keys_are_unique_per_agent_and_caller_until_expired() {
     each_backend(|store| async move {
         let a = store.create_agent(new_agent("Idem")).await.unwrap();
         let b = store.create_agent(new_agent("Other Idem")).await.unwrap();
-        let keyed = |agent_id| NewRun {
+        let keyed = |agent_id, scope: &str| NewRun {
             idempotency_key: Some("order-42".into()),
+            idempotency_scope: scope.to_string(),
             request_hash: Some("h1".into()),
             ..NewRun::simple(agent_id, "x")
         };
-        let first = store.create_run(keyed(a.id)).await.unwrap();
-        match store.create_run(keyed(a.id)).await {
+        let first = store.create_run(keyed(a.id, "key:1")).await.unwrap();
+        match store.create_run(keyed(a.id, "key:1")).await {
             Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "idempotency_key"),
             other => panic!("expected conflict, got {other:?}"),
         }
-        store.create_run(keyed(b.id)).await.unwrap();
+        store.create_run(keyed(b.id, "key:1")).await.unwrap();
+        // Another caller's same key is another run.
+        let theirs = store.create_run(keyed(a.id, "ip:10.0.0.9")).await.unwrap();
         let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
         let found = store
-            .find_run_by_idempotency_key(a.id, "order-42", since)
+            .find_run_by_idempotency_key(a.id, "key:1", "order-42", since)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(found.id, first.id);
         assert_eq!(found.request_hash.as_deref(), Some("h1"));
+        assert_eq!(found.idempotency_key.as_deref(), Some("order-42"));
+        let found = store
+            .find_run_by_idempotency_key(a.id, "ip:10.0.0.9", "order-42", since)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, theirs.id);
+        assert!(store
+            .find_run_by_idempotency_key(a.id, "key:2", "order-42", since)
+            .await
+            .unwrap()
+            .is_none());
         let future = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
         assert!(store
-            .find_run_by_idempotency_key(a.id, "order-42", future)
+            .find_run_by_idempotency_key(a.id, "key:1", "order-42", future)
             .await
             .unwrap()
             .is_none());
         store
-            .expire_idempotency_key(a.id, "order-42", future)
+            .expire_idempotency_key(a.id, "key:1", "order-42", future)
             .await
             .unwrap();
-        store.create_run(keyed(a.id)).await.unwrap();
+        store.create_run(keyed(a.id, "key:1")).await.unwrap();
+        // Expiring one caller's key leaves the other's in force.
+        match store.create_run(keyed(a.id, "ip:10.0.0.9")).await {
+            Err(StoreError::Conflict { .. }) => {}
+            other => panic!("expected conflict, got {other:?}"),
+        }
     })
     .await;
 }

@@ -36,6 +36,8 @@ pub(crate) struct HttpPolicy {
     pub(crate) client: reqwest::Client,
     /// `None`: any host a manifest is granted; `Some`: the grant must also match one of these.
     pub(crate) host_allowed: Option<Vec<HostPattern>>,
+    /// Hosts the operator allowed to be internal addresses.
+    pub(crate) private_allowed: leforge_net::PrivateAllowed,
     pub(crate) max_response_bytes: usize,
 }
 
@@ -188,6 +190,16 @@ impl HostState {
                 ));
             }
         }
+        // Names are checked by the client's resolver; a literal address never reaches it.
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            if !self.http.private_allowed.allows(host) {
+                if let Some(class) = leforge_net::forbidden(ip) {
+                    return Err(format!(
+                        "host not allowed: {host} is a {class} address (the operator can allow it with LEFORGE_FORGEHOOK_PRIVATE_HOSTS)"
+                    ));
+                }
+            }
+        }
         Ok(parsed)
     }
 
@@ -215,7 +227,7 @@ impl HostState {
         let mut response = builder
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(|e| format!("request failed: {}", leforge_net::error_chain(&e)))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()

@@ -62,6 +62,11 @@ pub struct WasmHostConfig {
     /// `Some(list)`: it must additionally match one of these patterns (same syntax as
     /// `allowed_hosts`), so an operator can fence all ForgeHooks in.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Hosts that `http-fetch` may reach although they are, or resolve to, loopback,
+    /// private, link-local or other internal addresses. Every other host is resolved and
+    /// refused when it lands on such an address: a granted name must not reach the host's
+    /// own services or the cloud metadata address.
+    pub private_hosts: Vec<String>,
     pub max_http_response_bytes: usize,
     /// Largest `.wasm` accepted at install.
     pub max_component_bytes: usize,
@@ -78,6 +83,7 @@ impl WasmHostConfig {
             max_output_bytes: 16 << 20,
             max_concurrent_calls: 32,
             allowed_hosts: None,
+            private_hosts: Vec::new(),
             max_http_response_bytes: 8 << 20,
             max_component_bytes: 64 << 20,
             stdio_capture_bytes: 16 << 10,
@@ -162,15 +168,20 @@ impl WasmHost {
                 path: config.cache_dir.display().to_string(),
                 source,
             })?;
+        let private_allowed = leforge_net::PrivateAllowed::new(config.private_hosts.clone());
         let client = reqwest::Client::builder()
             // A granted host must not bounce a request to one that was not granted.
             .redirect(reqwest::redirect::Policy::none())
+            // Names are resolved and checked by address; the checked addresses are the ones
+            // connected to, so a name that rebinds between check and connect cannot pass.
+            .dns_resolver(leforge_net::GuardedResolver::new(private_allowed.clone()))
             .user_agent(concat!("leforge-forgehook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HostError::Http(e.to_string()))?;
         let http = Arc::new(HttpPolicy {
             client,
             host_allowed,
+            private_allowed,
             max_response_bytes: config.max_http_response_bytes,
         });
         let ticker = EpochTicker::start(engine.clone())?;
@@ -425,12 +436,12 @@ impl WasmHost {
             // The SDK reports undeserializable input this way; to the caller it is the same
             // mistake as input failing the schema.
             if e.code == "INVALID_INPUT" {
-                ToolError::invalid_input(e.message)
+                ToolError::invalid_input(leforge_core::tool::capped(
+                    &e.message,
+                    leforge_core::tool::MAX_ERROR_MESSAGE_CHARS,
+                ))
             } else {
-                ToolError::Guest {
-                    code: e.code,
-                    message: e.message,
-                }
+                ToolError::guest(&e.code, &e.message)
             }
         })?;
         let limit = loaded.limits.max_output_bytes;

@@ -200,17 +200,48 @@ async fn config_is_per_install_and_limited_to_declared_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_fetch_reaches_granted_hosts_only_if_the_server_allows_them() {
     let (origin, hits) = serve_http().await;
-    let dir = TempDir::new().unwrap();
-    let host = new_host(&dir);
-    let prepared = host.prepare(&echo_wasm(), None).await.unwrap();
+    let port = origin.rsplit(':').next().unwrap().to_string();
+    let by_name = format!("http://localhost:{port}");
+    let url = format!("{origin}/hello");
+
+    // Granted by the manifest, but loopback: refused by address, by literal and by a name
+    // that resolves to it, before any connection is made.
+    let guarded_dir = TempDir::new().unwrap();
+    let guarded = new_host(&guarded_dir);
+    let prepared = guarded.prepare(&echo_wasm(), None).await.unwrap();
     let mut manifest = prepared.manifest.clone();
-    manifest.capabilities.allowed_hosts = vec![origin.clone()];
+    manifest.capabilities.allowed_hosts = vec![origin.clone(), by_name.clone()];
+    let prepared = guarded
+        .prepare(&echo_wasm(), Some(manifest.clone()))
+        .await
+        .unwrap();
+    guarded.load_prepared(prepared, HashMap::new());
+    for target in [url.clone(), format!("{by_name}/hello")] {
+        let err = guarded
+            .invoke("echo", "fetch", json!({ "url": target }))
+            .await
+            .unwrap_err();
+        let ToolError::Guest { code, message } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(code, "FETCH_FAILED");
+        assert!(message.contains("loopback"), "{target}: {message}");
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // The operator allows this internal host explicitly.
+    let dir = TempDir::new().unwrap();
+    let host = WasmHost::new(WasmHostConfig {
+        max_concurrent_calls: 8,
+        private_hosts: vec!["127.0.0.1".into()],
+        ..WasmHostConfig::new(dir.path())
+    })
+    .unwrap();
     let prepared = host
         .prepare(&echo_wasm(), Some(manifest.clone()))
         .await
         .unwrap();
     host.load_prepared(prepared, HashMap::new());
-    let url = format!("{origin}/hello");
     let out = host
         .invoke("echo", "fetch", json!({ "url": url }))
         .await
@@ -222,6 +253,7 @@ async fn http_fetch_reaches_granted_hosts_only_if_the_server_allows_them() {
     let dir2 = TempDir::new().unwrap();
     let fenced = WasmHost::new(WasmHostConfig {
         allowed_hosts: Some(vec!["https://api.example.com".into()]),
+        private_hosts: vec!["127.0.0.1".into()],
         max_concurrent_calls: 4,
         ..WasmHostConfig::new(dir2.path())
     })

@@ -256,6 +256,28 @@ fn check_callback(state: &AppState, url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The callback's host must not be (or resolve to) a loopback, private, link-local,
+/// unspecified or multicast address, unless the operator allow-listed it. Checked again at
+/// delivery, against the address actually connected to.
+async fn check_callback_address(state: &AppState, url: &str) -> ApiResult<()> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Ok(()); // Reported by `validate`.
+    };
+    match leforge_net::check_url(&parsed, state.runner.callback_private_allowed()).await {
+        Ok(()) => Ok(()),
+        Err(refused) => Err(ApiError::invalid_field("callback_url", refused.to_string())),
+    }
+}
+
+/// Whose idempotency keys these are: the API key's, or the client address's for anonymous
+/// callers, so that one caller can neither replay nor block another's runs.
+fn idempotency_scope(caller: &Caller, ip: Option<&str>) -> String {
+    match caller.key_id() {
+        Some(id) => format!("key:{id}"),
+        None => format!("ip:{}", ip.unwrap_or("unknown")),
+    }
+}
+
 fn request_hash(req: &RunRequest) -> String {
     let canonical = serde_json::to_vec(req).unwrap_or_default();
     hex::encode(Sha256::digest(&canonical))
@@ -325,27 +347,48 @@ pub async fn run(
         ));
     }
     let v = validate(&state, &caller, &agent, &req, &headers)?;
+    if let Some(url) = &v.callback_url {
+        check_callback_address(&state, url).await?;
+    }
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&req);
+    let ip = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let scope = idempotency_scope(&caller, ip.as_deref());
 
     if let Some(key) = &key {
         let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
         if let Some(existing) = state
             .store
-            .find_run_by_idempotency_key(agent.id, key, since)
+            .find_run_by_idempotency_key(agent.id, &scope, key, since)
             .await?
         {
             return replay(&state, existing, &hash, v.mode).await;
         }
         state
             .store
-            .expire_idempotency_key(agent.id, key, since)
+            .expire_idempotency_key(agent.id, &scope, key, since)
             .await?;
     }
 
-    let ip = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    // Sync and stream runs execute on this connection, and take a slot like async runs do:
+    // unbounded parallel sync runs would be a denial of service. The slot is taken before
+    // the run is stored, so a refused request leaves nothing behind.
+    let slot = match v.mode {
+        RunMode::Async => None,
+        RunMode::Sync | RunMode::Stream => Some(state.runner.acquire_slot().await.ok_or_else(
+            || {
+                ApiError::rate_limited(
+                    "every run slot of this server is taken; retry shortly",
+                    state.runner.settings().slot_wait.as_secs().max(1),
+                )
+            },
+        )?),
+    };
+    // Stored already started under this server's lease, so a crash between the insert and
+    // the start leaves a run the reaper finds (its lease lapses), never one `pending` forever.
+    let start = slot.as_ref().map(|_| state.runner.start_lease());
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -361,8 +404,9 @@ pub async fn run(
         limits: serde_json::to_value(&v.limits).ok(),
         callback_url: v.callback_url,
         idempotency_key: key.clone(),
+        idempotency_scope: scope.clone(),
         request_hash: Some(hash.clone()),
-        start: None,
+        start,
     };
     let created = match v.mode {
         // Answered as soon as it is stored; it starts here at once when a slot is free.
@@ -381,7 +425,7 @@ pub async fn run(
             let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
             let existing = state
                 .store
-                .find_run_by_idempotency_key(agent.id, key.as_deref().unwrap_or(""), since)
+                .find_run_by_idempotency_key(agent.id, &scope, key.as_deref().unwrap_or(""), since)
                 .await?
                 .ok_or_else(|| ApiError::internal("idempotent run vanished"))?;
             return replay(&state, existing, &hash, v.mode).await;
@@ -389,7 +433,7 @@ pub async fn run(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(run_id = %created.run_id(), agent = %agent.slug, mode = v.mode.as_str(), "run created");
-    dispatch(&state, created).await
+    dispatch(&state, created, slot).await
 }
 
 /// A run just created, by how its caller follows it.
@@ -411,20 +455,25 @@ impl Created {
 
 /// Answers for a created run: an async one at once; sync and stream runs start here, for
 /// their caller to follow on this connection.
-async fn dispatch(state: &AppState, created: Created) -> ApiResult<Response> {
+async fn dispatch(
+    state: &AppState,
+    created: Created,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> ApiResult<Response> {
+    let slot = || slot.ok_or_else(|| ApiError::internal("a sync or stream run without a slot"));
     match created {
         // The 202 says `pending` whether the run was queued or already started here: it has
         // produced nothing yet, and `Location` is where to follow it.
         Created::Async(run_id) => Ok(accepted(run_id, RunStatus::Pending)),
         Created::Stream(run) => {
             let rx = state.runner.prepare(run.id);
-            state.runner.spawn(run);
+            state.runner.spawn(run, slot()?);
             Ok(sse_response(live_events(rx)))
         }
         Created::Sync(run) => {
             let run = state
                 .runner
-                .spawn(run)
+                .spawn(run, slot()?)
                 .await
                 .map_err(|e| ApiError::internal(format!("run task: {e}")))??;
             Ok(terminal_response(&run))
@@ -446,16 +495,19 @@ async fn replay(state: &AppState, existing: Run, hash: &str, mode: RunMode) -> A
     match mode {
         RunMode::Async => Ok(accepted(existing.id, existing.status)),
         RunMode::Stream => Ok(sse_response(follow(state.clone(), existing.id))),
-        RunMode::Sync => {
-            let run = wait_terminal(state, existing.id).await?;
-            Ok(terminal_response(&run))
-        }
+        RunMode::Sync => match wait_terminal(state, existing.id).await? {
+            Ok(run) => Ok(terminal_response(&run)),
+            Err(unfinished) => Ok(accepted(unfinished.id, unfinished.status)),
+        },
     }
 }
 
-/// Waits for a run to end, wherever it executes, by watching the store.
-async fn wait_terminal(state: &AppState, run_id: Uuid) -> ApiResult<Run> {
+/// Waits for a run to end, wherever it executes, by watching the store. Bounded: past the
+/// run's own time limit plus two leases it must have ended or been reaped, and a wait that
+/// still sees it unfinished answers 202 with where to poll, rather than hang.
+async fn wait_terminal(state: &AppState, run_id: Uuid) -> ApiResult<Result<Run, Run>> {
     let mut delay = Duration::from_millis(50);
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let run = state
             .store
@@ -463,7 +515,22 @@ async fn wait_terminal(state: &AppState, run_id: Uuid) -> ApiResult<Run> {
             .await?
             .ok_or_else(|| ApiError::not_found("run not found"))?;
         if run.status.is_terminal() {
-            return Ok(run);
+            return Ok(Ok(run));
+        }
+        let deadline = *deadline.get_or_insert_with(|| {
+            let timeout_ms = run
+                .limits
+                .as_ref()
+                .and_then(|l| l.get("timeout_ms"))
+                .and_then(Value::as_u64)
+                .unwrap_or(3_600_000)
+                .min(3_600_000);
+            tokio::time::Instant::now()
+                + Duration::from_millis(timeout_ms)
+                + state.runner.settings().lease_ttl * 2
+        });
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Err(run));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(500));

@@ -250,9 +250,18 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// Only a local path may be a post-sign-in target (no `//host` or scheme: no open redirect).
+/// Browsers drop tab and newline characters from URLs and read a backslash as `/`, so
+/// `/<tab>/evil` and `/<backslash>evil` would become `//evil`: any control character or
+/// backslash is refused.
 fn local_target(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.chars().any(|c| c == '\\' || c.is_control()) =>
+        {
+            n.to_string()
+        }
         _ => "/agents".to_string(),
     }
 }
@@ -419,6 +428,9 @@ mod tests {
         assert_eq!(local_target(Some("/runs?x=1")), "/runs?x=1");
         assert_eq!(local_target(Some("//evil.example")), "/agents");
         assert_eq!(local_target(Some("https://evil.example")), "/agents");
+        for hostile in ["/\t/evil.example", "/\n/evil.example", "/\r/evil", "/\\evil", "/\u{7f}/x"] {
+            assert_eq!(local_target(Some(hostile)), "/agents", "{hostile:?}");
+        }
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 
