@@ -297,9 +297,61 @@ call another tool only if the task needs more.";
 
 /// Sent once when a json-mode model answers before calling any tool although it has some:
 /// small models answer from memory (a made-up base64 decoding, a miscounted CSV) when a tool
-/// would have computed it. A model that needs no tool sends its answer again.
-pub const CHECK_TOOLLESS: &str =
-    "You answered without calling a tool. If one of the tools can compute or look up this answer, call it now; a value from the data is passed as {\"$ref\": \"input.data.<field>\"}. If no tool can, send the same final_answer again.";
+/// would have computed it. The tools whose names and descriptions share the most words with
+/// the task are named, since a long list is where a small model loses them. A model that
+/// needs no tool sends its answer again.
+pub fn check_toolless(task: &str, tools: &[ToolSpec]) -> String {
+    let likely = likely_tools(task, tools, 3);
+    let named = if likely.is_empty() {
+        String::new()
+    } else {
+        format!(" Tools that may do it: {}.", likely.join(", "))
+    };
+    format!(
+        "You answered without calling a tool.{named} If a tool can compute or look up this answer, \
+         call it now; a value from the data is passed as {{\"$ref\": \"input.data.<field>\"}}. If no tool can, \
+         send the same final_answer again."
+    )
+}
+
+/// Words that say nothing about which tool fits.
+const STOPWORDS: &[&str] = &[
+    "the", "and", "for", "from", "this", "that", "with", "into", "what", "how", "many", "are",
+    "there", "does", "return", "answer", "give", "get", "each", "every", "all", "its", "their",
+    "json", "object", "value", "values", "data", "field", "text",
+];
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 3)
+        .map(|w| w.to_lowercase())
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+}
+
+/// Up to `n` tool names ranked by the task's words found in their name (twice the weight)
+/// and description; words match on a shared stem of five letters (`decode`, `decoding`).
+pub fn likely_tools<'t>(task: &str, tools: &'t [ToolSpec], n: usize) -> Vec<&'t str> {
+    let stem = |w: &str| w.chars().take(5).collect::<String>();
+    let stems = |text: &str| -> std::collections::HashSet<String> {
+        words(text).map(|w| stem(&w)).collect()
+    };
+    let wanted = stems(task);
+    let mut scored: Vec<(usize, &str)> = tools
+        .iter()
+        .map(|t| {
+            let (name, desc) = (stems(&t.name), stems(&t.description));
+            let score = wanted
+                .iter()
+                .map(|w| 2 * usize::from(name.contains(w)) + usize::from(desc.contains(w)))
+                .sum();
+            (score, t.name.as_str())
+        })
+        .filter(|(score, _)| *score >= 2)
+        .collect();
+    // Stable: equal scores keep the catalogue's order.
+    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.into_iter().take(n).map(|(_, name)| name).collect()
+}
 
 /// The corrective message after a reply that could not be used.
 pub fn correction(problem: &str) -> String {
@@ -313,6 +365,23 @@ pub fn correction(problem: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tools_that_share_the_task_s_words_are_named() {
+        let t = |name: &str, desc: &str| ToolSpec::new(name, desc, json!({"type": "object"}));
+        let tools = vec![
+            t("encoding-utils__base64_encode", "Encodes text as base64."),
+            t("encoding-utils__base64_decode", "Decodes base64 to text."),
+            t("crypto-utils__hash", "Hashes text with md5 or sha256."),
+            t("string-utils__slugify", "Makes a URL slug."),
+        ];
+        let picked = likely_tools("Decode this base64 string to text.", &tools, 3);
+        assert_eq!(picked[0], "encoding-utils__base64_decode");
+        assert!(!picked.contains(&"string-utils__slugify"));
+        assert!(likely_tools("Say hello.", &tools, 3).is_empty());
+        let message = check_toolless("Decode this base64 string.", &tools);
+        assert!(message.contains("encoding-utils__base64_decode"), "{message}");
+    }
 
     fn tool() -> ToolSpec {
         ToolSpec::new(

@@ -676,7 +676,10 @@ async fn run_loop(
             {
                 checked_toolless = true;
                 messages.push(Message::assistant_text(response.text.clone()));
-                messages.push(Message::user(json_mode::CHECK_TOOLLESS));
+                messages.push(Message::user(json_mode::check_toolless(
+                    &input.input,
+                    &toolbox.specs,
+                )));
                 continue;
             }
             json_mode::Action::Answer(answer) => {

@@ -402,6 +402,8 @@ impl HookLimit {
     pub const VARIABLES: &'static str = "variables";
     /// The wall-clock deadline of one hook call.
     pub const TIME: &'static str = "time";
+    /// The bytes one hook call may allocate.
+    pub const MEMORY: &'static str = "memory";
 }
 
 /// Runs hook scripts for the agent loop. Each method runs `session.chain` in order and

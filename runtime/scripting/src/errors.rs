@@ -10,6 +10,8 @@ use crate::helpers::HelperError;
 /// The token `on_progress` returns when a call passes its deadline; also used when a
 /// `forgehook()` call does.
 pub const DEADLINE_TOKEN: &str = HookLimit::TIME;
+/// The token `on_progress` returns when a call allocated more than its memory budget.
+pub const MEMORY_TOKEN: &str = HookLimit::MEMORY;
 
 /// One problem in a script's source, with a 1-based position (0 when the parser cannot
 /// place it, e.g. an unexpected end of input at the very start).

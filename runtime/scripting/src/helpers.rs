@@ -50,6 +50,64 @@ impl HelperError {
 pub struct RegexLimits {
     pub max_pattern_len: usize,
     pub max_compiled_bytes: usize,
+    /// The engine's string limit, which string-building helpers check before they build.
+    pub max_string_bytes: usize,
+}
+
+/// The same error as Rhai's own string limit, so the call ends as `string_size` exceeded.
+fn too_large(helper: &'static str, projected: usize, max: usize) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorDataTooLarge(
+        format!("Length of string (the result of {helper} would be {projected} bytes, over {max})"),
+        Position::NONE,
+    ))
+}
+
+/// `text.replace(find, with)` with the result's size checked before it is built: the
+/// standard package's version builds the whole result first, and Rhai checks it only after
+/// the call returns, so a 1 MiB string whose every byte becomes 1 KiB was a 1 GiB allocation.
+fn replace_checked(
+    text: &mut rhai::ImmutableString,
+    find: &str,
+    with: &str,
+    max: usize,
+) -> Result<(), Box<EvalAltResult>> {
+    if text.is_empty() || find.is_empty() {
+        return Ok(());
+    }
+    if with.len() > find.len() {
+        let hits = text.matches(find).count();
+        let projected = text.len() + hits * (with.len() - find.len());
+        if projected > max {
+            return Err(too_large("replace", projected, max));
+        }
+    }
+    *text = text.replace(find, with).into();
+    Ok(())
+}
+
+/// Appends each replacement only while the result stays within the limit. A replacement's
+/// size is bounded before it is expanded: its literal text plus, per `$` group reference,
+/// at most the whole match.
+struct Bounded<'r> {
+    replacement: &'r str,
+    refs: usize,
+    max: usize,
+    over: Option<usize>,
+}
+
+impl regex::Replacer for Bounded<'_> {
+    fn replace_append(&mut self, caps: &regex::Captures<'_>, dst: &mut String) {
+        if self.over.is_some() {
+            return;
+        }
+        let whole = caps.get(0).map_or(0, |m| m.len());
+        let bound = self.replacement.len() + self.refs * whole;
+        if dst.len() + bound > self.max {
+            self.over = Some(dst.len() + bound);
+            return;
+        }
+        caps.expand(self.replacement, dst);
+    }
 }
 
 /// Scripts pass the same few patterns on every call; compiling them each time would dominate
@@ -128,14 +186,56 @@ pub fn module(regex_limits: RegexLimits) -> Shared<Module> {
     m.set_native_fn("regex_match", move |text: &str, pattern: &str| {
         Ok(r.get("regex_match", pattern)?.is_match(text))
     });
+    let max = regex_limits.max_string_bytes;
     let r = regexes;
     m.set_native_fn(
         "regex_replace",
         move |text: &str, pattern: &str, replacement: &str| {
-            // Rhai checks the result against the string size limit when the call returns.
-            Ok(r.get("regex_replace", pattern)?
-                .replace_all(text, replacement)
-                .into_owned())
+            let re = r.get("regex_replace", pattern)?;
+            let mut bounded = Bounded {
+                replacement,
+                refs: replacement.matches('$').count(),
+                max,
+                over: None,
+            };
+            let out = re
+                .replace_all(text, regex::Replacer::by_ref(&mut bounded))
+                .into_owned();
+            match bounded.over {
+                Some(projected) => Err(too_large("regex_replace", projected, max)),
+                None => Ok(out),
+            }
+        },
+    );
+
+    // Shadow the standard package's `replace` (registered after it) with sized versions.
+    m.set_native_fn(
+        "replace",
+        move |text: &mut rhai::ImmutableString, find: &str, with: &str| {
+            replace_checked(text, find, with, max)
+        },
+    );
+    m.set_native_fn(
+        "replace",
+        move |text: &mut rhai::ImmutableString, find: &str, with: char| {
+            replace_checked(text, find, with.encode_utf8(&mut [0; 4]), max)
+        },
+    );
+    m.set_native_fn(
+        "replace",
+        move |text: &mut rhai::ImmutableString, find: char, with: &str| {
+            replace_checked(text, find.encode_utf8(&mut [0; 4]), with, max)
+        },
+    );
+    m.set_native_fn(
+        "replace",
+        move |text: &mut rhai::ImmutableString, find: char, with: char| {
+            replace_checked(
+                text,
+                find.encode_utf8(&mut [0; 4]),
+                with.encode_utf8(&mut [0; 4]),
+                max,
+            )
         },
     );
 

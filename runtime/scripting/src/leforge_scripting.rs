@@ -14,6 +14,7 @@
 //! This crate must not depend on the store or the server: stored scripts arrive as
 //! `HookScript`s, tools as `HookTools`.
 
+pub mod alloc;
 mod convert;
 mod errors;
 mod helpers;
@@ -34,7 +35,7 @@ use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Position, Scope, Share
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::errors::DEADLINE_TOKEN;
+use crate::errors::{DEADLINE_TOKEN, MEMORY_TOKEN};
 use crate::helpers::HelperError;
 use crate::pool::Pool;
 
@@ -52,6 +53,9 @@ pub struct HookConfig {
     pub max_string_bytes: usize,
     pub max_array_len: usize,
     pub max_map_len: usize,
+    /// Net bytes one script's hook call may allocate (map keys included), when the server
+    /// runs with the [`alloc::Counting`] allocator.
+    pub max_memory_bytes: usize,
     /// Modules one call may import, transitively.
     pub max_modules: usize,
     /// The wall-clock deadline of one script's hook call, `forgehook()` calls included.
@@ -77,6 +81,9 @@ impl Default for HookConfig {
             max_string_bytes: 1 << 20,
             max_array_len: 100_000,
             max_map_len: 100_000,
+            // Half the ~64 MB a hook call may cost the server: progress is checked between
+            // operations, and one operation may allocate a few MiB more.
+            max_memory_bytes: 32 << 20,
             max_modules: 16,
             timeout: Duration::from_secs(1),
             max_regex_pattern_bytes: 4096,
@@ -170,6 +177,7 @@ impl RhaiHookRunner {
         let helpers = helpers::module(helpers::RegexLimits {
             max_pattern_len: config.max_regex_pattern_bytes,
             max_compiled_bytes: config.max_regex_compiled_bytes,
+            max_string_bytes: config.max_string_bytes,
         });
         Ok(RhaiHookRunner {
             inner: Arc::new(Inner {
@@ -557,6 +565,8 @@ impl Inner {
         });
         let engine = self.engine(&state, env);
         let args: Vec<Dynamic> = args.iter().map(convert::to_dynamic).collect();
+        // What the script allocates is metered; its arguments are the server's own.
+        let metering = alloc::Metering::start();
         let returned = engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
             &mut Scope::new(),
@@ -564,6 +574,7 @@ impl Inner {
             hook.as_str(),
             args,
         );
+        drop(metering);
         let result = match returned {
             Ok(value) if value.is_unit() => Ok(None),
             Ok(value) => convert::to_json(&value)
@@ -600,7 +611,12 @@ impl Inner {
         let s = state.clone();
         engine.on_debug(move |m, _, _| s.log(HookLogLevel::Info, m));
         let deadline = state.deadline;
+        let max_memory = self.config.max_memory_bytes as isize;
         engine.on_progress(move |ops| {
+            // A thread-local read: cheap enough for every operation.
+            if alloc::allocated() > max_memory {
+                return Some(Dynamic::from(MEMORY_TOKEN));
+            }
             // Reading the clock on every operation would cost more than the operation.
             if ops % 64 == 0 && Instant::now() >= deadline {
                 Some(Dynamic::from(DEADLINE_TOKEN))

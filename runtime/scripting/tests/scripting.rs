@@ -12,6 +12,11 @@ mod sandbox;
 
 use std::sync::Arc;
 
+// As in the server binary: each hook call's allocations are metered.
+#[global_allocator]
+static GLOBAL: leforge_scripting::alloc::Counting<std::alloc::System> =
+    leforge_scripting::alloc::Counting(std::alloc::System);
+
 use leforge_core::hook::{
     HookAgent, HookChain, HookContext, HookRecordOutcome, HookScript, HookSession, HookToolCall,
 };
