@@ -77,6 +77,8 @@ pub struct ContainerRuntimeConfig {
     pub idle_check_interval: Duration,
     /// Whether a missing image may be pulled from a registry.
     pub pull_images: bool,
+    /// Cap on any call's time, whatever the manifest asks (`--forgehook-max-timeout-ms`).
+    pub max_timeout_ms: u64,
 }
 
 impl ContainerRuntimeConfig {
@@ -94,6 +96,7 @@ impl ContainerRuntimeConfig {
             stop_timeout_s: 5,
             idle_check_interval: Duration::from_secs(5),
             pull_images: true,
+            max_timeout_ms: 60_000,
         }
     }
 }
@@ -1112,7 +1115,9 @@ impl ToolExecutor for ContainerRuntime {
                 ),
                 headers: &[],
                 input: &input,
-                timeout: Duration::from_millis(limits.timeout_ms),
+                timeout: Duration::from_millis(
+                    limits.timeout_ms.min(self.inner.config.max_timeout_ms),
+                ),
                 max_bytes: limits
                     .max_output_bytes
                     .min(self.inner.config.max_response_bytes),

@@ -23,6 +23,8 @@ pub struct GatewayRuntime {
 struct Inner {
     client: reqwest::Client,
     max_response_bytes: u64,
+    /// Cap on any call's time, whatever the manifest asks.
+    max_timeout_ms: u64,
     hooks: RwLock<HashMap<String, Arc<GatewayHook>>>,
 }
 
@@ -34,12 +36,17 @@ struct GatewayHook {
 }
 
 impl GatewayRuntime {
-    /// `max_response_bytes` caps every response, whatever the manifest asks for.
-    pub fn new(max_response_bytes: u64) -> Result<GatewayRuntime, ContainerError> {
+    /// `max_response_bytes` caps every response and `max_timeout_ms` every call's time,
+    /// whatever the manifest asks for.
+    pub fn new(
+        max_response_bytes: u64,
+        max_timeout_ms: u64,
+    ) -> Result<GatewayRuntime, ContainerError> {
         Ok(GatewayRuntime {
             inner: Arc::new(Inner {
                 client: http_call::client().map_err(ContainerError::Docker)?,
                 max_response_bytes,
+                max_timeout_ms,
                 hooks: RwLock::new(HashMap::new()),
             }),
         })
@@ -188,7 +195,7 @@ impl ToolExecutor for GatewayRuntime {
                 url: http_call::join_url(&gw.base_url, "", ep.path.as_deref().unwrap_or("/")),
                 headers: &hook.headers,
                 input: &input,
-                timeout: Duration::from_millis(gw.timeout_ms),
+                timeout: Duration::from_millis(gw.timeout_ms.min(self.inner.max_timeout_ms)),
                 max_bytes: hook
                     .manifest
                     .capabilities

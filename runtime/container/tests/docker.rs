@@ -464,6 +464,7 @@ async fn gateway_calls_a_local_http_server() {
     use axum::routing::{get, post};
     use axum::Json;
 
+    let internal_hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new()
         .route(
             "/v2/echo",
@@ -493,12 +494,41 @@ async fn gateway_calls_a_local_http_server() {
                 },
             ),
         )
-        .route("/v2/big", post(|| async { "x".repeat(100_000) }));
+        .route("/v2/big", post(|| async { "x".repeat(100_000) }))
+        // A service that bounces the host's request to a loopback service of the host.
+        .route(
+            "/v2/bounce",
+            post(|| async {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "/v2/internal")],
+                    "",
+                )
+            }),
+        )
+        .route(
+            "/v2/internal",
+            post({
+                let hits = internal_hits.clone();
+                move || async move {
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Json(json!({"secret": true}))
+                }
+            }),
+        )
+        .route(
+            "/v2/slow",
+            post(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                Json(json!({}))
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let gw = GatewayRuntime::new(1024 * 1024).unwrap();
+    // The server caps every call at 1.5 s, whatever the manifest's 10 s says.
+    let gw = GatewayRuntime::new(1024 * 1024, 1500).unwrap();
     let m = Manifest::from_json(
         &json!({
             "id": "local-gateway", "name": "Local", "version": "1.0.0",
@@ -509,7 +539,9 @@ async fn gateway_calls_a_local_http_server() {
                 {"method": "POST", "path": "/echo", "description": "Echo"},
                 {"method": "POST", "path": "/fail", "description": "Fails"},
                 {"method": "GET", "path": "/search", "description": "Search"},
-                {"method": "POST", "path": "/big", "description": "Too big"}
+                {"method": "POST", "path": "/big", "description": "Too big"},
+                {"method": "POST", "path": "/bounce", "description": "Redirects"},
+                {"method": "POST", "path": "/slow", "description": "Slow"}
             ]
         })
         .to_string(),
@@ -542,6 +574,19 @@ async fn gateway_calls_a_local_http_server() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), ToolErrorCode::OutputTooLarge, "{err}");
+    // A redirect is the answer, never followed: the body is not resent elsewhere.
+    let err = gw
+        .invoke("local-gateway", "bounce", json!({"card": "4242"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.guest_code(), Some("HTTP_307"), "{err}");
+    assert_eq!(internal_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The server's cap on a call's time wins over the manifest's.
+    let err = gw
+        .invoke("local-gateway", "slow", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err, leforge_core::tool::ToolError::Timeout { timeout_ms: 1500 });
 
     // A gateway nobody listens on: UNAVAILABLE after the retries.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

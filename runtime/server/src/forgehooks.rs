@@ -20,7 +20,7 @@ use leforge_wasm::{InstallError, WasmHost};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-pub use http_hooks::{HttpHooks, INSTANCE_ID_KEY};
+pub use http_hooks::{instance_id, HttpHooks, INSTANCE_ID_FILE};
 
 #[derive(Clone)]
 pub struct Forgehooks {

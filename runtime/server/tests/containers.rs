@@ -17,7 +17,7 @@ use harness::{Reply, TestApp};
 use leforge_container::testing::{docker_ready, example_image, example_manifest};
 use leforge_core::tool::ToolExecutor;
 use leforge_fake_provider::{FakeProvider, Script};
-use leforge_server::forgehooks::INSTANCE_ID_KEY;
+use leforge_server::forgehooks::INSTANCE_ID_FILE;
 use serde_json::{json, Value};
 
 /// Generous: a cold image build or a slow, shared machine must not fail a test.
@@ -77,10 +77,10 @@ fn docker(args: &[&str]) {
 }
 
 /// Fixes the app's instance id before anything uses the container runtime (it reads the id
-/// from the database on first use), and returns the guard that removes its containers.
+/// from the data directory on first use), and returns the guard that removes its containers.
 async fn own_instance(t: &TestApp, test: &str) -> (String, Cleanup) {
     let id = format!("t-{test}-{}-{}", t.backend, std::process::id());
-    t.store.set_meta(INSTANCE_ID_KEY, &id).await.unwrap();
+    std::fs::write(t.data_dir.path().join(INSTANCE_ID_FILE), &id).unwrap();
     (id.clone(), Cleanup(id))
 }
 
@@ -549,8 +549,8 @@ async fn restart_reconciles_containers() {
     assert_eq!(status.restarts, 0);
     assert_eq!(containers_of(&instance, None), vec![kept]);
     assert_eq!(
-        t.store.get_meta(INSTANCE_ID_KEY).await.unwrap().as_deref(),
-        Some(instance.as_str()),
+        leforge_server::forgehooks::instance_id(t.data_dir.path()).unwrap(),
+        instance,
         "the instance id is stable"
     );
 }

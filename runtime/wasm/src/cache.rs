@@ -3,13 +3,18 @@
 //!
 //! Layout under the cache directory:
 //! - `wasm/<sha256>.wasm`: the component as installed; recompiled from when the engine changes.
-//! - `compiled/<sha256>-<engine>.cwasm` plus `.sha256`: the precompiled artifact, keyed by
-//!   the engine's compatibility hash, and a digest checked before it is deserialized.
+//! - `compiled/<sha256>-<engine>.cwasm` plus `.hmac`: the precompiled artifact, keyed by
+//!   the engine's compatibility hash, and its HMAC-SHA256 under a key kept *outside* the
+//!   cache directory (`<cache-dir>.key` by default). Deserializing a `.cwasm` runs it as
+//!   native code, so a plain digest beside it only caught corruption: whoever could write the
+//!   file could write the digest too. Without the key, a planted artifact fails the check and
+//!   the component is recompiled from its `.wasm` (whose name is its own digest).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 
@@ -17,6 +22,41 @@ pub(crate) struct ArtifactCache {
     wasm_dir: PathBuf,
     compiled_dir: PathBuf,
     engine_key: String,
+    /// Authenticates precompiled artifacts.
+    mac_key: [u8; 32],
+}
+
+/// Where the artifact key lives when the configuration names no path: beside the cache
+/// directory, not in it.
+pub(crate) fn default_key_path(cache_dir: &Path) -> PathBuf {
+    let mut name = cache_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "wasm-cache".into());
+    name.push(".key");
+    cache_dir.with_file_name(name)
+}
+
+/// The key at `path`, created (32 random bytes, owner-only) when missing.
+fn load_key(path: &Path) -> io::Result<[u8; 32]> {
+    if let Some(bytes) = read_if_exists(path)? {
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(key);
+        }
+        tracing::warn!(path = %path.display(), "the artifact key is malformed; making a new one");
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(path, &key)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(key)
 }
 
 /// Feeds `std::hash::Hash` output into SHA-256, so the engine key is stable across processes
@@ -43,7 +83,7 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 impl ArtifactCache {
-    pub(crate) fn open(dir: &Path, engine: &Engine) -> io::Result<Self> {
+    pub(crate) fn open(dir: &Path, key_path: &Path, engine: &Engine) -> io::Result<Self> {
         let wasm_dir = dir.join("wasm");
         let compiled_dir = dir.join("compiled");
         std::fs::create_dir_all(&wasm_dir)?;
@@ -55,7 +95,29 @@ impl ArtifactCache {
             wasm_dir,
             compiled_dir,
             engine_key,
+            mac_key: load_key(key_path)?,
         })
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length.
+        Hmac::<Sha256>::new_from_slice(&self.mac_key).expect("any key length")
+    }
+
+    fn tag(&self, compiled: &[u8]) -> String {
+        let mut mac = self.mac();
+        mac.update(compiled);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn authentic(&self, compiled: &[u8], tag_hex: &[u8]) -> bool {
+        let Ok(tag) = hex::decode(tag_hex) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(compiled);
+        // Constant time: the comparison must not leak how much of a forged tag was right.
+        mac.verify_slice(&tag).is_ok()
     }
 
     fn checked(sha256: &str) -> io::Result<&str> {
@@ -83,25 +145,20 @@ impl ArtifactCache {
     pub(crate) fn store(&self, sha256: &str, wasm: &[u8], compiled: &[u8]) -> io::Result<()> {
         let sha256 = Self::checked(sha256)?;
         write_atomic(&self.wasm_path(sha256), wasm)?;
-        let compiled_path = self.compiled_path(sha256);
-        write_atomic(
-            &compiled_path.with_extension("cwasm.sha256"),
-            sha256_hex(compiled).as_bytes(),
-        )?;
-        write_atomic(&compiled_path, compiled)
+        self.store_compiled(sha256, compiled)
     }
 
-    /// The precompiled artifact for this engine, if present and intact.
+    /// The precompiled artifact for this engine, if present and made by a holder of the key.
     pub(crate) fn load_compiled(&self, sha256: &str) -> io::Result<Option<Vec<u8>>> {
         let path = self.compiled_path(Self::checked(sha256)?);
         let (Some(bytes), Some(digest)) = (
             read_if_exists(&path)?,
-            read_if_exists(&path.with_extension("cwasm.sha256"))?,
+            read_if_exists(&path.with_extension("cwasm.hmac"))?,
         ) else {
             return Ok(None);
         };
-        if sha256_hex(&bytes).as_bytes() != digest.as_slice() {
-            tracing::warn!(path = %path.display(), "precompiled artifact is corrupt; recompiling");
+        if !self.authentic(&bytes, &digest) {
+            tracing::warn!(path = %path.display(), "precompiled artifact fails its authentication (corrupt or not ours); recompiling");
             return Ok(None);
         }
         Ok(Some(bytes))
@@ -116,10 +173,7 @@ impl ArtifactCache {
     /// Stores a freshly compiled artifact next to an existing `.wasm`.
     pub(crate) fn store_compiled(&self, sha256: &str, compiled: &[u8]) -> io::Result<()> {
         let path = self.compiled_path(Self::checked(sha256)?);
-        write_atomic(
-            &path.with_extension("cwasm.sha256"),
-            sha256_hex(compiled).as_bytes(),
-        )?;
+        write_atomic(&path.with_extension("cwasm.hmac"), self.tag(compiled).as_bytes())?;
         write_atomic(&path, compiled)
     }
 

@@ -72,6 +72,9 @@ pub struct WasmHostConfig {
     pub max_component_bytes: usize,
     /// Bytes of stdout and of stderr kept per call for the log.
     pub stdio_capture_bytes: usize,
+    /// The key that authenticates precompiled artifacts; `None`: `<cache_dir>.key`. Keep it
+    /// outside the cache directory.
+    pub cache_key_path: Option<PathBuf>,
 }
 
 impl WasmHostConfig {
@@ -87,6 +90,7 @@ impl WasmHostConfig {
             max_http_response_bytes: 8 << 20,
             max_component_bytes: 64 << 20,
             stdio_capture_bytes: 16 << 10,
+            cache_key_path: None,
         }
     }
 }
@@ -163,8 +167,12 @@ impl WasmHost {
             .map_err(|e| HostError::Engine(format!("linking WASI: {e:#}")))?;
         Forgehook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| HostError::Engine(format!("linking the host interface: {e:#}")))?;
+        let key_path = config
+            .cache_key_path
+            .clone()
+            .unwrap_or_else(|| cache::default_key_path(&config.cache_dir));
         let cache =
-            ArtifactCache::open(&config.cache_dir, &engine).map_err(|source| HostError::Cache {
+            ArtifactCache::open(&config.cache_dir, &key_path, &engine).map_err(|source| HostError::Cache {
                 path: config.cache_dir.display().to_string(),
                 source,
             })?;
@@ -509,7 +517,9 @@ impl WasmHost {
     fn deserialize(&self, compiled: &[u8]) -> Result<Component, InstallError> {
         // SAFETY: `deserialize` trusts its input to be wasmtime's own output for this engine.
         // The bytes come from our cache directory, keyed by this engine's compatibility hash,
-        // and were checked against the digest written beside them at compile time.
+        // and passed an HMAC check under a key kept outside that directory, so only this host
+        // (a holder of the key) can have written them; a corrupt or planted file is
+        // recompiled from its original instead.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(&self.inner.engine, compiled) };
         component.map_err(|e| InstallError::Internal(format!("cached artifact: {e:#}")))

@@ -107,9 +107,26 @@ async fn prepare_caches_and_a_restart_loads_without_recompiling() {
     bytes[mid] ^= 0xff;
     std::fs::write(&artifact, bytes).unwrap();
     let err = new_host(&dir)
+        .load(manifest.clone(), &sha256, HashMap::new())
+        .unwrap_err();
+    assert!(matches!(err, InstallError::NotCached { .. }), "{err:?}");
+
+    // A planted artifact with a matching plain digest (all a file-system writer could make
+    // before) is not trusted either: the tag needs the key kept outside the cache directory.
+    let tag_file = artifact.with_extension("cwasm.hmac");
+    assert!(tag_file.exists());
+    let planted = std::fs::read(&artifact).unwrap();
+    std::fs::write(&tag_file, leforge_wasm::sha256_hex(&planted)).unwrap();
+    let err = new_host(&dir)
         .load(manifest, &sha256, HashMap::new())
         .unwrap_err();
     assert!(matches!(err, InstallError::NotCached { .. }), "{err:?}");
+    let key = dir.path().with_file_name(format!(
+        "{}.key",
+        dir.path().file_name().unwrap().to_string_lossy()
+    ));
+    assert_eq!(std::fs::read(&key).unwrap().len(), 32, "the key sits beside the cache");
+    let _ = std::fs::remove_file(key);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,8 +17,12 @@ use serde_json::Value;
 use crate::config::{Config, ContainerAccessMode};
 
 /// `server_meta` key of this server's instance id, the value of the `leforge.instance` label.
-/// Kept in the database so a restarted server recognises (and adopts) its own containers.
-pub const INSTANCE_ID_KEY: &str = "instance_id";
+/// The file under the data directory that names this server instance. Kept beside the
+/// server rather than in the database: replicas share the database (and may share a Docker
+/// engine), and with one id for all of them their container names collided and one server's
+/// reconcile removed another's containers. A restarted server reads its own id back and
+/// adopts its containers.
+pub const INSTANCE_ID_FILE: &str = "instance-id";
 
 #[derive(Clone)]
 pub struct HttpHooks {
@@ -27,7 +31,8 @@ pub struct HttpHooks {
 
 struct Inner {
     store: Arc<dyn Store>,
-    /// Everything but the instance id, which is read from the database on first use.
+    data_dir: std::path::PathBuf,
+    /// Everything but the instance id, which is read from the data directory on first use.
     container_config: ContainerRuntimeConfig,
     containers: tokio::sync::OnceCell<ContainerRuntime>,
     gateway: GatewayRuntime,
@@ -46,6 +51,7 @@ impl HttpHooks {
         c.max_cpus = config.container_max_cpus;
         c.max_pids = config.container_max_pids;
         c.max_response_bytes = config.http_forgehook_max_response_bytes;
+        c.max_timeout_ms = config.forgehook_max_timeout_ms;
         c.access = match config.container_access {
             ContainerAccessMode::Network => ContainerAccess::Network,
             ContainerAccessMode::Loopback => ContainerAccess::PublishLoopback,
@@ -53,9 +59,13 @@ impl HttpHooks {
         Ok(HttpHooks {
             inner: Arc::new(Inner {
                 store,
+                data_dir: config.data_dir.clone(),
                 container_config: c,
                 containers: tokio::sync::OnceCell::new(),
-                gateway: GatewayRuntime::new(config.http_forgehook_max_response_bytes)?,
+                gateway: GatewayRuntime::new(
+                    config.http_forgehook_max_response_bytes,
+                    config.forgehook_max_timeout_ms,
+                )?,
                 loaded: RwLock::new(HashMap::new()),
                 waiting: RwLock::new(HashMap::new()),
             }),
@@ -67,8 +77,8 @@ impl HttpHooks {
         self.inner
             .containers
             .get_or_try_init(|| async {
-                let id = instance_id(self.inner.store.as_ref()).await.map_err(|e| {
-                    ContainerError::Docker(format!("cannot read the instance id: {e}"))
+                let id = instance_id(&self.inner.data_dir).map_err(|e| {
+                    ContainerError::Docker(format!("cannot read or write the instance id: {e}"))
                 })?;
                 let mut config = self.inner.container_config.clone();
                 config.instance_id = id;
@@ -266,14 +276,23 @@ impl HttpHooks {
 
 /// This server's instance id: read from `server_meta`, created on the first start. Read back
 /// after writing so two servers racing on a new database agree on the winner.
-async fn instance_id(store: &dyn Store) -> Result<String, leforge_core::StoreError> {
-    if let Some(id) = store.get_meta(INSTANCE_ID_KEY).await? {
-        return Ok(id);
+/// This server instance's id (created on first use). Short: it is part of every container's
+/// name.
+pub fn instance_id(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join(INSTANCE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    // Short: it is part of every container's name.
+    std::fs::create_dir_all(data_dir)?;
     let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    store.set_meta(INSTANCE_ID_KEY, &fresh).await?;
-    Ok(store.get_meta(INSTANCE_ID_KEY).await?.unwrap_or(fresh))
+    // Written aside and renamed, so a crash never leaves a half-written id.
+    let tmp = data_dir.join(format!("{INSTANCE_ID_FILE}.{}", std::process::id()));
+    std::fs::write(&tmp, &fresh)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(fresh)
 }
 
 /// Configuration a ForgeHook cannot run without: required keys (including environment
@@ -357,4 +376,22 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two servers (two data directories) on one database get different ids, so their
+    /// container names and reconcile labels never collide; a restart keeps its id.
+    #[test]
+    fn instance_ids_belong_to_the_data_directory() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = instance_id(a.path()).unwrap();
+        assert_eq!(first.len(), 12);
+        assert_eq!(instance_id(a.path()).unwrap(), first, "stable across restarts");
+        assert_ne!(instance_id(b.path()).unwrap(), first, "another server, another id");
+        let nested = a.path().join("not/yet/there");
+        assert_eq!(instance_id(&nested).unwrap().len(), 12);
+    }
 }
