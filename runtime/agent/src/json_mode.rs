@@ -328,8 +328,8 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
 }
 
-/// Up to `n` tool names ranked by the task's words found in their name (twice the weight)
-/// and description; words match on a shared stem of five letters (`decode`, `decoding`).
+/// Up to `n` tool names ranked by the task's words found in their endpoint name (twice the
+/// weight), ForgeHook id and description; words match on a shared stem of five letters (`decode`, `decoding`).
 pub fn likely_tools<'t>(task: &str, tools: &'t [ToolSpec], n: usize) -> Vec<&'t str> {
     let stem = |w: &str| w.chars().take(5).collect::<String>();
     let stems = |text: &str| -> std::collections::HashSet<String> {
@@ -339,10 +339,17 @@ pub fn likely_tools<'t>(task: &str, tools: &'t [ToolSpec], n: usize) -> Vec<&'t 
     let mut scored: Vec<(usize, &str)> = tools
         .iter()
         .map(|t| {
-            let (name, desc) = (stems(&t.name), stems(&t.description));
+            // `<forgehook>__<endpoint>`: the endpoint says what it does; the ForgeHook id is
+            // a namespace (`string-utils`), worth no more than the description.
+            let (hook, endpoint) = t.name.split_once("__").unwrap_or(("", &t.name));
+            let (endpoint, hook, desc) = (stems(endpoint), stems(hook), stems(&t.description));
             let score = wanted
                 .iter()
-                .map(|w| 2 * usize::from(name.contains(w)) + usize::from(desc.contains(w)))
+                .map(|w| {
+                    2 * usize::from(endpoint.contains(w))
+                        + usize::from(hook.contains(w))
+                        + usize::from(desc.contains(w))
+                })
                 .sum();
             (score, t.name.as_str())
         })
@@ -380,7 +387,10 @@ mod tests {
         assert!(!picked.contains(&"string-utils__slugify"));
         assert!(likely_tools("Say hello.", &tools, 3).is_empty());
         let message = check_toolless("Decode this base64 string.", &tools);
-        assert!(message.contains("encoding-utils__base64_decode"), "{message}");
+        assert!(
+            message.contains("encoding-utils__base64_decode"),
+            "{message}"
+        );
     }
 
     fn tool() -> ToolSpec {

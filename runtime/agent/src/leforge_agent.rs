@@ -27,8 +27,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use writes::Writes;
 use uuid::Uuid;
+use writes::Writes;
 
 pub use output::parse_final_output;
 
@@ -672,7 +672,10 @@ async fn run_loop(
         let calls = match action {
             json_mode::Action::Calls(calls) => calls,
             json_mode::Action::Answer(_)
-                if json_mode && steps_done == 0 && !toolbox.specs.is_empty() && !checked_toolless =>
+                if json_mode
+                    && steps_done == 0
+                    && !toolbox.specs.is_empty()
+                    && !checked_toolless =>
             {
                 checked_toolless = true;
                 messages.push(Message::assistant_text(response.text.clone()));

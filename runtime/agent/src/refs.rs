@@ -74,7 +74,10 @@ fn expand_templates(text: &str, scope: &Scope) -> Option<Value> {
         lookup_lenient(path, scope)
     };
     let trimmed = text.trim();
-    if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
+    if let Some(inner) = trimmed
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+    {
         if !inner.contains("{{") {
             return template(inner).cloned();
         }

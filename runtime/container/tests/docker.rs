@@ -586,7 +586,10 @@ async fn gateway_calls_a_local_http_server() {
         .invoke("local-gateway", "slow", json!({}))
         .await
         .unwrap_err();
-    assert_eq!(err, leforge_core::tool::ToolError::Timeout { timeout_ms: 1500 });
+    assert_eq!(
+        err,
+        leforge_core::tool::ToolError::Timeout { timeout_ms: 1500 }
+    );
 
     // A gateway nobody listens on: UNAVAILABLE after the retries.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

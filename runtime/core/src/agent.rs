@@ -199,11 +199,27 @@ impl AgentConfig {
                 ));
             }
         };
-        check("max_steps", patch.max_steps.map(u64::from), Some(self.max_steps.into()));
-        check("max_tokens", patch.max_tokens.map(u64::from), Some(self.max_tokens.into()));
+        check(
+            "max_steps",
+            patch.max_steps.map(u64::from),
+            Some(self.max_steps.into()),
+        );
+        check(
+            "max_tokens",
+            patch.max_tokens.map(u64::from),
+            Some(self.max_tokens.into()),
+        );
         check("timeout_ms", patch.timeout_ms, Some(self.timeout_ms));
-        check("max_retries", patch.max_retries.map(u64::from), Some(self.max_retries.into()));
-        check("max_total_tokens", patch.max_total_tokens, self.max_total_tokens);
+        check(
+            "max_retries",
+            patch.max_retries.map(u64::from),
+            Some(self.max_retries.into()),
+        );
+        check(
+            "max_total_tokens",
+            patch.max_total_tokens,
+            self.max_total_tokens,
+        );
         check(
             "result_budget_bytes",
             patch.result_budget_bytes.map(u64::from),

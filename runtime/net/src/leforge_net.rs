@@ -243,21 +243,25 @@ mod tests {
         ] {
             let parsed = reqwest::Url::parse(url).unwrap();
             let err = check_url(&parsed, &none).await.unwrap_err();
-            assert!(
-                matches!(err, Refused::Forbidden { .. }),
-                "{url}: {err:?}"
-            );
+            assert!(matches!(err, Refused::Forbidden { .. }), "{url}: {err:?}");
         }
         let listed = PrivateAllowed::new(["localhost".to_string(), "[::1]".to_string()]);
-        assert!(check_url(&reqwest::Url::parse("http://localhost:9/").unwrap(), &listed)
-            .await
-            .is_ok());
-        assert!(check_url(&reqwest::Url::parse("http://[::1]:9/").unwrap(), &listed)
-            .await
-            .is_ok());
-        assert!(check_url(&reqwest::Url::parse("http://8.8.8.8/").unwrap(), &none)
-            .await
-            .is_ok());
+        assert!(check_url(
+            &reqwest::Url::parse("http://localhost:9/").unwrap(),
+            &listed
+        )
+        .await
+        .is_ok());
+        assert!(
+            check_url(&reqwest::Url::parse("http://[::1]:9/").unwrap(), &listed)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check_url(&reqwest::Url::parse("http://8.8.8.8/").unwrap(), &none)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -123,7 +123,8 @@ pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) 
     // authenticate counts against the address, and the route still answers 401 for it.
     let caller = match crate::auth::authenticate(state.store.as_ref(), req.headers()).await {
         Ok(caller) => {
-            req.extensions_mut().insert(crate::auth::Authenticated(caller));
+            req.extensions_mut()
+                .insert(crate::auth::Authenticated(caller));
             caller
         }
         Err(_) => Caller::Anonymous,
@@ -156,9 +157,15 @@ mod tests {
         assert!(l.check(ip("10.0.0.1"), 120).is_ok());
         assert!(l.check(ip("10.0.0.1"), 121).is_ok());
         assert_eq!(l.check(ip("10.0.0.1"), 130), Err(50));
-        assert!(l.check(ip("10.0.0.2"), 130).is_ok(), "other clients are separate");
+        assert!(
+            l.check(ip("10.0.0.2"), 130).is_ok(),
+            "other clients are separate"
+        );
         assert!(l.check(ip("10.0.0.1"), 180).is_ok(), "a new minute resets");
-        assert!(RateLimiter::new(0).check(ip("10.0.0.1"), 1).is_ok(), "0 means off");
+        assert!(
+            RateLimiter::new(0).check(ip("10.0.0.1"), 1).is_ok(),
+            "0 means off"
+        );
     }
 
     #[test]

@@ -687,7 +687,10 @@ impl Runner {
     /// A literal address in the URL never reaches the resolver, so it is checked here.
     async fn checked_callback_url(&self, url: &str) -> Result<(), String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid callback URL: {e}"))?;
-        if parsed.host_str().is_some_and(|h| h.parse::<std::net::IpAddr>().is_ok() || h.starts_with('[')) {
+        if parsed
+            .host_str()
+            .is_some_and(|h| h.parse::<std::net::IpAddr>().is_ok() || h.starts_with('['))
+        {
             leforge_net::check_url(&parsed, &self.inner.callback_private_allowed)
                 .await
                 .map_err(|e| e.to_string())?;

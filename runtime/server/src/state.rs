@@ -70,7 +70,7 @@ impl AppState {
         wasm_config.max_timeout_ms = config.forgehook_max_timeout_ms;
         wasm_config.private_hosts = config.forgehook_private_hosts.clone();
         let wasm = WasmHost::new(wasm_config)?;
-        let http_hooks = crate::forgehooks::HttpHooks::new(store.clone(), &config)?;
+        let http_hooks = crate::forgehooks::HttpHooks::new(&config)?;
         let forgehooks = Forgehooks::new(store.clone(), wasm, http_hooks);
         // `import "name"` in a script resolves against the store. Building the state needs a
         // runtime (the store pool already does), so there is a handle to block on.

@@ -28,7 +28,12 @@ async fn app_with(
     (t, fake)
 }
 
-fn run_request(slug: &str, key: Option<&str>, body: &Value, headers: &[(&str, &str)]) -> Request<Body> {
+fn run_request(
+    slug: &str,
+    key: Option<&str>,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
     let mut req = Request::post(format!("/api/v1/agents/{slug}/run"))
         .header("content-type", "application/json");
     if let Some(key) = key {
@@ -112,12 +117,19 @@ async fn non_admins_see_the_public_view_of_agents_and_no_forgehook_config() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let admin = t.admin_get("/api/v1/forgehooks/echo").await;
-        assert_eq!(admin.body["data"]["config"]["greeting"], "internal-host.corp");
+        assert_eq!(
+            admin.body["data"]["config"]["greeting"],
+            "internal-host.corp"
+        );
         for key in [None, Some(invoke_key.as_str())] {
             for path in ["/api/v1/forgehooks", "/api/v1/forgehooks/echo"] {
                 let r = t.get(path, key).await;
                 assert_eq!(r.status, StatusCode::OK);
-                assert!(!r.body.to_string().contains("internal-host.corp"), "{path}: {}", r.body);
+                assert!(
+                    !r.body.to_string().contains("internal-host.corp"),
+                    "{path}: {}",
+                    r.body
+                );
             }
         }
     }
@@ -149,9 +161,18 @@ async fn config_override_may_only_lower_limits_unless_admin() {
             let r = t.raw(run_request(&slug, None, &body, &[])).await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}: {}", r.body);
             assert_eq!(r.code(), "VALIDATION_ERROR");
-            assert_eq!(fields(&r), [format!("config_override.{field}")], "{}", r.body);
+            assert_eq!(
+                fields(&r),
+                [format!("config_override.{field}")],
+                "{}",
+                r.body
+            );
         }
-        assert_eq!(run_count(&t).await, before, "a refused request stores no run");
+        assert_eq!(
+            run_count(&t).await,
+            before,
+            "a refused request stores no run"
+        );
 
         // Lowering is fine for anyone.
         fake.push(Script::text("{\"ok\": 1}"));
@@ -163,11 +184,15 @@ async fn config_override_may_only_lower_limits_unless_admin() {
         // An admin may raise a limit up to the server's bounds, not past them.
         fake.push(Script::text("{\"ok\": 2}"));
         let body = json!({"input": "go", "config_override": {"max_steps": 50}});
-        let r = t.raw(run_request(&slug, Some(&t.admin_key), &body, &[])).await;
+        let r = t
+            .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.body["data"]["limits"]["max_steps"], 50);
         let body = json!({"input": "go", "config_override": {"max_steps": 101}});
-        let r = t.raw(run_request(&slug, Some(&t.admin_key), &body, &[])).await;
+        let r = t
+            .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(fields(&r), ["config_override.max_steps"]);
     }
@@ -189,7 +214,12 @@ async fn sync_and_stream_runs_take_a_slot_and_wait_a_bounded_time() {
     fake.push(Script::hang());
     let app = t.app.clone();
     let holder = tokio::spawn({
-        let req = run_request(&slug, Some(&t.admin_key), &json!({"input": "hold the slot"}), &[]);
+        let req = run_request(
+            &slug,
+            Some(&t.admin_key),
+            &json!({"input": "hold the slot"}),
+            &[],
+        );
         async move { app.oneshot(req).await.unwrap().status() }
     });
     // Wait until the first run is executing (it holds the only slot).
@@ -205,23 +235,45 @@ async fn sync_and_stream_runs_take_a_slot_and_wait_a_bounded_time() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let first = first.expect("the first run started");
-    for body in [json!({"input": "second"}), json!({"input": "streamed", "stream": true})] {
-        let r = t.raw(run_request(&slug, Some(&t.admin_key), &body, &[])).await;
+    for body in [
+        json!({"input": "second"}),
+        json!({"input": "streamed", "stream": true}),
+    ] {
+        let r = t
+            .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+            .await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
         assert_eq!(r.code(), "RATE_LIMITED");
-        assert!(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        assert!(
+            r.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1
+        );
     }
     assert_eq!(run_count(&t).await, 1, "refused runs are not stored");
 
     // The slot comes back when the run ends.
     let r = t
-        .call(Method::POST, &format!("/api/v1/runs/{first}/cancel"), Some(&t.admin_key), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/runs/{first}/cancel"),
+            Some(&t.admin_key),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(holder.await.unwrap(), StatusCode::CONFLICT);
     fake.push(Script::text("{\"done\": true}"));
     let r = t
-        .raw(run_request(&slug, Some(&t.admin_key), &json!({"input": "third"}), &[]))
+        .raw(run_request(
+            &slug,
+            Some(&t.admin_key),
+            &json!({"input": "third"}),
+            &[],
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"]["output"], json!({"done": true}));
@@ -241,27 +293,38 @@ async fn idempotency_keys_belong_to_their_caller() {
         let key = [("idempotency-key", "order-1")];
         let body = json!({"input": "charge"});
         fake.push(Script::text("{\"by\": \"admin\"}"));
-        let mine = t.raw(run_request(&slug, Some(&t.admin_key), &body, &key)).await;
+        let mine = t
+            .raw(run_request(&slug, Some(&t.admin_key), &body, &key))
+            .await;
         assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
         let my_run = mine.body["data"]["run_id"].clone();
 
         // Another caller's same key and body is a new run, not a replay of the admin's.
         fake.push(Script::text("{\"by\": \"invoke\"}"));
-        let theirs = t.raw(run_request(&slug, Some(&invoke_key), &body, &key)).await;
+        let theirs = t
+            .raw(run_request(&slug, Some(&invoke_key), &body, &key))
+            .await;
         assert_eq!(theirs.status, StatusCode::OK, "{}", theirs.body);
         assert_ne!(theirs.body["data"]["run_id"], my_run);
         assert_eq!(theirs.body["data"]["output"], json!({"by": "invoke"}));
 
         // A different body under the key is a conflict naming only the caller's own run.
         let other = json!({"input": "refund"});
-        let conflict = t.raw(run_request(&slug, Some(&invoke_key), &other, &key)).await;
+        let conflict = t
+            .raw(run_request(&slug, Some(&invoke_key), &other, &key))
+            .await;
         assert_eq!(conflict.status, StatusCode::CONFLICT);
         assert_eq!(conflict.code(), "IDEMPOTENCY_CONFLICT");
-        assert_eq!(conflict.body["error"]["details"]["run_id"], theirs.body["data"]["run_id"]);
+        assert_eq!(
+            conflict.body["error"]["details"]["run_id"],
+            theirs.body["data"]["run_id"]
+        );
         assert!(!conflict.body.to_string().contains(my_run.as_str().unwrap()));
 
         // Each caller's replay is its own run.
-        let again = t.raw(run_request(&slug, Some(&t.admin_key), &body, &key)).await;
+        let again = t
+            .raw(run_request(&slug, Some(&t.admin_key), &body, &key))
+            .await;
         assert_eq!(again.body["data"]["run_id"], my_run);
         assert_eq!(fake.chat_count(), 2, "no execution twice");
     }
@@ -275,7 +338,9 @@ async fn the_rate_limiter_counts_made_up_keys_against_the_client_not_the_key() {
     .await;
     let mut statuses = Vec::new();
     for i in 0..6 {
-        let r = t.get("/api/v1/agents", Some(&format!("lf_made_up_{i}"))).await;
+        let r = t
+            .get("/api/v1/agents", Some(&format!("lf_made_up_{i}")))
+            .await;
         statuses.push(r.status);
     }
     assert!(statuses.contains(&StatusCode::UNAUTHORIZED), "{statuses:?}");
@@ -283,7 +348,11 @@ async fn the_rate_limiter_counts_made_up_keys_against_the_client_not_the_key() {
         statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
         "six made-up keys share one client's bucket: {statuses:?}"
     );
-    assert_eq!(t.state.rate_limiter.tracked(), 1, "no bucket per made-up key");
+    assert_eq!(
+        t.state.rate_limiter.tracked(),
+        1,
+        "no bucket per made-up key"
+    );
     // A real key has a bucket of its own.
     let r = t.admin_get("/api/v1/agents").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -321,7 +390,9 @@ async fn callback_urls_to_internal_addresses_are_refused() {
             .to_string();
         for url in refused_callbacks() {
             let body = json!({"input": "go", "mode": "async", "callback_url": url});
-            let r = t.raw(run_request(&slug, Some(&t.admin_key), &body, &[])).await;
+            let r = t
+                .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+                .await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}: {}", r.body);
             assert_eq!(r.code(), "VALIDATION_ERROR");
             assert_eq!(fields(&r), ["callback_url"], "{url}");
@@ -345,10 +416,14 @@ async fn an_allow_listed_callback_host_may_be_internal() {
         .to_string();
     fake.push(Script::text("{}"));
     let body = json!({"input": "go", "mode": "async", "callback_url": "http://127.0.0.1:9/hook"});
-    let r = t.raw(run_request(&slug, Some(&t.admin_key), &body, &[])).await;
+    let r = t
+        .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     // Not on the list: refused by the list before any address check.
     let body = json!({"input": "go", "mode": "async", "callback_url": "http://[::1]:9/hook"});
-    let r = t.raw(run_request(&slug, Some(&t.admin_key), &body, &[])).await;
+    let r = t
+        .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

@@ -858,6 +858,8 @@ async fn callbacks_are_signed_and_recorded() {
         leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
         |c| {
             c.webhook_secret = Some(leforge_server::config::Secret::new("whsec-test".into()));
+            // The sink is on loopback, which callbacks may reach only when allow-listed.
+            c.callback_allowed_hosts = Some(vec!["127.0.0.1".into()]);
         },
     )
     .await;
@@ -887,11 +889,30 @@ async fn callbacks_are_signed_and_recorded() {
     assert_eq!(got.len(), 2, "one failure, one retry");
     let (headers, body) = &got[1];
     assert_eq!(headers["x-leforge-run-id"], run_id.as_str());
+    // Signed over "<timestamp>.<body>", so a replay with another timestamp fails the check.
+    let timestamp: i64 = headers["x-leforge-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 120);
     let expected = format!(
         "sha256={}",
-        leforge_server::runner::sign("whsec-test", body)
+        leforge_server::runner::sign_timestamped("whsec-test", timestamp, body)
     );
     assert_eq!(headers["x-leforge-signature"], expected.as_str());
+    let replayed = format!(
+        "sha256={}",
+        leforge_server::runner::sign_timestamped("whsec-test", timestamp + 600, body)
+    );
+    assert_ne!(headers["x-leforge-signature"], replayed.as_str());
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    assert_eq!(
+        leforge_server::runner::sign("whsec-test", &signed),
+        leforge_server::runner::sign_timestamped("whsec-test", timestamp, body),
+        "the documented recipe: HMAC of the timestamp, a dot and the raw body"
+    );
     let payload: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(payload["success"], true);
     assert_eq!(payload["data"]["output"], json!({"called": "back"}));

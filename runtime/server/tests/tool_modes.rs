@@ -232,8 +232,10 @@ async fn an_unknown_reference_is_an_error_result_for_the_model() {
         "{seen}"
     );
 
-    // In a final answer, an unknown reference gets one correction, then fails the run.
+    // In a final answer, an unknown reference gets one correction, then fails the run. (The
+    // first answer, given before any tool call, is questioned once first.)
     e.fake.push_all([
+        Script::text(answer(json!({"$ref": "steps.9.output"}))),
         Script::text(answer(json!({"$ref": "steps.9.output"}))),
         Script::text(answer(json!({"$ref": "steps.9.output"}))),
     ]);
@@ -451,4 +453,27 @@ async fn a_10_mb_csv_is_cleaned_without_its_text_reaching_the_model() {
         let size = req.body.to_string().len();
         assert!(size < 20_000, "a request of {size} bytes went to the model");
     }
+}
+
+/// A json-mode answer given before any tool call is questioned once, naming the tools whose
+/// names fit the task; a model that needs no tool answers again and the run completes.
+#[tokio::test]
+async fn a_first_answer_without_a_tool_is_questioned_once() {
+    let e = env().await;
+    let slug = e.agent("openai-compatible", json!({})).await;
+    e.fake.push_all([
+        Script::text(answer(json!("from memory"))),
+        Script::text(answer(json!("still from memory"))),
+    ]);
+    let r = e.run(&slug, json!({"input": "Echo the greeting"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["output"], json!("still from memory"));
+    assert_eq!(r.body["data"]["steps"], json!([]));
+    let requests = e.fake.accepted();
+    assert_eq!(requests.len(), 2, "one question, no more");
+    let question = last_message(&requests[1].body);
+    assert!(
+        question.contains("without calling a tool") && question.contains("echo__echo"),
+        "{question}"
+    );
 }

@@ -1738,7 +1738,10 @@ async fn queued_runs_are_claimed_once_leased_and_reaped() {
             })
             .await
             .unwrap();
-        assert_eq!(store.get_run(sync.id).await.unwrap().unwrap().status, RunStatus::Pending);
+        assert_eq!(
+            store.get_run(sync.id).await.unwrap().unwrap().status,
+            RunStatus::Pending
+        );
         let soon = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
         let reaped = store
             .interrupt_expired_runs(chrono::Utc::now(), soon)

@@ -173,7 +173,10 @@ impl ArtifactCache {
     /// Stores a freshly compiled artifact next to an existing `.wasm`.
     pub(crate) fn store_compiled(&self, sha256: &str, compiled: &[u8]) -> io::Result<()> {
         let path = self.compiled_path(Self::checked(sha256)?);
-        write_atomic(&path.with_extension("cwasm.hmac"), self.tag(compiled).as_bytes())?;
+        write_atomic(
+            &path.with_extension("cwasm.hmac"),
+            self.tag(compiled).as_bytes(),
+        )?;
         write_atomic(&path, compiled)
     }
 

@@ -172,9 +172,11 @@ impl WasmHost {
             .clone()
             .unwrap_or_else(|| cache::default_key_path(&config.cache_dir));
         let cache =
-            ArtifactCache::open(&config.cache_dir, &key_path, &engine).map_err(|source| HostError::Cache {
-                path: config.cache_dir.display().to_string(),
-                source,
+            ArtifactCache::open(&config.cache_dir, &key_path, &engine).map_err(|source| {
+                HostError::Cache {
+                    path: config.cache_dir.display().to_string(),
+                    source,
+                }
             })?;
         let private_allowed = leforge_net::PrivateAllowed::new(config.private_hosts.clone());
         let client = reqwest::Client::builder()

@@ -125,7 +125,11 @@ async fn prepare_caches_and_a_restart_loads_without_recompiling() {
         "{}.key",
         dir.path().file_name().unwrap().to_string_lossy()
     ));
-    assert_eq!(std::fs::read(&key).unwrap().len(), 32, "the key sits beside the cache");
+    assert_eq!(
+        std::fs::read(&key).unwrap().len(),
+        32,
+        "the key sits beside the cache"
+    );
     let _ = std::fs::remove_file(key);
 }
 

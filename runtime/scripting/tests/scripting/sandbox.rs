@@ -124,7 +124,11 @@ async fn string_multipliers_are_refused_before_they_allocate() {
     // 1 MiB of `a`, each to become 1 KiB: a 1 GiB result if built.
     let setup = r#"let s = "a"; while s.len() < 1000000 { s += s; } s.truncate(1000000);
                    let k = "b"; while k.len() < 1000 { k += k; }"#;
-    for multiply in ["s.replace(\"a\", k);", "regex_replace(s, \"a\", k);", "regex_replace(s, \"a+\", \"$0$0$0\");"] {
+    for multiply in [
+        "s.replace(\"a\", k);",
+        "regex_replace(s, \"a\", k);",
+        "regex_replace(s, \"a+\", \"$0$0$0\");",
+    ] {
         let err = limit_of(&r, &format!("{setup}\n{multiply}")).await;
         assert_eq!(err, exceeded(HookLimit::STRING_SIZE), "{multiply}");
     }
@@ -133,18 +137,24 @@ async fn string_multipliers_are_refused_before_they_allocate() {
         .on_run_end(
             &session(vec![script(
                 "fine",
-                r#"fn on_run_end(ctx, output) { let s = "a-b-c"; s.replace("-", "+"); #{ s: s, r: regex_replace("x1y2", "[0-9]", "#") } }"#,
+                r##"fn on_run_end(ctx, output) { let s = "a-b-c"; s.replace("-", "+"); #{ s: s, r: regex_replace("x1y2", "[0-9]", "#") } }"##,
             )]),
             &ctx(),
             &json!({}),
         )
         .await;
-    assert_eq!(out.outcome.unwrap(), Some(json!({"s": "a+b+c", "r": "x#y#"})));
+    assert_eq!(
+        out.outcome.unwrap(),
+        Some(json!({"s": "a+b+c", "r": "x#y#"}))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_map_of_large_keys_hits_the_memory_budget() {
-    assert!(leforge_scripting::alloc::metered(), "the test binary installs the counting allocator");
+    assert!(
+        leforge_scripting::alloc::metered(),
+        "the test binary installs the counting allocator"
+    );
     let r = isolated(HookLimit::MEMORY);
     // Each key is a new 512 KiB string; Rhai's limits count map entries, not key bytes, so
     // this was 2.6 GB for 5000 keys.

@@ -11,7 +11,7 @@ use leforge_container::{
 };
 use leforge_core::forgehook::{Manifest, RuntimeKind, StartPolicy};
 use leforge_core::tool::{ToolError, ToolExecutor, ToolOutput};
-use leforge_core::{FieldError, Store};
+use leforge_core::FieldError;
 use serde_json::Value;
 
 use crate::config::{Config, ContainerAccessMode};
@@ -30,7 +30,6 @@ pub struct HttpHooks {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
     data_dir: std::path::PathBuf,
     /// Everything but the instance id, which is read from the data directory on first use.
     container_config: ContainerRuntimeConfig,
@@ -44,7 +43,7 @@ struct Inner {
 }
 
 impl HttpHooks {
-    pub fn new(store: Arc<dyn Store>, config: &Config) -> Result<HttpHooks, ContainerError> {
+    pub fn new(config: &Config) -> Result<HttpHooks, ContainerError> {
         let mut c = ContainerRuntimeConfig::new(String::new());
         c.docker_host = config.docker_host.clone();
         c.max_memory_mb = config.container_max_memory_mb;
@@ -58,7 +57,6 @@ impl HttpHooks {
         };
         Ok(HttpHooks {
             inner: Arc::new(Inner {
-                store,
                 data_dir: config.data_dir.clone(),
                 container_config: c,
                 containers: tokio::sync::OnceCell::new(),
@@ -389,8 +387,16 @@ mod tests {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let first = instance_id(a.path()).unwrap();
         assert_eq!(first.len(), 12);
-        assert_eq!(instance_id(a.path()).unwrap(), first, "stable across restarts");
-        assert_ne!(instance_id(b.path()).unwrap(), first, "another server, another id");
+        assert_eq!(
+            instance_id(a.path()).unwrap(),
+            first,
+            "stable across restarts"
+        );
+        assert_ne!(
+            instance_id(b.path()).unwrap(),
+            first,
+            "another server, another id"
+        );
         let nested = a.path().join("not/yet/there");
         assert_eq!(instance_id(&nested).unwrap().len(), 12);
     }

@@ -377,14 +377,14 @@ pub async fn run(
     // the run is stored, so a refused request leaves nothing behind.
     let slot = match v.mode {
         RunMode::Async => None,
-        RunMode::Sync | RunMode::Stream => Some(state.runner.acquire_slot().await.ok_or_else(
-            || {
+        RunMode::Sync | RunMode::Stream => {
+            Some(state.runner.acquire_slot().await.ok_or_else(|| {
                 ApiError::rate_limited(
                     "every run slot of this server is taken; retry shortly",
                     state.runner.settings().slot_wait.as_secs().max(1),
                 )
-            },
-        )?),
+            })?)
+        }
     };
     // Stored already started under this server's lease, so a crash between the insert and
     // the start leaves a run the reaper finds (its lease lapses), never one `pending` forever.

@@ -428,7 +428,13 @@ mod tests {
         assert_eq!(local_target(Some("/runs?x=1")), "/runs?x=1");
         assert_eq!(local_target(Some("//evil.example")), "/agents");
         assert_eq!(local_target(Some("https://evil.example")), "/agents");
-        for hostile in ["/\t/evil.example", "/\n/evil.example", "/\r/evil", "/\\evil", "/\u{7f}/x"] {
+        for hostile in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil",
+            "/\\evil",
+            "/\u{7f}/x",
+        ] {
             assert_eq!(local_target(Some(hostile)), "/agents", "{hostile:?}");
         }
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
