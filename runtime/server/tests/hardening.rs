@@ -427,3 +427,67 @@ async fn an_allow_listed_callback_host_may_be_internal() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// Makes every step insert fail, as a full disk or a lost database would, with a trigger in
+/// the real database.
+async fn lose_step_writes(backend: &str, url: &str) {
+    use sqlx::Connection;
+    if backend == "sqlite" {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER lose_steps BEFORE INSERT ON agent_run_steps \
+             BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE FUNCTION lose_steps() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'disk full (test)'; END $$ LANGUAGE plpgsql",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER lose_steps BEFORE INSERT ON agent_run_steps \
+             FOR EACH ROW EXECUTE FUNCTION lose_steps()",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_step_that_cannot_be_stored_fails_the_run_with_store_error() {
+    for db in leforge_store::testing::all().await {
+        let (backend, url) = (db.backend, db.url.clone());
+        let (t, fake) = app_with(db, |_| {}).await;
+        t.install_echo().await;
+        let slug = t
+            .create_agent(json!({"name": "Traced", "system_prompt": "x", "tools": ["echo"]}))
+            .await["slug"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        lose_step_writes(backend, &url).await;
+        fake.push(Script::tool_call("echo__echo", json!({"message": "charge the card"})));
+        fake.push(Script::text("{\"done\": true}"));
+        let r = t
+            .raw(run_request(&slug, Some(&t.admin_key), &json!({"input": "go"}), &[]))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{backend}: {}", r.body);
+        let run = &r.body["error"]["details"]["run"];
+        assert_eq!(run["status"], "failed", "{backend}");
+        assert_eq!(run["error_code"], "STORE_ERROR", "{backend}: {run}");
+        assert!(run["error_message"].as_str().unwrap().contains("could not be stored"));
+        // The run did not complete as if its call were recorded.
+        let stored = t
+            .admin_get(&format!("/api/v1/runs/{}", run["run_id"].as_str().unwrap()))
+            .await;
+        assert_eq!(stored.body["data"]["status"], "failed");
+        assert_eq!(stored.body["data"]["steps"], json!([]));
+    }
+}
