@@ -300,18 +300,61 @@ call another tool only if the task needs more.";
 /// would have computed it. The tools whose names and descriptions share the most words with
 /// the task are named, since a long list is where a small model loses them. A model that
 /// needs no tool sends its answer again.
-pub fn check_toolless(task: &str, tools: &[ToolSpec]) -> String {
+pub fn check_toolless(task: &str, data: Option<&Value>, tools: &[ToolSpec]) -> String {
     let likely = likely_tools(task, tools, 3);
     let named = if likely.is_empty() {
         String::new()
     } else {
         format!(" Tools that may do it: {}.", likely.join(", "))
     };
+    // A ready call of the likeliest tool, with the data's fields as references: a small
+    // model copies an example far more readily than it composes one.
+    let example = likely
+        .first()
+        .and_then(|name| tools.iter().find(|t| t.name == *name))
+        .map(|t| {
+            let call = json!({"action": "call_tools", "calls": [
+                {"tool": t.name, "arguments": example_arguments(t.parameters(), data)}
+            ]});
+            format!(" For example: {call}")
+        })
+        .unwrap_or_default();
     format!(
         "You answered without calling a tool.{named} If a tool can compute or look up this answer, \
-         call it now; a value from the data is passed as {{\"$ref\": \"input.data.<field>\"}}. If no tool can, \
-         send the same final_answer again."
+         call it now; a value from the data is passed as {{\"$ref\": \"input.data.<field>\"}}.{example} \
+         If no tool can, send the same final_answer again."
     )
+}
+
+/// Arguments for a tool's required parameters: a data field of the same name (or the only
+/// data field) as a reference, else a placeholder naming the type.
+fn example_arguments(schema: &Value, data: Option<&Value>) -> Value {
+    let fields: Vec<&String> = data
+        .and_then(Value::as_object)
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    let props = schema.get("properties").and_then(Value::as_object);
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut args = Map::new();
+    for name in required {
+        let value = if fields.iter().any(|f| f.as_str() == name) {
+            json!({"$ref": format!("input.data.{name}")})
+        } else if fields.len() == 1 {
+            json!({"$ref": format!("input.data.{}", fields[0])})
+        } else {
+            let kind = props
+                .and_then(|p| p.get(name))
+                .map(type_of)
+                .unwrap_or_else(|| "value".into());
+            json!(format!("<{kind}>"))
+        };
+        args.insert(name.to_string(), value);
+    }
+    Value::Object(args)
 }
 
 /// Words that say nothing about which tool fits.
@@ -386,9 +429,23 @@ mod tests {
         assert_eq!(picked[0], "encoding-utils__base64_decode");
         assert!(!picked.contains(&"string-utils__slugify"));
         assert!(likely_tools("Say hello.", &tools, 3).is_empty());
-        let message = check_toolless("Decode this base64 string.", &tools);
+        let data = json!({"encoded": "SGk="});
+        let message = check_toolless("Decode this base64 string.", Some(&data), &tools);
         assert!(
             message.contains("encoding-utils__base64_decode"),
+            "{message}"
+        );
+
+        // The likeliest tool comes with a ready call, the data wired in by reference.
+        let decode = ToolSpec::new(
+            "encoding-utils__base64_decode",
+            "Decodes base64 to text.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}, "url_safe": {"type": "boolean"}},
+                   "required": ["text"]}),
+        );
+        let message = check_toolless("Decode this base64 string.", Some(&data), &[decode]);
+        assert!(
+            message.contains(r#"{"action":"call_tools","calls":[{"tool":"encoding-utils__base64_decode","arguments":{"text":{"$ref":"input.data.encoded"}}}]}"#),
             "{message}"
         );
     }

@@ -681,6 +681,7 @@ async fn run_loop(
                 messages.push(Message::assistant_text(response.text.clone()));
                 messages.push(Message::user(json_mode::check_toolless(
                     &input.input,
+                    input.data.as_ref(),
                     &toolbox.specs,
                 )));
                 continue;

@@ -473,16 +473,32 @@ async fn a_step_that_cannot_be_stored_fails_the_run_with_store_error() {
             .unwrap()
             .to_string();
         lose_step_writes(backend, &url).await;
-        fake.push(Script::tool_call("echo__echo", json!({"message": "charge the card"})));
+        fake.push(Script::tool_call(
+            "echo__echo",
+            json!({"message": "charge the card"}),
+        ));
         fake.push(Script::text("{\"done\": true}"));
         let r = t
-            .raw(run_request(&slug, Some(&t.admin_key), &json!({"input": "go"}), &[]))
+            .raw(run_request(
+                &slug,
+                Some(&t.admin_key),
+                &json!({"input": "go"}),
+                &[],
+            ))
             .await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{backend}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{backend}: {}",
+            r.body
+        );
         let run = &r.body["error"]["details"]["run"];
         assert_eq!(run["status"], "failed", "{backend}");
         assert_eq!(run["error_code"], "STORE_ERROR", "{backend}: {run}");
-        assert!(run["error_message"].as_str().unwrap().contains("could not be stored"));
+        assert!(run["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be stored"));
         // The run did not complete as if its call were recorded.
         let stored = t
             .admin_get(&format!("/api/v1/runs/{}", run["run_id"].as_str().unwrap()))
