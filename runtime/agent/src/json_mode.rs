@@ -399,7 +399,7 @@ pub fn likely_tools<'t>(task: &str, tools: &'t [ToolSpec], n: usize) -> Vec<&'t 
         .filter(|(score, _)| *score >= 2)
         .collect();
     // Stable: equal scores keep the catalogue's order.
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     scored.into_iter().take(n).map(|(_, name)| name).collect()
 }
 

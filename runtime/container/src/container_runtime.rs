@@ -60,8 +60,17 @@ pub struct ContainerRuntimeConfig {
     pub instance_id: String,
     /// `unix:///…`, `tcp://…`; `None` means `DOCKER_HOST` or the default socket.
     pub docker_host: Option<String>,
-    /// The bridge network all ForgeHook containers join (created if missing).
+    /// The bridge network ForgeHook containers join (created if missing). It is `internal`
+    /// (no route out of the host) with inter-container traffic off, so a container reaches
+    /// neither the internet nor its neighbours; only the server reaches it.
     pub network: String,
+    /// The network of containers granted egress: routed out, still no inter-container
+    /// traffic. Only used when `allow_egress` is on and a manifest asks for egress.
+    pub egress_network: String,
+    /// Whether a container whose manifest asks for egress (a non-empty
+    /// `capabilities.allowed_hosts`) may have it (`--forgehook-container-egress`). Off:
+    /// such a manifest is refused, rather than installed and failing at its first call.
+    pub allow_egress: bool,
     /// Caps on what a manifest may ask for; also what a manifest gets when it asks nothing.
     pub max_memory_mb: u64,
     pub max_cpus: f64,
@@ -87,6 +96,8 @@ impl ContainerRuntimeConfig {
             instance_id: instance_id.into(),
             docker_host: None,
             network: "leforge-forgehooks".into(),
+            egress_network: "leforge-forgehooks-egress".into(),
+            allow_egress: false,
             max_memory_mb: 256,
             max_cpus: 1.0,
             max_pids: 128,
@@ -192,6 +203,9 @@ struct Hook {
     memory_mb: u64,
     cpus: f64,
     pids: u64,
+    /// The manifest asked for egress and the operator allows it: the container joins the
+    /// routed egress network instead of the internal one.
+    egress: bool,
     /// Held across every create/start/stop/remove of this ForgeHook's container, so calls
     /// arriving together start it once.
     life: tokio::sync::Mutex<Life>,
@@ -268,6 +282,13 @@ impl ContainerRuntime {
     /// starts). Inside a Tokio runtime it also starts the idle-stop task, which ends when
     /// the last clone is dropped.
     pub fn new(config: ContainerRuntimeConfig) -> Result<ContainerRuntime, ContainerError> {
+        if config.access == ContainerAccess::PublishLoopback {
+            tracing::warn!(
+                network = %config.egress_network,
+                "loopback container access: Docker publishes no ports from internal networks, \
+                 so ForgeHook containers can reach the network in this mode"
+            );
+        }
         let inner = Arc::new(Inner {
             docker: DockerClient::new(config.docker_host.clone()),
             http: http_call::client().map_err(ContainerError::Docker)?,
@@ -499,6 +520,16 @@ impl ContainerRuntime {
         }
         let validators =
             http_call::compile_validators(&manifest).map_err(ContainerError::InvalidManifest)?;
+        // A container cannot be limited to some hosts without a proxy, so egress is all or
+        // nothing; any listed host asks for it.
+        let egress = !manifest.capabilities.allowed_hosts.is_empty();
+        if egress && !self.inner.config.allow_egress {
+            return Err(ContainerError::InvalidManifest(vec![FieldError::new(
+                "capabilities.allowed_hosts",
+                "asks for network access, which this server does not grant to containers \
+                 (an operator can allow it with --forgehook-container-egress)",
+            )]));
+        }
         let mut env = Vec::new();
         let mut missing = Vec::new();
         for var in &manifest.environment {
@@ -528,9 +559,11 @@ impl ContainerRuntime {
             .unwrap_or_default();
         // Everything the container is created from; secrets are in `env`, but `docker
         // inspect` shows the environment anyway, so the hash reveals nothing new.
+        let (network, internal) = self.network_for(egress);
         let spec_input = serde_json::json!({
             "image": image, "port": manifest.port, "env": env, "memory_mb": memory_mb,
-            "cpus": cpus, "pids": pids, "tmpfs_mb": c.tmpfs_mb, "network": c.network,
+            "cpus": cpus, "pids": pids, "tmpfs_mb": c.tmpfs_mb, "network": network,
+            "internal": internal,
             "publish": c.access == ContainerAccess::PublishLoopback,
         });
         let spec = hex::encode(Sha256::digest(spec_input.to_string().as_bytes()));
@@ -550,11 +583,24 @@ impl ContainerRuntime {
             memory_mb,
             cpus,
             pids,
+            egress,
             life: tokio::sync::Mutex::new(Life::default()),
             status: Mutex::new(status),
             last_used: Mutex::new(Instant::now()),
             in_flight: AtomicU64::new(0),
         })
+    }
+
+    /// The network a container joins, and whether it is internal. Docker publishes no
+    /// ports from an internal network, so with `PublishLoopback` every container joins the
+    /// routed one (still without inter-container traffic): that mode cannot cut egress.
+    fn network_for(&self, egress: bool) -> (&str, bool) {
+        let c = &self.inner.config;
+        if egress || c.access == ContainerAccess::PublishLoopback {
+            (&c.egress_network, false)
+        } else {
+            (&c.network, true)
+        }
     }
 
     fn container_name(&self, forgehook_id: &str) -> String {
@@ -582,7 +628,8 @@ impl ContainerRuntime {
         life: &mut Life,
     ) -> Result<(), ContainerError> {
         let c = &self.inner.config;
-        let network_id = docker::ensure_network(docker, &c.network).await?;
+        let (network, internal) = self.network_for(hook.egress);
+        let network_id = docker::ensure_network(docker, network, internal).await?;
         let image = hook
             .manifest
             .image
@@ -730,17 +777,15 @@ impl ContainerRuntime {
                 .ok_or_else(|| ContainerError::Docker("the port was not published".into()))?;
             return Ok(format!("http://127.0.0.1:{host_port}"));
         }
+        let (network, _) = self.network_for(hook.egress);
         let ip = settings
             .networks
             .unwrap_or_default()
-            .get(&self.inner.config.network)
+            .get(network)
             .and_then(|n| n.ip_address.clone())
             .filter(|ip| !ip.is_empty())
             .ok_or_else(|| {
-                ContainerError::Docker(format!(
-                    "the container has no address on network {}",
-                    self.inner.config.network
-                ))
+                ContainerError::Docker(format!("the container has no address on network {network}"))
             })?;
         Ok(format!("http://{ip}:{port}"))
     }

@@ -130,22 +130,59 @@ pub(crate) async fn ensure_image(
 /// happily create two networks with the same name when asked concurrently.
 static NETWORK_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The id of the bridge network `name`, created if missing. Should another process have
-/// raced us into a duplicate, the oldest network wins everywhere (and the others are removed
-/// when unused), so all containers still share one network.
-pub(crate) async fn ensure_network(docker: &Docker, name: &str) -> Result<String, ContainerError> {
+/// Docker's bridge option that turns traffic between containers of one network off.
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+
+/// The id of the bridge network `name`, created if missing, with inter-container traffic
+/// off and, when `internal`, no route out of the host. Should another process have raced
+/// us into a duplicate, the oldest network wins everywhere (and the others are removed when
+/// unused), so all containers still share one network. A network of that name that is not
+/// isolated as asked (made by an older version, or by hand) is replaced when unused and
+/// refused when in use: joining it would silently give containers more than they may have.
+pub(crate) async fn ensure_network(
+    docker: &Docker,
+    name: &str,
+    internal: bool,
+) -> Result<String, ContainerError> {
     let _guard = NETWORK_LOCK.lock().await;
     let mut found = networks_named(docker, name).await?;
+    if let Some((_, id)) = found.first() {
+        let info = docker
+            .inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .map_err(from_bollard)?;
+        let icc_off = info
+            .options
+            .as_ref()
+            .and_then(|o| o.get(ICC_OPTION))
+            .is_some_and(|v| v == "false");
+        if info.internal.unwrap_or(false) != internal || !icc_off {
+            if docker.remove_network(id).await.is_err() {
+                return Err(ContainerError::Docker(format!(
+                    "network {name} exists without the isolation ForgeHook containers need \
+                     (internal={internal}, inter-container traffic off) and is in use; \
+                     remove it with `docker network rm {name}` once its containers are gone"
+                )));
+            }
+            tracing::warn!(network = %name, "replaced a network that was not isolated");
+            found = networks_named(docker, name).await?;
+        }
+    }
     if found.is_empty() {
         let labels = HashMap::from([("leforge.managed".to_string(), "true".to_string())]);
         let request = bollard::models::NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
+            internal: Some(internal),
+            options: Some(HashMap::from([(
+                ICC_OPTION.to_string(),
+                "false".to_string(),
+            )])),
             labels: Some(labels),
             ..Default::default()
         };
         match docker.create_network(request).await {
-            Ok(_) => tracing::info!(network = %name, "created network"),
+            Ok(_) => tracing::info!(network = %name, internal, "created network"),
             // Created meanwhile by another process: fine, use it.
             Err(e) if docker_status(&e) == Some(409) => {}
             Err(e) => return Err(from_bollard(e)),

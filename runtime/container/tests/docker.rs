@@ -176,6 +176,108 @@ async fn install_invoke_inspect_and_uninstall() {
     assert_eq!(err.code(), ToolErrorCode::NotFound);
 }
 
+/// Whether network `name` is internal, and whether traffic between its containers is off.
+async fn isolation_of(docker: &Docker, name: &str) -> (bool, bool) {
+    let info = docker
+        .inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    let icc_off = info
+        .options
+        .unwrap_or_default()
+        .get("com.docker.network.bridge.enable_icc")
+        .is_some_and(|v| v == "false");
+    (info.internal.unwrap_or(false), icc_off)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containers_get_no_egress_unless_asked_and_allowed() {
+    if !docker_ready("docker").await {
+        return;
+    }
+    example_image();
+    let docker = Docker::connect_with_local_defaults().unwrap();
+    let (inst, _cleanup) = instance("egress");
+
+    // Default: internal network, no traffic between containers; the server still calls it.
+    let rt = runtime(&inst);
+    rt.install(manifest(example_manifest()), &HashMap::new())
+        .await
+        .unwrap();
+    let out = rt
+        .invoke("container-example", "text_stats", json!({"text": "a b"}))
+        .await
+        .unwrap();
+    assert_eq!(out.output["words"], 2);
+    assert_eq!(
+        isolation_of(&docker, "leforge-forgehooks").await,
+        (true, true)
+    );
+    let cid = rt
+        .status("container-example")
+        .unwrap()
+        .container_id
+        .unwrap();
+    let networks = inspect(&docker, &cid)
+        .await
+        .unwrap()
+        .network_settings
+        .unwrap()
+        .networks
+        .unwrap();
+    assert_eq!(
+        networks.keys().collect::<Vec<_>>(),
+        vec!["leforge-forgehooks"]
+    );
+    rt.uninstall("container-example").await.unwrap();
+
+    // Asking for hosts without the operator's consent is refused, naming the field.
+    let mut asks = example_manifest();
+    asks["capabilities"]["allowed_hosts"] = json!(["https://api.example.com"]);
+    let err = rt
+        .install(manifest(asks.clone()), &HashMap::new())
+        .await
+        .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("capabilities.allowed_hosts"), "{text}");
+    assert!(rt.status("container-example").is_none());
+
+    // Allowed: the routed egress network, still without inter-container traffic.
+    let mut config = ContainerRuntimeConfig::new(&inst);
+    config.allow_egress = true;
+    let rt = ContainerRuntime::new(config).unwrap();
+    rt.install(manifest(asks), &HashMap::new()).await.unwrap();
+    let out = rt
+        .invoke("container-example", "text_stats", json!({"text": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(out.output["characters"], 1);
+    assert_eq!(
+        isolation_of(&docker, "leforge-forgehooks-egress").await,
+        (false, true)
+    );
+    let cid = rt
+        .status("container-example")
+        .unwrap()
+        .container_id
+        .unwrap();
+    let networks = inspect(&docker, &cid)
+        .await
+        .unwrap()
+        .network_settings
+        .unwrap()
+        .networks
+        .unwrap();
+    assert_eq!(
+        networks.keys().collect::<Vec<_>>(),
+        vec!["leforge-forgehooks-egress"]
+    );
+    rt.uninstall("container-example").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resources_are_capped_by_the_server() {
     if !docker_ready("docker").await {

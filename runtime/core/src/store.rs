@@ -104,6 +104,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_forgehook(&self, id: &str) -> Result<Option<InstalledForgehook>, StoreError>;
     /// Every installed ForgeHook, ordered by id.
     async fn list_forgehooks(&self) -> Result<Vec<InstalledForgehook>, StoreError>;
+    /// A cheap token that changes whenever an install, upgrade, uninstall, enable, disable
+    /// or configuration change is stored, so that servers sharing the database can poll it
+    /// and reload only when it moved.
+    async fn forgehooks_version(&self) -> Result<String, StoreError>;
     /// Removes the install and returns what it was.
     async fn delete_forgehook(&self, id: &str) -> Result<InstalledForgehook, StoreError>;
     async fn set_forgehook_enabled(
@@ -162,10 +166,23 @@ pub trait Store: Send + Sync + 'static {
         now: chrono::DateTime<chrono::Utc>,
         stale_pending_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Uuid>, StoreError>;
+    /// The callback outbox: claims up to `limit` finished runs whose callback is due at
+    /// `now` and not claimed by anyone (or whose claim lapsed), until `claim_until`, and
+    /// returns their ids, longest due first. A run with a `callback_url` owes a callback from
+    /// its creation on, so a crash before the delivery loses nothing.
+    async fn claim_due_callbacks(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        claim_until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError>;
+    /// Appends one delivery attempt and releases the claim. `next_due`: when to try again;
+    /// `None` when delivered or given up, which ends what the run owes.
     async fn record_callback_attempt(
         &self,
         run_id: Uuid,
         attempt: CallbackAttempt,
+        next_due: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), StoreError>;
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;

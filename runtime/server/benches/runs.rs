@@ -168,7 +168,8 @@ async fn per_step(fake: &FakeProvider, postgres: bool) {
             .unwrap();
         let busy_before = fake.busy_time();
         let started = Instant::now();
-        let done = state.runner.spawn(run).await.unwrap().unwrap();
+        let slot = state.runner.acquire_slot().await.expect("a free slot");
+        let done = state.runner.spawn(run, slot).await.unwrap().unwrap();
         let wall = started.elapsed();
         // The fake provider's handler time stands in for a real provider's own time, so it is
         // not the runtime's overhead; everything else (HTTP client, loop, tool, store) is.

@@ -95,6 +95,10 @@ async fn migrate(args: ServerArgs) -> anyhow::Result<()> {
     Result::Ok(())
 }
 
+/// How often a server on PostgreSQL looks for ForgeHook changes stored by another server
+/// sharing the database; the bound is 2 s, and the check is one small query.
+const FORGEHOOK_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let config = Config::resolve(&args)?;
     let store = open_store(&config).await?;
@@ -108,6 +112,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     let listen = config.listen;
     let state = AppState::build(store, config)?;
+    let uses_sqlite = state.config.uses_sqlite();
     let loaded = state.forgehooks.load_installed().await?;
     tracing::info!(forgehooks = loaded, "ForgeHooks loaded");
     let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
@@ -131,6 +136,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         );
     }
     state.runner.start_background();
+    if !uses_sqlite {
+        // Other servers may share this database: their ForgeHook changes apply here too.
+        state.forgehooks.watch_store(FORGEHOOK_SYNC_EVERY);
+    }
     let runner = state.runner.clone();
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -138,6 +138,12 @@ pub struct ServerArgs {
     /// rootless engines) [default: network]
     #[arg(long, env = "LEFORGE_CONTAINER_ACCESS")]
     pub container_access: Option<String>,
+    /// Let container ForgeHooks whose manifest lists `capabilities.allowed_hosts` reach the
+    /// network (all of it: containers are not filtered per host). Off: such manifests are
+    /// refused, and every container sits on an internal network [default: false]
+    #[arg(long, env = "LEFORGE_FORGEHOOK_CONTAINER_EGRESS", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub forgehook_container_egress: Option<bool>,
     /// Cap on any container or gateway ForgeHook response, in bytes [default: 16777216]
     #[arg(long, env = "LEFORGE_HTTP_FORGEHOOK_MAX_RESPONSE_BYTES")]
     pub http_forgehook_max_response_bytes: Option<u64>,
@@ -171,6 +177,7 @@ pub struct FileConfig {
     pub container_max_cpus: Option<f64>,
     pub container_max_pids: Option<u64>,
     pub container_access: Option<String>,
+    pub forgehook_container_egress: Option<bool>,
     pub http_forgehook_max_response_bytes: Option<u64>,
 }
 
@@ -220,6 +227,7 @@ pub struct Config {
     pub container_max_cpus: f64,
     pub container_max_pids: u64,
     pub container_access: ContainerAccessMode,
+    pub forgehook_container_egress: bool,
     pub http_forgehook_max_response_bytes: u64,
 }
 
@@ -355,6 +363,10 @@ impl Config {
             container_max_cpus,
             container_max_pids,
             container_access,
+            forgehook_container_egress: args
+                .forgehook_container_egress
+                .or(file.forgehook_container_egress)
+                .unwrap_or(false),
             http_forgehook_max_response_bytes,
             webhook_secret: args
                 .webhook_secret

@@ -27,6 +27,16 @@ pub struct Forgehooks {
     store: Arc<dyn Store>,
     wasm: WasmHost,
     http: HttpHooks,
+    /// What this server has applied, so that changes other servers store are found.
+    applied: Arc<std::sync::Mutex<Applied>>,
+}
+
+/// The stored state this server's runtimes reflect: each ForgeHook's `updated_at` as last
+/// applied here, and the store's version token when last compared.
+#[derive(Default)]
+struct Applied {
+    version: Option<String>,
+    hooks: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// How an install relates to what was there before.
@@ -38,7 +48,124 @@ pub enum InstallOutcome {
 
 impl Forgehooks {
     pub fn new(store: Arc<dyn Store>, wasm: WasmHost, http: HttpHooks) -> Self {
-        Forgehooks { store, wasm, http }
+        Forgehooks {
+            store,
+            wasm,
+            http,
+            applied: Arc::default(),
+        }
+    }
+
+    fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that `hook`, as stored, is what this server now runs.
+    fn mark(&self, hook: &InstalledForgehook) {
+        self.applied()
+            .hooks
+            .insert(hook.id.clone(), hook.updated_at);
+    }
+
+    /// Replicas: applies the ForgeHook changes other servers sharing the database stored
+    /// (install, upgrade, uninstall, enable, disable, configuration) since the last call.
+    /// Costs one small query when nothing changed. Returns how many ForgeHooks changed.
+    pub async fn sync_with_store(&self) -> Result<usize, leforge_core::StoreError> {
+        let version = self.store.forgehooks_version().await?;
+        if self.applied().version.as_deref() == Some(version.as_str()) {
+            return Ok(0);
+        }
+        let stored = self.store.list_forgehooks().await?;
+        let known = self.applied().hooks.clone();
+        let mut changed = 0;
+        for hook in &stored {
+            if known.get(&hook.id) == Some(&hook.updated_at) {
+                continue;
+            }
+            changed += 1;
+            match self.apply_stored(hook).await {
+                Ok(()) => {
+                    tracing::info!(forgehook = %hook.id, enabled = hook.enabled, version = %hook.manifest.version, "applied a ForgeHook change stored by another server")
+                }
+                Err(e) => {
+                    tracing::error!(forgehook = %hook.id, error = %e, "cannot apply a ForgeHook change stored by another server")
+                }
+            }
+            self.mark(hook);
+        }
+        for id in known.keys() {
+            if stored.iter().any(|h| &h.id == id) {
+                continue;
+            }
+            changed += 1;
+            self.wasm.unload(id);
+            self.http.unload(id).await;
+            self.applied().hooks.remove(id);
+            tracing::info!(forgehook = %id, "removed a ForgeHook uninstalled by another server");
+        }
+        self.applied().version = Some(version);
+        Ok(changed)
+    }
+
+    /// Polls [`Self::sync_with_store`] until the process ends: for servers sharing a
+    /// PostgreSQL database, so that a change made through any one of them is in force on
+    /// all within `every` (plus the time to load it).
+    pub fn watch_store(&self, every: std::time::Duration) {
+        let hooks = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = hooks.sync_with_store().await {
+                    tracing::warn!(error = %e, "cannot check for ForgeHook changes of other servers");
+                }
+            }
+        });
+    }
+
+    /// Makes the runtimes run `hook` as stored: unloaded when disabled, its configuration
+    /// applied when only that changed, reloaded when its code or manifest changed.
+    async fn apply_stored(&self, hook: &InstalledForgehook) -> Result<(), String> {
+        let id = hook.id.as_str();
+        let http_loaded = self.http.manifest(id);
+        if !hook.enabled {
+            self.wasm.unload(id);
+            if http_loaded.is_some() || hook.manifest.runtime.is_http() {
+                self.http.unload(id).await;
+            }
+            return Ok(());
+        }
+        if hook.manifest.runtime.is_http() {
+            // Upgraded from WASM elsewhere: stop serving the component.
+            self.wasm.unload(id);
+            let result = match http_loaded {
+                Some(m) if *m == hook.manifest => {
+                    self.http.set_config(&hook.manifest, &hook.config).await
+                }
+                Some(_) => {
+                    self.http.unload(id).await;
+                    self.http
+                        .load(hook.manifest.clone(), &hook.config, true)
+                        .await
+                }
+                None => {
+                    self.http
+                        .load(hook.manifest.clone(), &hook.config, true)
+                        .await
+                }
+            };
+            return result.map_err(|e| e.to_string());
+        }
+        if http_loaded.is_some() {
+            self.http.unload(id).await;
+        }
+        if self.wasm.sha256(id) == hook.wasm_sha256 {
+            self.wasm
+                .set_config(id, hook.config.clone().into_iter().collect());
+            return Ok(());
+        }
+        self.activate(hook).await.map_err(|e| e.to_string())
     }
 
     pub fn wasm(&self) -> &WasmHost {
@@ -83,6 +210,7 @@ impl Forgehooks {
     pub async fn load_installed(&self) -> Result<usize, leforge_core::StoreError> {
         let mut loaded = 0;
         for hook in self.store.list_forgehooks().await? {
+            self.mark(&hook);
             if !hook.enabled {
                 continue;
             }
@@ -257,6 +385,7 @@ impl Forgehooks {
             },
             None => InstallOutcome::Installed,
         };
+        self.mark(&record);
         tracing::info!(forgehook = %record.id, version = %record.manifest.version, ?outcome, "ForgeHook installed");
         Ok((record, outcome))
     }
@@ -323,6 +452,7 @@ impl Forgehooks {
             },
             None => InstallOutcome::Installed,
         };
+        self.mark(&record);
         tracing::info!(forgehook = %record.id, version = %record.manifest.version, runtime = %record.manifest.runtime, ?outcome, "ForgeHook installed");
         Ok((record, outcome))
     }
@@ -333,6 +463,7 @@ impl Forgehooks {
             .delete_forgehook(id)
             .await
             .map_err(not_installed(id))?;
+        self.applied().hooks.remove(id);
         self.wasm.unload(id);
         if removed.manifest.runtime.is_http() {
             self.http.unload(id).await;
@@ -363,6 +494,7 @@ impl Forgehooks {
         } else {
             self.wasm.unload(id);
         }
+        self.mark(&record);
         Ok(record)
     }
 
@@ -428,6 +560,7 @@ impl Forgehooks {
             self.wasm
                 .set_config(id, record.config.clone().into_iter().collect());
         }
+        self.mark(&record);
         Ok(record)
     }
 

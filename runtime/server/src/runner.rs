@@ -100,6 +100,8 @@ struct Inner {
     /// Stops claiming and starting runs (shutdown).
     closing: CancellationToken,
     queued: Notify,
+    /// A run with a callback just ended here: the callback worker looks at once.
+    callbacks_due: Notify,
     slots: Arc<Semaphore>,
     /// Runs may be waiting in the queue: this server queued one for want of a slot, or its
     /// last claim came back full. While set, new async runs queue behind them rather than
@@ -137,6 +139,7 @@ impl Runner {
                 live: Mutex::new(Live::default()),
                 closing: CancellationToken::new(),
                 queued: Notify::new(),
+                callbacks_due: Notify::new(),
                 slots,
                 backlog: AtomicBool::new(false),
                 http: reqwest::Client::builder()
@@ -272,12 +275,9 @@ impl Runner {
         self.live().runs.remove(&run_id);
         cancel.cancel();
         let run = result?;
-        if let Some(run) = run.as_ref().filter(|r| r.callback_url.is_some()) {
-            let runner = self.clone();
-            let delivered = run.clone();
-            self.inner
-                .tasks
-                .spawn(async move { runner.deliver_callback(delivered).await });
+        if run.as_ref().is_some_and(|r| r.callback_url.is_some()) {
+            // The store owes the callback (the outbox); this only saves the poll's wait.
+            self.inner.callbacks_due.notify_one();
         }
         Ok(run)
     }
@@ -525,12 +525,15 @@ impl Runner {
         self.inner.queued.notify_one();
     }
 
-    /// Starts the background work: the queue worker and the lease reaper.
+    /// Starts the background work: the queue worker, the lease reaper and the callback
+    /// worker.
     pub fn start_background(&self) {
         let worker = self.clone();
         tokio::spawn(async move { worker.queue_worker().await });
         let reaper = self.clone();
         tokio::spawn(async move { reaper.reaper().await });
+        let callbacks = self.clone();
+        tokio::spawn(async move { callbacks.callback_worker().await });
     }
 
     async fn queue_worker(&self) {
@@ -698,69 +701,124 @@ impl Runner {
         Ok(())
     }
 
-    /// POSTs the terminal body to the run's callback URL, signed, retrying with backoff.
-    async fn deliver_callback(&self, run: Run) {
-        let Some(url) = run.callback_url.clone() else {
+    /// Delivers the callbacks the store says are due, whoever's runs they are: runs that
+    /// ended here, runs interrupted by any server's reaper, and attempts left owing by a
+    /// server that died. Delivery is at least once (a receiver deduplicates with
+    /// `X-LeForge-Run-Id`): an attempt whose result could not be recorded is sent again.
+    async fn callback_worker(&self) {
+        if self.inner.settings.webhook_secret.is_none() {
+            // No run gets a callback URL accepted without a secret.
             return;
+        }
+        loop {
+            if self.is_closing() {
+                return;
+            }
+            let now = chrono::Utc::now();
+            let claim = chrono::TimeDelta::from_std(CALLBACK_CLAIM).unwrap_or_default();
+            match self
+                .inner
+                .deps
+                .store
+                .claim_due_callbacks(now, now + claim, 32)
+                .await
+            {
+                Ok(ids) => {
+                    for id in ids {
+                        let runner = self.clone();
+                        self.inner
+                            .tasks
+                            .spawn(async move { runner.attempt_callback(id).await });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "looking for due callbacks failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.settings.poll_every) => {}
+                _ = self.inner.callbacks_due.notified() => {}
+                _ = self.inner.closing.cancelled() => return,
+            }
+        }
+    }
+
+    /// One signed POST of the run's terminal body to its callback URL; records it, with
+    /// the next attempt's time after a failure (exponential backoff) until the attempts run
+    /// out.
+    async fn attempt_callback(&self, run_id: Uuid) {
+        let store = &self.inner.deps.store;
+        let run = match store.get_run(run_id).await {
+            Ok(Some(run)) => run,
+            Ok(None) => return,
+            Err(e) => {
+                // The claim lapses and the attempt is made later.
+                tracing::warn!(%run_id, error = %e, "cannot read a run to send its callback");
+                return;
+            }
         };
-        let Some(secret) = self.inner.settings.webhook_secret.clone() else {
+        let (Some(url), Some(secret)) = (
+            run.callback_url.clone(),
+            self.inner.settings.webhook_secret.clone(),
+        ) else {
             return;
         };
         let (_, body) = crate::routes::agent_runs::render_terminal(&run);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let attempts = self.inner.settings.callback_attempts.max(1);
-        for attempt in 1..=attempts {
-            // Signed per attempt: the timestamp says when it was sent, so a receiver can
-            // refuse a captured callback replayed later.
-            let timestamp = chrono::Utc::now().timestamp();
-            let signature = sign_timestamped(secret.expose(), timestamp, &bytes);
-            let result = match self.checked_callback_url(&url).await {
-                Err(refused) => Err(refused),
-                Ok(()) => self
-                    .inner
-                    .http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-leforge-signature", format!("sha256={signature}"))
-                    .header("x-leforge-timestamp", timestamp.to_string())
-                    .header("x-leforge-run-id", run.id.to_string())
-                    .body(bytes.clone())
-                    .send()
-                    .await
-                    .map_err(|e| leforge_net::error_chain(&e.without_url())),
-            };
-            let (status, error, ok) = match result {
-                Ok(resp) => {
-                    let s = resp.status();
-                    (Some(s.as_u16()), None, s.is_success())
-                }
-                Err(e) => (None, Some(e), false),
-            };
-            let _ = self
+        let attempt = run.callback_attempts.len() as u32 + 1;
+        // Signed per attempt: the timestamp says when it was sent, so a receiver can refuse
+        // a captured callback replayed later.
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = sign_timestamped(secret.expose(), timestamp, &bytes);
+        let result = match self.checked_callback_url(&url).await {
+            Err(refused) => Err(refused),
+            Ok(()) => self
                 .inner
-                .deps
-                .store
-                .record_callback_attempt(
-                    run.id,
-                    CallbackAttempt {
-                        attempt,
-                        at: chrono::Utc::now(),
-                        status,
-                        error,
-                    },
-                )
-                .await;
-            if ok {
-                return;
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-leforge-signature", format!("sha256={signature}"))
+                .header("x-leforge-timestamp", timestamp.to_string())
+                .header("x-leforge-run-id", run.id.to_string())
+                .body(bytes)
+                .send()
+                .await
+                .map_err(|e| leforge_net::error_chain(&e.without_url())),
+        };
+        let (status, error, ok) = match result {
+            Ok(resp) => {
+                let s = resp.status();
+                (Some(s.as_u16()), None, s.is_success())
             }
-            if attempt < attempts {
-                let backoff = self.inner.settings.callback_backoff * 2u32.pow(attempt - 1);
-                tokio::time::sleep(backoff).await;
-            }
+            Err(e) => (None, Some(e), false),
+        };
+        let next_due = (!ok && attempt < attempts).then(|| {
+            let backoff = self.inner.settings.callback_backoff
+                * 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+            chrono::Utc::now() + chrono::TimeDelta::from_std(backoff).unwrap_or_default()
+        });
+        let record = CallbackAttempt {
+            attempt,
+            at: chrono::Utc::now(),
+            status,
+            error,
+        };
+        if let Err(e) = store
+            .record_callback_attempt(run.id, record, next_due)
+            .await
+        {
+            tracing::warn!(run_id = %run.id, error = %e, "cannot record a callback attempt");
+            return;
         }
-        tracing::warn!(run_id = %run.id, "callback not delivered after {attempts} attempts");
+        // A retry is picked up by the worker's poll once due.
+        if next_due.is_none() && !ok {
+            tracing::warn!(run_id = %run.id, "callback not delivered after {attempts} attempts");
+        }
     }
 }
+
+/// How long a claimed callback stays this server's: longer than one attempt can take (the
+/// client's 30 s timeout), so no other server sends the same attempt meanwhile.
+const CALLBACK_CLAIM: Duration = Duration::from_secs(45);
 
 /// Lowercase hex HMAC-SHA256 of `body` under `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {

@@ -238,3 +238,390 @@ async fn graceful_shutdown_interrupts_runs_that_outlive_the_grace_period() {
     .await;
     assert_eq!(run["data"]["status"], "interrupted", "{run}");
 }
+
+/// Callbacks come from the database's outbox, not from memory: a callback owed by a server
+/// killed with SIGKILL — one whose first delivery failed, and one for a run the crash
+/// interrupted — is sent by the next server, signed, with every attempt recorded.
+#[tokio::test]
+async fn callbacks_owed_at_a_crash_are_sent_after_the_restart() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let sink = received.clone();
+    let hook = axum::Router::new().route(
+        "/done",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let run = headers["x-leforge-run-id"].to_str().unwrap().to_string();
+                    let mut all = sink.lock().unwrap();
+                    all.push((run, serde_json::from_slice(&body).unwrap()));
+                    // The first delivery fails, so a retry is owed when the server dies.
+                    if all.len() == 1 {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::OK
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/done", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LEFORGE_RUN_LEASE_MS", "1500"),
+        ("LEFORGE_WEBHOOK_SECRET", "whsec-cluster"),
+        ("LEFORGE_CALLBACK_ALLOWED_HOSTS", "127.0.0.1"),
+    ];
+    let server = start(dir.path(), &fake, &env);
+    let agent = call(
+        reqwest::Method::POST,
+        format!("{}/api/v1/agents", server.base),
+        Some(json!({"name": "Call Me", "system_prompt": "x"})),
+    )
+    .await;
+    assert_eq!(agent["success"], true, "{agent}");
+    let run_async = |input: &'static str| {
+        let (base, url) = (server.base.clone(), url.clone());
+        async move {
+            let r = call(
+                reqwest::Method::POST,
+                format!("{base}/api/v1/agents/call-me/run"),
+                Some(json!({"input": input, "mode": "async", "callback_url": url})),
+            )
+            .await;
+            r["data"]["run_id"].as_str().expect("accepted").to_string()
+        }
+    };
+    fake.push(Script::text("{\"done\": 1}"));
+    let finished = run_async("finishes").await;
+    for _ in 0..200 {
+        if !received.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "the first attempt was made"
+    );
+    fake.push(Script::hang());
+    let hanging = run_async("hangs").await;
+    fake.wait_for_requests(2).await;
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = start(dir.path(), &fake, &env);
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got = received.lock().unwrap().clone();
+        if got.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+    let retry = got
+        .iter()
+        .skip(1)
+        .find(|(id, _)| *id == finished)
+        .expect("retried");
+    assert_eq!(retry.1["success"], true);
+    assert_eq!(retry.1["data"]["output"], json!({"done": 1}));
+    let interrupted = got
+        .iter()
+        .find(|(id, _)| *id == hanging)
+        .expect("interrupted callback");
+    assert_eq!(interrupted.1["success"], false);
+    assert_eq!(interrupted.1["error"]["code"], "RUN_INTERRUPTED");
+    assert_eq!(
+        interrupted.1["error"]["details"]["run"]["status"],
+        "interrupted"
+    );
+    // Every attempt is in the run, across both servers.
+    let mut attempts = Vec::new();
+    for _ in 0..100 {
+        let run = call(
+            reqwest::Method::GET,
+            format!("{}/api/v1/runs/{finished}", server.base),
+            None,
+        )
+        .await;
+        attempts = run["data"]["callback_attempts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if attempts.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses: Vec<&Value> = attempts.iter().map(|a| &a["status"]).collect();
+    assert_eq!(statuses, [&json!(503), &json!(200)]);
+    // Delivered once: no more attempts follow.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(received.lock().unwrap().len(), 3);
+}
+
+/// A request's HTTP status and body.
+async fn status_of(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, url).header("x-api-key", KEY);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A direct invoke through the admin key.
+async fn invoke(base: &str, id: &str, endpoint: &str, input: Value) -> (u16, Value) {
+    let url = format!("{base}/api/v1/forgehooks/{id}/invoke/{endpoint}");
+    status_of(reqwest::Method::POST, url, Some(input)).await
+}
+
+/// Polls `probe` until it returns true, for at most `limit`; returns how long it took.
+async fn until<F, Fut>(limit: Duration, mut probe: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if probe().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Replicas on one PostgreSQL: a ForgeHook change made through one server (disable, enable,
+/// install, configuration, uninstall) is in force on the other within about a second, and
+/// two servers on one Docker engine each run their own container, labelled as theirs.
+#[tokio::test]
+async fn two_servers_agree_on_forgehook_changes() {
+    let Some(db) = leforge_store::testing::postgres().await else {
+        return;
+    };
+    use std::sync::{Arc, Mutex};
+    let tokens: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = tokens.clone();
+    let service = axum::Router::new().route(
+        "/svc/echo",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    let token = headers
+                        .get("x-token")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    seen.lock().unwrap().push(token.clone());
+                    axum::Json(json!({"echo": body["text"], "token": token}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    let fake = FakeProvider::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let a = start(dir_a.path(), &fake, &env);
+    let b = start(dir_b.path(), &fake, &env);
+    // Generous for a loaded machine; the servers look every second.
+    let limit = Duration::from_secs(10);
+    let csv = || json!({"csv": "a,b\n1,2"});
+
+    let (status, body) = invoke(&b.base, "data-transform", "csv_to_json", csv()).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Disabled through A: B stops running it.
+    let (status, body) = status_of(
+        reqwest::Method::POST,
+        format!("{}/api/v1/forgehooks/data-transform/disable", a.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let took = until(limit, || {
+        let base = b.base.clone();
+        async move {
+            invoke(&base, "data-transform", "csv_to_json", csv())
+                .await
+                .0
+                != 200
+        }
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "B still runs a ForgeHook disabled through A"
+    );
+    eprintln!("disable reached B after {took:?}");
+
+    // Enabled again through A: B runs it again.
+    status_of(
+        reqwest::Method::POST,
+        format!("{}/api/v1/forgehooks/data-transform/enable", a.base),
+        None,
+    )
+    .await;
+    let took = until(limit, || {
+        let base = b.base.clone();
+        async move {
+            invoke(&base, "data-transform", "csv_to_json", csv())
+                .await
+                .0
+                == 200
+        }
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "B does not run a ForgeHook enabled through A"
+    );
+
+    // Installed and configured through A: B calls it with A's configuration.
+    let manifest = json!({
+        "id": "echo-gw", "name": "Echo gateway", "version": "1.0.0", "runtime": "gateway",
+        "gateway": {"baseUrl": format!("http://{addr}/svc"), "headers": {"X-Token": "${TOKEN}"}},
+        "capabilities": {"config": [{"name": "TOKEN", "secret": true, "required": true}]},
+        "endpoints": [{"name": "echo", "description": "Echoes text", "method": "POST",
+            "path": "/echo", "input_schema": {"type": "object"}, "output_schema": {"type": "object"}}]
+    });
+    let (status, body) = status_of(
+        reqwest::Method::POST,
+        format!("{}/api/v1/forgehooks", a.base),
+        Some(manifest),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for token in ["first", "second"] {
+        let (status, body) = status_of(
+            reqwest::Method::PUT,
+            format!("{}/api/v1/forgehooks/echo-gw/config", a.base),
+            Some(json!({"TOKEN": token})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let took = until(limit, || {
+            let base = b.base.clone();
+            async move {
+                let (status, body) = invoke(&base, "echo-gw", "echo", json!({"text": "hi"})).await;
+                status == 200 && body["data"]["output"]["token"] == token
+            }
+        })
+        .await;
+        assert!(
+            took.is_some(),
+            "B never used the configuration '{token}' set through A"
+        );
+    }
+
+    // Uninstalled through A: gone on B.
+    let (status, _) = status_of(
+        reqwest::Method::DELETE,
+        format!("{}/api/v1/forgehooks/echo-gw", a.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let took = until(limit, || {
+        let base = b.base.clone();
+        async move {
+            invoke(&base, "echo-gw", "echo", json!({"text": "hi"}))
+                .await
+                .0
+                == 404
+        }
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "B still runs a ForgeHook uninstalled through A"
+    );
+
+    // Containers: each server runs its own, named and labelled per server instance.
+    if !leforge_container::testing::docker_ready("docker").await {
+        return;
+    }
+    leforge_container::testing::example_image();
+    let (status, body) = status_of(
+        reqwest::Method::POST,
+        format!("{}/api/v1/forgehooks", a.base),
+        Some(leforge_container::testing::example_manifest()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let text = || json!({"text": "two servers"});
+    for server in [&a, &b] {
+        let took = until(Duration::from_secs(120), || {
+            let base = server.base.clone();
+            async move {
+                invoke(&base, "container-example", "text_stats", text())
+                    .await
+                    .0
+                    == 200
+            }
+        })
+        .await;
+        assert!(took.is_some(), "{} cannot call the container", server.base);
+    }
+    let instances = || {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "label=leforge.forgehook=container-example",
+            ])
+            .args(["--format", "{{.Names}} {{.Label \"leforge.instance\"}}"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let ours: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                [dir_a.path(), dir_b.path()].iter().any(|d| {
+                    let id = std::fs::read_to_string(d.join("instance-id")).unwrap_or_default();
+                    !id.trim().is_empty() && l.ends_with(id.trim())
+                })
+            })
+            .map(str::to_string)
+            .collect();
+        ours
+    };
+    let both = instances();
+    assert_eq!(both.len(), 2, "one container per server: {both:?}");
+    let names: std::collections::HashSet<_> = both
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{both:?}");
+    let (status, _) = status_of(
+        reqwest::Method::DELETE,
+        format!("{}/api/v1/forgehooks/container-example", a.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let took = until(Duration::from_secs(30), || {
+        let empty = instances().is_empty();
+        async move { empty }
+    })
+    .await;
+    assert!(took.is_some(), "containers left behind: {:?}", instances());
+}

@@ -115,11 +115,12 @@ pub(crate) fn step_write_err(e: sqlx::Error) -> StoreError {
 /// The columns a new run is inserted with, in [`bind_new_run`]'s order.
 pub(crate) const NEW_RUN_COLS: &str = "id, agent_id, status, input_text, input_data, \
     triggered_by, ip_address, user_agent, created_at, updated_at, mode, limits, callback_url, \
-    idempotency_key, request_hash, started_at, lease_owner, lease_expires_at, idempotency_scope";
+    idempotency_key, request_hash, started_at, lease_owner, lease_expires_at, idempotency_scope, \
+    callback_due_at";
 
-/// Binds a new run's nineteen [`NEW_RUN_COLS`] (created and updated at `ts`; `pending`, or
-/// `running` from `ts` on under its lease when it starts at once), after whatever `query`
-/// has bound already.
+/// Binds a new run's twenty [`NEW_RUN_COLS`] (created and updated at `ts`; `pending`, or
+/// `running` from `ts` on under its lease when it starts at once; a callback owed from `ts`
+/// on when it has a callback URL), after whatever `query` has bound already.
 pub(crate) fn bind_new_run<'q, DB>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
     id: Uuid,
@@ -159,6 +160,7 @@ where
         .bind(run.start.as_ref().map(|s| s.owner.as_str()))
         .bind(run.start.as_ref().map(|s| s.lease_until))
         .bind(run.idempotency_scope.as_str())
+        .bind(run.callback_url.as_ref().map(|_| ts))
 }
 
 /// The columns a run update may set, in [`bind_run_update`]'s order, each with its
@@ -864,13 +866,38 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
+            async fn claim_due_callbacks(
+                &self,
+                at: chrono::DateTime<chrono::Utc>,
+                claim_until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<Uuid>, StoreError> {
+                let rows: Vec<(Uuid,)> = sqlx::query_as(&format!(
+                    "UPDATE agent_runs SET callback_claimed_until = $2 \
+                     WHERE id IN (SELECT id FROM agent_runs WHERE callback_due_at IS NOT NULL \
+                     AND callback_due_at <= $1 AND status NOT IN ('pending', 'running') \
+                     AND (callback_claimed_until IS NULL OR callback_claimed_until < $1) \
+                     ORDER BY callback_due_at LIMIT $3{}) RETURNING id",
+                    $skip_locked
+                ))
+                .bind(at)
+                .bind(claim_until)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.write_conn().await?)
+                .await
+                .map_err(db_err)?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
             async fn record_callback_attempt(
                 &self,
                 run_id: Uuid,
                 attempt: CallbackAttempt,
+                next_due: Option<chrono::DateTime<chrono::Utc>>,
             ) -> Result<(), StoreError> {
                 // Read and write on one writer connection, so that on SQLite (one writer) no
-                // other attempt's write lands in between.
+                // other attempt's write lands in between; across PostgreSQL servers the claim
+                // keeps a run's attempts to one server at a time.
                 let mut conn = self.write_conn().await?;
                 let (Json(mut attempts),): (Json<Vec<CallbackAttempt>>,) =
                     sqlx::query_as("SELECT callback_attempts FROM agent_runs WHERE id = $1")
@@ -880,12 +907,16 @@ macro_rules! sql_store {
                         .map_err(db_err)?
                         .ok_or(StoreError::NotFound { entity: "run" })?;
                 attempts.push(attempt);
-                sqlx::query("UPDATE agent_runs SET callback_attempts = $2 WHERE id = $1")
-                    .bind(run_id)
-                    .bind(Json(&attempts))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db_err)?;
+                sqlx::query(
+                    "UPDATE agent_runs SET callback_attempts = $2, callback_due_at = $3, \
+                     callback_claimed_until = NULL WHERE id = $1",
+                )
+                .bind(run_id)
+                .bind(Json(&attempts))
+                .bind(next_due)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
                 Ok(())
             }
 
@@ -961,6 +992,24 @@ macro_rules! sql_store {
                 .await
                 .map_err(db_err)?;
                 Ok(rows.into_iter().map(ForgehookRow::into_installed).collect())
+            }
+
+            async fn forgehooks_version(&self) -> Result<String, StoreError> {
+                // Every change but an uninstall writes `updated_at`, and an uninstall drops
+                // a row. All rows, not the newest time, so that a change stamped by a server
+                // whose clock runs behind still shows; ids and times only, no manifests.
+                let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+                    sqlx::query_as("SELECT id, updated_at FROM forgehooks ORDER BY id")
+                        .fetch_all(&mut *self.read_conn().await?)
+                        .await
+                        .map_err(db_err)?;
+                use sha2::Digest;
+                let mut hash = sha2::Sha256::new();
+                for (id, at) in &rows {
+                    hash.update(id.as_bytes());
+                    hash.update(at.timestamp_micros().to_le_bytes());
+                }
+                Ok(hex::encode(&hash.finalize()[..16]))
             }
 
             async fn delete_forgehook(&self, id: &str) -> Result<InstalledForgehook, StoreError> {

@@ -1580,6 +1580,8 @@ fn manifest(id: &str, version: &str) -> leforge_core::forgehook::Manifest {
 async fn forgehooks_install_upgrade_configure_and_remove() {
     use leforge_core::installed::NewInstalledForgehook;
     each_backend(|store| async move {
+        // Every stored change moves the version other servers poll.
+        let mut versions = vec![store.forgehooks_version().await.unwrap()];
         let installed = store
             .upsert_forgehook(NewInstalledForgehook {
                 manifest: manifest("echo", "1.0.0"),
@@ -1589,9 +1591,11 @@ async fn forgehooks_install_upgrade_configure_and_remove() {
             .await
             .unwrap();
         assert!(installed.enabled);
+        versions.push(store.forgehooks_version().await.unwrap());
         assert_eq!(installed.manifest.version, "1.0.0");
         let disabled = store.set_forgehook_enabled("echo", false).await.unwrap();
         assert!(!disabled.enabled);
+        versions.push(store.forgehooks_version().await.unwrap());
         let config = [
             ("token".to_string(), "s3cret".to_string()),
             ("region".to_string(), "eu".to_string()),
@@ -1605,6 +1609,7 @@ async fn forgehooks_install_upgrade_configure_and_remove() {
             leforge_core::installed::SECRET_MASK
         );
         assert_eq!(configured.public_config()["region"], "eu");
+        versions.push(store.forgehooks_version().await.unwrap());
 
         // An upgrade replaces manifest and code, keeps state and configuration.
         let upgraded = store
@@ -1620,6 +1625,7 @@ async fn forgehooks_install_upgrade_configure_and_remove() {
         assert!(!upgraded.enabled);
         assert_eq!(upgraded.config["region"], "eu");
         assert_eq!(upgraded.installed_at, installed.installed_at);
+        versions.push(store.forgehooks_version().await.unwrap());
 
         store
             .upsert_forgehook(NewInstalledForgehook {
@@ -1639,6 +1645,14 @@ async fn forgehooks_install_upgrade_configure_and_remove() {
         assert_eq!(ids, ["another", "echo"]);
         let removed = store.delete_forgehook("echo").await.unwrap();
         assert_eq!(removed.id, "echo");
+        versions.push(store.forgehooks_version().await.unwrap());
+        let distinct: std::collections::HashSet<_> = versions.iter().collect();
+        assert_eq!(distinct.len(), versions.len(), "{versions:?}");
+        assert_eq!(
+            store.forgehooks_version().await.unwrap(),
+            *versions.last().unwrap(),
+            "stable without a change"
+        );
         assert!(store.get_forgehook("echo").await.unwrap().is_none());
         assert!(matches!(
             store.delete_forgehook("echo").await,
@@ -1766,12 +1780,141 @@ async fn queued_runs_are_claimed_once_leased_and_reaped() {
                     status: Some(500),
                     error: None,
                 },
+                None,
             )
             .await
             .unwrap();
         let run = store.get_run(ids[0]).await.unwrap().unwrap();
         assert_eq!(run.callback_attempts.len(), 1);
         assert_eq!(run.callback_attempts[0].status, Some(500));
+    })
+    .await;
+}
+
+/// The callback outbox: a run with a callback URL is owed a delivery once it is terminal,
+/// whatever ended it; a claim keeps it from a second worker until the claim lapses; an
+/// attempt either schedules the next one or ends the debt.
+#[tokio::test]
+async fn finished_runs_with_a_callback_are_claimed_once_until_delivered() {
+    use leforge_core::RunMode;
+    each_backend(|store| async move {
+        let a = store.create_agent(new_agent("Outbox")).await.unwrap();
+        let with_callback = |input: &str| NewRun {
+            mode: RunMode::Async,
+            callback_url: Some("https://hooks.example.com/done".into()),
+            ..NewRun::simple(a.id, input)
+        };
+        let done = store.create_run(with_callback("done")).await.unwrap();
+        let waiting = store
+            .create_run(with_callback("still pending"))
+            .await
+            .unwrap();
+        let plain = store
+            .create_run(NewRun {
+                mode: RunMode::Async,
+                ..NewRun::simple(a.id, "no callback")
+            })
+            .await
+            .unwrap();
+        for id in [done.id, plain.id] {
+            store
+                .update_run(
+                    id,
+                    RunUpdate {
+                        status: Some(RunStatus::Completed),
+                        completed_at: Some(chrono::Utc::now()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let now = || chrono::Utc::now() + chrono::TimeDelta::milliseconds(5);
+        let claim = |s: i64| chrono::Utc::now() + chrono::TimeDelta::seconds(s);
+        // Only the finished run with a callback is due; a pending one owes nothing yet.
+        let claimed = store
+            .claim_due_callbacks(now(), claim(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed, [done.id]);
+        // Claimed: no second worker gets it.
+        assert!(store
+            .claim_due_callbacks(now(), claim(30), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // A failed attempt schedules the next one, in the future: not due yet.
+        let attempt = |n: u32, status: u16| leforge_core::CallbackAttempt {
+            attempt: n,
+            at: chrono::Utc::now(),
+            status: Some(status),
+            error: None,
+        };
+        store
+            .record_callback_attempt(done.id, attempt(1, 503), Some(claim(60)))
+            .await
+            .unwrap();
+        assert!(store
+            .claim_due_callbacks(now(), claim(30), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // ... and due once its time has come.
+        assert_eq!(
+            store
+                .claim_due_callbacks(claim(61), claim(90), 10)
+                .await
+                .unwrap(),
+            [done.id]
+        );
+        // A claim whose worker died lapses, and another worker takes it over.
+        assert_eq!(
+            store
+                .claim_due_callbacks(claim(91), claim(120), 10)
+                .await
+                .unwrap(),
+            [done.id]
+        );
+        store
+            .record_callback_attempt(done.id, attempt(2, 200), None)
+            .await
+            .unwrap();
+        assert!(store
+            .claim_due_callbacks(claim(200), claim(230), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let run = store.get_run(done.id).await.unwrap().unwrap();
+        assert_eq!(
+            run.callback_attempts
+                .iter()
+                .map(|a| a.status)
+                .collect::<Vec<_>>(),
+            [Some(503), Some(200)]
+        );
+        // A run interrupted by the reaper owes its callback too.
+        store
+            .update_run(
+                waiting.id,
+                RunUpdate {
+                    status: Some(RunStatus::Running),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let reaped = store
+            .interrupt_expired_runs(claim(300), chrono::Utc::now())
+            .await
+            .unwrap();
+        assert!(reaped.contains(&waiting.id), "{reaped:?}");
+        assert_eq!(
+            store
+                .claim_due_callbacks(claim(301), claim(330), 10)
+                .await
+                .unwrap(),
+            [waiting.id]
+        );
     })
     .await;
 }

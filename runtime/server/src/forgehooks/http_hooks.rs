@@ -51,6 +51,7 @@ impl HttpHooks {
         c.max_pids = config.container_max_pids;
         c.max_response_bytes = config.http_forgehook_max_response_bytes;
         c.max_timeout_ms = config.forgehook_max_timeout_ms;
+        c.allow_egress = config.forgehook_container_egress;
         c.access = match config.container_access {
             ContainerAccessMode::Network => ContainerAccess::Network,
             ContainerAccessMode::Loopback => ContainerAccess::PublishLoopback,
