@@ -625,3 +625,76 @@ async fn two_servers_agree_on_forgehook_changes() {
     .await;
     assert!(took.is_some(), "containers left behind: {:?}", instances());
 }
+
+/// A sync run whose server is killed mid-run is `interrupted` by the next server, and a
+/// replay of its idempotency key gets that answer instead of waiting forever.
+#[tokio::test]
+async fn a_sync_run_killed_with_its_server_is_interrupted_and_its_replay_answers() {
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lease = [("LEFORGE_RUN_LEASE_MS", "1500")];
+    let server = start(dir.path(), &fake, &lease);
+    let agent = call(
+        reqwest::Method::POST,
+        format!("{}/api/v1/agents", server.base),
+        Some(json!({"name": "Sync Victim", "system_prompt": "x"})),
+    )
+    .await;
+    assert_eq!(agent["success"], true, "{agent}");
+    fake.push(Script::hang());
+    let send = |base: String| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/api/v1/agents/sync-victim/run"))
+            .header("x-api-key", KEY)
+            .header("idempotency-key", "sync-crash-1")
+            .json(&json!({"input": "wait"}))
+            .send()
+            .await
+    };
+    let pending = tokio::spawn(send(server.base.clone()));
+    fake.wait_for_requests(1).await;
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the request died with its server"
+    );
+
+    let server = start(dir.path(), &fake, &lease);
+    let started = std::time::Instant::now();
+    let replay = send(server.base.clone()).await.unwrap();
+    let status = replay.status().as_u16();
+    let body: Value = replay.json().await.unwrap();
+    // Answered with the interrupted run (or, at worst, 202 to poll it): never a hang.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let run = if status == 202 {
+        let id = body["data"]["run_id"].as_str().unwrap().to_string();
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            last = call(
+                reqwest::Method::GET,
+                format!("{}/api/v1/runs/{id}", server.base),
+                None,
+            )
+            .await["data"]
+                .clone();
+            if last["status"] == "interrupted" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    } else {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "RUN_INTERRUPTED");
+        body["error"]["details"]["run"].clone()
+    };
+    assert_eq!(run["status"], "interrupted", "{run}");
+    assert_eq!(fake.chat_count(), 1, "the replay did not run it again");
+}
