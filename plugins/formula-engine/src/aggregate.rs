@@ -21,11 +21,23 @@ pub enum Op {
     Max,
 }
 
+/// The records to group: JSON objects, or a CSV table as text.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Records {
+    /// CSV text whose first line names the columns. Accepted directly so that a table in
+    /// the data is totalled in one call, without a csv_to_json step in between. First, so
+    /// that tool listings show `string|array of object`.
+    Csv(String),
+    Rows(Vec<Map<String, Value>>),
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateInput {
-    /// The records (JSON objects), e.g. the rows from csv_to_json.
-    pub records: Vec<Map<String, Value>>,
+    /// The records: JSON objects (e.g. the rows from csv_to_json), or CSV text with a
+    /// header line.
+    pub records: Records,
     /// The field whose value names each record's group, e.g. "region". Records where it
     /// is missing or null are grouped under "null".
     pub group_by: String,
@@ -190,6 +202,39 @@ fn group_key(v: Option<&Value>) -> String {
     }
 }
 
+/// The rows of a CSV table with a header line, every cell as text (numeric text counts as a
+/// number when aggregated). The delimiter is the first of `,` `;` tab found in the header.
+fn csv_rows(text: &str) -> Result<Vec<Map<String, Value>>, Error> {
+    let header = text.lines().next().unwrap_or_default();
+    let delimiter = [b',', b';', b'\t']
+        .into_iter()
+        .find(|d| header.as_bytes().contains(d))
+        .unwrap_or(b',');
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(|e| Error::invalid_input(format!("records: not a CSV table: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record =
+            record.map_err(|e| Error::invalid_input(format!("records: CSV row {}: {e}", i + 1)))?;
+        let row: Map<String, Value> = columns
+            .iter()
+            .zip(record.iter())
+            .map(|(c, v)| (c.clone(), Value::String(v.to_string())))
+            .collect();
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 pub fn aggregate(input: AggregateInput) -> Result<AggregateOutput, Error> {
     if input.group_by.is_empty() || input.field.is_empty() {
         return Err(Error::invalid_input(
@@ -199,7 +244,11 @@ pub fn aggregate(input: AggregateInput) -> Result<AggregateOutput, Error> {
     let mut groups: Vec<(String, Acc)> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut total = Acc::new();
-    for (i, record) in input.records.iter().enumerate() {
+    let records = match input.records {
+        Records::Rows(rows) => rows,
+        Records::Csv(text) => csv_rows(&text)?,
+    };
+    for (i, record) in records.iter().enumerate() {
         let key = group_key(record.get(&input.group_by));
         let slot = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Acc::new()));
@@ -271,6 +320,35 @@ mod tests {
             serde_json::to_string(&out).unwrap(),
             r#"{"groups":{"West":2700,"East":2000},"total":4700}"#
         );
+    }
+
+    #[test]
+    fn csv_text_is_aggregated_directly() {
+        let csv =
+            "name,date,amount,region\nJohn,1/15/24,\"1,500\",West\nJane,2024-02-20,2000,East\n\
+                   Bob,March 5 2024,1200,West\nAmy,2024-04-01,800.50,North\n";
+        let out = call(
+            "aggregate",
+            json!({"records": csv, "group_by": "region", "field": "amount", "op": "sum"}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"groups": {"West": 2700, "East": 2000, "North": 800.5}, "total": 5500.5})
+        );
+        let semicolons = "region;amount\nWest;1\nWest;2\n";
+        let out = call(
+            "aggregate",
+            json!({"records": semicolons, "group_by": "region", "field": "amount", "op": "count"}),
+        )
+        .unwrap();
+        assert_eq!(out["groups"], json!({"West": 2}));
+        let (code, message) = fail(
+            "aggregate",
+            json!({"records": "region,amount\nWest,lots\n", "group_by": "region", "field": "amount", "op": "sum"}),
+        );
+        assert_eq!(code, "INVALID_INPUT");
+        assert!(message.contains("records[0].amount"), "{message}");
     }
 
     #[test]

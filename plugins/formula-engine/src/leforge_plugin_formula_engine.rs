@@ -58,8 +58,10 @@ pub fn hook() -> ForgeHook {
     )
     .endpoint(
         "aggregate",
-        "Groups records by the value of `group_by` and computes `op` (sum, avg, count, min, \
-             max) over `field` for each group and for all records. Numeric text such as \"1,500\" \
+        "Totals (sum), averages, counts, minimums or maximums of a field per group: groups \
+             records (JSON objects, or CSV text with a header line) by the value of `group_by` \
+             and computes `op` (sum, avg, count, min, max) over `field` for each group and for \
+             all records. Numeric text such as \"1,500\" \
              or \"$1,200.50\" counts as a number; blanks are skipped; other text is an error. \
              Sums are exact to the inputs' decimal places and whole results are integers. \
              Example: group_by=\"region\", field=\"amount\", op=\"sum\" -> {\"groups\": \

@@ -137,7 +137,7 @@ fn first_sentence(text: &str, max: usize) -> String {
 pub fn reply_schema(tools: &[ToolSpec]) -> Value {
     let answer = json!({
         "type": "object",
-        "properties": {"action": {"const": "final_answer"}, "answer": {}},
+        "properties": {"action": {"const": "final_answer"}, "answer": any_value()},
         "required": ["action", "answer"],
     });
     if tools.is_empty() {
@@ -180,11 +180,15 @@ fn arguments_schema(schema: &Value) -> Value {
     };
     let mut out = Map::new();
     for (name, p) in props {
-        // A reference object is accepted wherever a value is.
-        out.insert(
-            name.clone(),
-            json!({"anyOf": [plain(p), {"type": "object"}]}),
-        );
+        // A reference object is accepted wherever a value is (an any-typed value already
+        // includes objects).
+        let value = plain(p);
+        let value = if value == any_value() {
+            value
+        } else {
+            json!({"anyOf": [value, {"type": "object"}]})
+        };
+        out.insert(name.clone(), value);
     }
     let mut s = Map::new();
     s.insert("type".into(), json!("object"));
@@ -195,19 +199,35 @@ fn arguments_schema(schema: &Value) -> Value {
     Value::Object(s)
 }
 
-/// The type and enum of a property (and of array items), nothing else.
+/// Any JSON value, spelled out. Not `{}`: llama.cpp-style grammar converters read an empty
+/// schema as "an object", and one of them fails outright on array `items: {}`, dropping the
+/// whole constraint without a word.
+fn any_value() -> Value {
+    json!({"anyOf": [
+        {"type": "string"}, {"type": "number"}, {"type": "boolean"},
+        {"type": "object"}, {"type": "array"}, {"type": "null"}
+    ]})
+}
+
+/// The type and enum of a property (and of array items), nothing else; [`any_value`] when
+/// the schema says nothing a decoder can use.
 fn plain(p: &Value) -> Value {
     let mut out = Map::new();
     if let Some(e) = p.get("enum").filter(|e| e.is_array()) {
         out.insert("enum".into(), e.clone());
         return Value::Object(out);
     }
+    if let Some(c) = p.get("const") {
+        out.insert("const".into(), c.clone());
+        return Value::Object(out);
+    }
     match p.get("type") {
         Some(t @ Value::String(s)) => {
             out.insert("type".into(), t.clone());
-            if s == "array" {
-                if let Some(items) = p.get("items") {
-                    out.insert("items".into(), plain(items));
+            // Items only when they say something: a bare array is any array.
+            if let Some(items) = p.get("items").map(plain).filter(|i| *i != any_value()) {
+                if s == "array" {
+                    out.insert("items".into(), items);
                 }
             }
         }
@@ -216,7 +236,19 @@ fn plain(p: &Value) -> Value {
             let alts: Vec<Value> = ts.iter().map(|t| json!({"type": t})).collect();
             out.insert("anyOf".into(), Value::Array(alts));
         }
-        _ => {}
+        _ => {
+            for key in ["anyOf", "oneOf"] {
+                if let Some(alts) = p.get(key).and_then(Value::as_array) {
+                    let alts: Vec<Value> = alts.iter().map(plain).collect();
+                    if alts.iter().any(|a| *a == any_value()) {
+                        return any_value();
+                    }
+                    out.insert("anyOf".into(), Value::Array(alts));
+                    return Value::Object(out);
+                }
+            }
+            return any_value();
+        }
     }
     Value::Object(out)
 }
@@ -292,8 +324,15 @@ pub fn result_text(step: Option<i32>, tool: &str, shown: &Value, is_error: bool)
 /// What follows the results: the model is reminded to stop once it has the answer, which
 /// small models otherwise forget, calling more tools after the one that did the task.
 pub const AFTER_RESULTS: &str =
-    "If this answers the task, reply {\"action\": \"final_answer\", \"answer\": <the value>} now; \
-call another tool only if the task needs more.";
+    "If this answers the task, reply {\"action\": \"final_answer\", \"answer\": <the part of the \
+result the task asks for>} now; call another tool only if the task needs more.";
+
+/// What follows results of which one is an error: small models otherwise take the error for
+/// the answer (`"answer": "ERROR"`) instead of fixing the call.
+pub const AFTER_ERROR: &str =
+    "A call failed: read its error and call the tool again with corrected arguments (a value \
+from the data is passed as {\"$ref\": \"input.data.<field>\"}); reply with final_answer only \
+if the task cannot be done.";
 
 /// Sent once when a json-mode model answers before calling any tool although it has some:
 /// small models answer from memory (a made-up base64 decoding, a miscounted CSV) when a tool
@@ -324,6 +363,12 @@ pub fn check_toolless(task: &str, data: Option<&Value>, tools: &[ToolSpec]) -> S
          call it now; a value from the data is passed as {{\"$ref\": \"input.data.<field>\"}}.{example} \
          If no tool can, send the same final_answer again."
     )
+}
+
+/// The line that follows the task in json mode when some tools match its words, or `None`.
+pub fn task_hint(task: &str, tools: &[ToolSpec]) -> Option<String> {
+    let likely = likely_tools(task, tools, 3);
+    (!likely.is_empty()).then(|| format!("Tools that may fit: {}.", likely.join(", ")))
 }
 
 /// Arguments for a tool's required parameters: a data field of the same name (or the only
@@ -504,6 +549,69 @@ mod tests {
         assert!(!v.is_valid(
             &json!({"action": "call_tools", "calls": [{"tool": "other", "arguments": {}}]})
         ));
+    }
+
+    /// No schema a grammar converter misreads: no empty schema (read as "an object"), no
+    /// array `items` that is empty (one converter fails on it and drops the constraint).
+    #[test]
+    fn reply_schema_spells_out_any_value() {
+        let t = ToolSpec::new(
+            "json-utils__get",
+            "Reads a value.",
+            json!({"type": "object", "properties": {
+                "data": {},
+                "paths": {"type": "array", "items": {}},
+                "columns": {"type": ["array", "null"]},
+                "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            }, "required": ["data"]}),
+        );
+        let s = reply_schema(&[t]);
+        fn walk(v: &Value, at: &str) {
+            match v {
+                Value::Object(m) => {
+                    assert!(!m.is_empty(), "empty schema at {at}");
+                    if let Some(items) = m.get("items") {
+                        assert!(
+                            items.as_object().is_some_and(|i| !i.is_empty()),
+                            "empty items at {at}"
+                        );
+                    }
+                    for (k, v) in m {
+                        if k != "properties" && k != "const" {
+                            walk(v, &format!("{at}.{k}"));
+                        } else if k == "properties" {
+                            for (name, p) in v.as_object().unwrap() {
+                                walk(p, &format!("{at}.{name}"));
+                            }
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|v| walk(v, at)),
+                _ => {}
+            }
+        }
+        walk(&s, "$");
+        let args = &s["anyOf"][0]["properties"]["calls"]["items"]["anyOf"][0]["properties"]
+            ["arguments"]["properties"];
+        assert_eq!(args["data"], any_value());
+        assert_eq!(
+            args["paths"],
+            json!({"anyOf": [{"type": "array"}, {"type": "object"}]})
+        );
+        assert_eq!(
+            args["limit"],
+            json!({"anyOf": [{"anyOf": [{"type": "integer"}, {"type": "null"}]}, {"type": "object"}]})
+        );
+        let v = jsonschema::validator_for(&s).unwrap();
+        for answer in [
+            json!("text"),
+            json!(3),
+            json!([1]),
+            json!(null),
+            json!({"a": 1}),
+        ] {
+            assert!(v.is_valid(&json!({"action": "final_answer", "answer": answer})));
+        }
     }
 
     #[test]

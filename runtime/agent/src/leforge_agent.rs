@@ -526,7 +526,15 @@ async fn run_loop(
             Err(e) => return hook_failure(e),
         },
     };
-    let first = user_message(&text, data.as_ref(), budget);
+    let mut first = user_message(&text, data.as_ref(), budget);
+    if json_mode {
+        // A long tool list is where a small model loses the one tool the task needs, so the
+        // ones whose names and descriptions share the task's words are named up front.
+        if let Some(hint) = json_mode::task_hint(&text, &toolbox.specs) {
+            first.push_str("\n\n");
+            first.push_str(&hint);
+        }
+    }
     let hooks = hooks.map(Arc::new);
     let mut scope = refs::Scope {
         data,
@@ -799,9 +807,11 @@ async fn run_loop(
         steps_done += executed;
         let mut hook_error = None;
         let mut report = Vec::new();
+        let mut any_error = false;
         for (call, result) in calls.iter().zip(results) {
             match result {
                 Ok((step, content, is_error)) => {
+                    any_error |= is_error;
                     // The model sees a preview of a large result; references reach the whole.
                     let shown = match step {
                         Some(n) if !is_error => {
@@ -827,7 +837,14 @@ async fn run_loop(
             return hook_failure(e);
         }
         if json_mode {
-            report.push(json_mode::AFTER_RESULTS.to_string());
+            report.push(
+                if any_error {
+                    json_mode::AFTER_ERROR
+                } else {
+                    json_mode::AFTER_RESULTS
+                }
+                .to_string(),
+            );
             messages.push(Message::user(report.join("\n\n")));
         }
     }

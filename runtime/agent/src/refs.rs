@@ -36,9 +36,26 @@ pub fn contains_ref(v: &Value) -> bool {
     match v {
         Value::Object(m) => ref_path(v).is_some() || m.values().any(contains_ref),
         Value::Array(a) => a.iter().any(contains_ref),
-        Value::String(s) => s.contains("{{") || s.contains("$ref"),
+        Value::String(s) => s.contains("{{") || s.contains("$ref") || bare_path(s),
         _ => false,
     }
+}
+
+/// A whole string that reads as a reference path, `"input.data.csv"`, `"input.csv"` or
+/// `"steps.1.output.rows"`: small models write the path where the reference object goes.
+fn bare_path(text: &str) -> bool {
+    text.len() <= 200
+        && (text.starts_with("input.") || text.starts_with("steps."))
+        && !text.contains(char::is_whitespace)
+}
+
+/// The value a bare path names, also when `data.` is left out (`input.csv`); `None` when it
+/// names nothing, and the text is then kept as written.
+fn lookup_bare<'s>(text: &str, scope: &'s Scope) -> Option<&'s Value> {
+    lookup(text, scope).ok().or_else(|| {
+        let field = text.strip_prefix("input.")?;
+        lookup(&format!("input.data.{field}"), scope).ok()
+    })
 }
 
 /// The path of a reference written as text, as small models do: `"{$ref: 'input.data.csv'}"`
@@ -136,6 +153,9 @@ pub fn resolve(v: &Value, scope: &Scope) -> Result<Value, String> {
         Value::String(text) if text.contains("{{") => {
             expand_templates(text, scope).unwrap_or_else(|| v.clone())
         }
+        Value::String(text) if bare_path(text) => lookup_bare(text, scope)
+            .cloned()
+            .unwrap_or_else(|| v.clone()),
         other => other.clone(),
     })
 }
@@ -418,6 +438,9 @@ mod tests {
             "literal": "a {{ b c }} d",
             "as_text": "{\\$ref: 'input.data.title'}",
             "as_json_text": "{\"$ref\": \"title\"}",
+            "bare": "input.data.title",
+            "bare_short": "input.n",
+            "bare_unknown": "input.nope",
         });
         assert!(contains_ref(&v));
         assert_eq!(
@@ -431,6 +454,9 @@ mod tests {
                 "literal": "a {{ b c }} d",
                 "as_text": "Crème Brûlée",
                 "as_json_text": "Crème Brûlée",
+                "bare": "Crème Brûlée",
+                "bare_short": 3,
+                "bare_unknown": "input.nope",
             })
         );
     }
