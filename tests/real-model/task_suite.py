@@ -56,6 +56,37 @@ TASKS = [
      ["ann@example.com", "bob@test.org"]),
 ]
 
+# A second set, never tuned against: how far the score carries to tasks of the same kind
+# worded differently (`--set extra`).
+EXTRA_TASKS = [
+    ("sha1", "Give me the SHA-1 hash (hex) of the message.",
+     {"message": "abc"}, hashlib.sha1(b"abc").hexdigest()),
+    ("hex-encode", "Hex-encode the value.",
+     {"value": "Hi!"}, "486921"),
+    ("upper", "Convert the name to upper case.",
+     {"name": "ada lovelace"}, "ADA LOVELACE"),
+    ("kebab", "Turn the label into kebab-case.",
+     {"label": "Order Total Amount"}, "order-total-amount"),
+    ("url-encode", "URL-encode the search query.",
+     {"query": "red shoes & socks"}, "red%20shoes%20%26%20socks"),
+    ("format-date", "Format the date as DD/MM/YYYY.",
+     {"date": "2024-07-04"}, "04/07/2024"),
+    ("add-days", "What date is 30 days after the start date? Answer as YYYY-MM-DD.",
+     {"start": "2024-01-15"}, "2024-02-14"),
+    ("city", "Return the city of the customer's address.",
+     {"customer": {"name": "Bo", "address": {"street": "1 Main St", "city": "Lyon"}}}, "Lyon"),
+    ("avg-per-region", "Average the amount per region, as a JSON object of region to average.",
+     {"csv": CSV}, {"West": 1350, "East": 2000, "North": 800}),
+    ("count-per-region", "Count the orders per region. Answer with a JSON object of region to count.",
+     {"csv": CSV}, {"West": 2, "East": 1, "North": 1}),
+    ("whitespace", "Collapse the extra whitespace in the text.",
+     {"text": "  too   many    spaces  "}, "too many spaces"),
+    ("yaml", "Parse the YAML into JSON.",
+     {"yaml": "name: Ann\nage: 41\n"}, {"name": "Ann", "age": 41}),
+    ("truncate", "Shorten the headline to at most 10 characters, no ellipsis.",
+     {"headline": "Quarterly results are in"}, "Quarterly"),
+]
+
 
 def call(base, key, method, path, body=None, timeout=900):
     req = urllib.request.Request(base + path, method=method)
@@ -99,6 +130,8 @@ def main():
     ap.add_argument("--provider", default="openai-compatible")
     ap.add_argument("--model", default="local")
     ap.add_argument("--only", help="run only the tasks whose name contains this")
+    ap.add_argument("--set", default="main", choices=["main", "extra"],
+                    help="main: the suite the runtime was tuned on; extra: a second set never tuned against")
     ap.add_argument("--json", help="write the per-task results to this file")
     args = ap.parse_args()
     if not args.key:
@@ -106,7 +139,8 @@ def main():
     api = args.url.rstrip("/") + "/api/v1"
     status, hooks = call(api, args.key, "GET", "/forgehooks")
     tools = sorted(h["id"] for h in hooks["data"])
-    tasks = [t for t in TASKS if not args.only or args.only in t[0]]
+    chosen = TASKS if args.set == "main" else EXTRA_TASKS
+    tasks = [t for t in chosen if not args.only or args.only in t[0]]
     results = {}
     for mode in args.modes.split(","):
         name = f"suite {mode} {int(time.time())}"

@@ -416,27 +416,42 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
 }
 
+/// Whether two words are forms of one (`slug`/`slugify`, `decode`/`decoding`): one is a
+/// prefix of the other, or they share their first five letters.
+fn related(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short == long {
+        return true;
+    }
+    let prefix = |n: usize| short.chars().take(n).eq(long.chars().take(n));
+    (short.chars().count() >= 4 && long.starts_with(short))
+        || (short.chars().count() >= 5 && prefix(5))
+}
+
 /// Up to `n` tool names ranked by the task's words found in their endpoint name (twice the
-/// weight), ForgeHook id and description; words match on a shared stem of five letters (`decode`, `decoding`).
+/// weight), ForgeHook id and description, matched as [`related`] words.
 pub fn likely_tools<'t>(task: &str, tools: &'t [ToolSpec], n: usize) -> Vec<&'t str> {
-    let stem = |w: &str| w.chars().take(5).collect::<String>();
-    let stems = |text: &str| -> std::collections::HashSet<String> {
-        words(text).map(|w| stem(&w)).collect()
+    let wanted: Vec<String> = {
+        let mut w: Vec<String> = words(task).collect();
+        w.sort();
+        w.dedup();
+        w
     };
-    let wanted = stems(task);
+    let found = |text: &str| -> Vec<String> { words(text).collect() };
     let mut scored: Vec<(usize, &str)> = tools
         .iter()
         .map(|t| {
             // `<forgehook>__<endpoint>`: the endpoint says what it does; the ForgeHook id is
             // a namespace (`string-utils`), worth no more than the description.
             let (hook, endpoint) = t.name.split_once("__").unwrap_or(("", &t.name));
-            let (endpoint, hook, desc) = (stems(endpoint), stems(hook), stems(&t.description));
+            let (endpoint, hook, desc) = (found(endpoint), found(hook), found(&t.description));
+            let has = |list: &[String], w: &str| list.iter().any(|x| related(x, w));
             let score = wanted
                 .iter()
                 .map(|w| {
-                    2 * usize::from(endpoint.contains(w))
-                        + usize::from(hook.contains(w))
-                        + usize::from(desc.contains(w))
+                    2 * usize::from(has(&endpoint, w))
+                        + usize::from(has(&hook, w))
+                        + usize::from(has(&desc, w))
                 })
                 .sum();
             (score, t.name.as_str())
@@ -474,6 +489,24 @@ mod tests {
         assert_eq!(picked[0], "encoding-utils__base64_decode");
         assert!(!picked.contains(&"string-utils__slugify"));
         assert!(likely_tools("Say hello.", &tools, 3).is_empty());
+        // Word forms match: "slug" is the endpoint "slugify", above a tool that only shares
+        // "URL".
+        let mut more = tools.clone();
+        more.insert(
+            0,
+            t(
+                "encoding-utils__url_encode",
+                "Percent-encodes text for use in a URL.",
+            ),
+        );
+        let picked = likely_tools("Make a URL slug from the title.", &more, 3);
+        assert_eq!(picked[0], "string-utils__slugify", "{picked:?}");
+        assert_eq!(
+            task_hint("Make a URL slug from the title.", &more).unwrap(),
+            "Tools that may fit: string-utils__slugify, encoding-utils__url_encode."
+        );
+        assert!(related("decode", "decoding") && related("slug", "slugify"));
+        assert!(!related("date", "data"));
         let data = json!({"encoded": "SGk="});
         let message = check_toolless("Decode this base64 string.", Some(&data), &tools);
         assert!(

@@ -36,7 +36,9 @@ pub fn contains_ref(v: &Value) -> bool {
     match v {
         Value::Object(m) => ref_path(v).is_some() || m.values().any(contains_ref),
         Value::Array(a) => a.iter().any(contains_ref),
-        Value::String(s) => s.contains("{{") || s.contains("$ref") || bare_path(s),
+        Value::String(s) => {
+            s.contains("{{") || s.contains("$ref") || bare_path(s) || placeholder(s).is_some()
+        }
         _ => false,
     }
 }
@@ -47,6 +49,27 @@ fn bare_path(text: &str) -> bool {
     text.len() <= 200
         && (text.starts_with("input.") || text.starts_with("steps."))
         && !text.contains(char::is_whitespace)
+}
+
+/// The name in a whole-string placeholder, `"{text}"` or `"{0}"`, as small models write a
+/// format string's field where the value goes.
+fn placeholder(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    (!inner.is_empty()
+        && inner.len() <= 100
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+    .then_some(inner)
+}
+
+/// What a placeholder stands for: a data field (or path) by name, or by position (`{0}` is
+/// the data's first field); `None` when it names nothing, and the text is kept.
+fn lookup_placeholder<'s>(name: &str, scope: &'s Scope) -> Option<&'s Value> {
+    match name.parse::<usize>() {
+        Ok(i) => scope.data.as_ref()?.as_object()?.values().nth(i),
+        Err(_) => lookup_lenient(name, scope),
+    }
 }
 
 /// The value a bare path names, also when `data.` is left out (`input.csv`); `None` when it
@@ -153,6 +176,10 @@ pub fn resolve(v: &Value, scope: &Scope) -> Result<Value, String> {
         Value::String(text) if text.contains("{{") => {
             expand_templates(text, scope).unwrap_or_else(|| v.clone())
         }
+        Value::String(text) if placeholder(text).is_some() => placeholder(text)
+            .and_then(|name| lookup_placeholder(name, scope))
+            .cloned()
+            .unwrap_or_else(|| v.clone()),
         Value::String(text) if bare_path(text) => lookup_bare(text, scope)
             .cloned()
             .unwrap_or_else(|| v.clone()),
@@ -441,6 +468,9 @@ mod tests {
             "bare": "input.data.title",
             "bare_short": "input.n",
             "bare_unknown": "input.nope",
+            "named": "{title}",
+            "positional": "{1}",
+            "not_a_field": "{nope}",
         });
         assert!(contains_ref(&v));
         assert_eq!(
@@ -457,6 +487,9 @@ mod tests {
                 "bare": "Crème Brûlée",
                 "bare_short": 3,
                 "bare_unknown": "input.nope",
+                "named": "Crème Brûlée",
+                "positional": 3,
+                "not_a_field": "{nope}",
             })
         );
     }
