@@ -54,13 +54,16 @@ fn bad_path(path: &str, why: impl std::fmt::Display) -> Error {
 
 /// Parses a dot path. The empty string (or `$`) is the whole document.
 pub fn parse(path: &str) -> Result<Vec<Seg>, Error> {
-    // A JSONPath-style `$` prefix is what LLMs often write; it means the root here too.
-    let body = if path == "$" {
+    // A JSONPath-style `$` prefix, or jq's leading `.`, is what LLMs often write; either
+    // means the root here too.
+    let body = if path == "$" || path == "." {
         ""
     } else if let Some(rest) = path.strip_prefix("$.") {
         rest
     } else if path.starts_with("$[") {
         &path[1..]
+    } else if let Some(rest) = path.strip_prefix('.').filter(|r| !r.starts_with('.')) {
+        rest
     } else {
         path
     };
@@ -378,6 +381,9 @@ mod tests {
             vec![Seg::Key("say \"hi\"".into())]
         );
         assert_eq!(parse("a.[1]").unwrap(), vec![name("a"), Seg::Index(1)]);
+        // jq's leading dot, as models write it.
+        assert_eq!(parse(".a.b").unwrap(), vec![name("a"), name("b")]);
+        assert_eq!(parse(".").unwrap(), vec![]);
         assert_eq!(
             parse("héllo wörld.x").unwrap(),
             vec![name("héllo wörld"), name("x")]
@@ -389,7 +395,7 @@ mod tests {
         for (path, why) in [
             ("a..b", "empty segment (two dots, or a dot at an end)"),
             ("a.", "empty segment (two dots, or a dot at an end)"),
-            (".a", "empty segment (two dots, or a dot at an end)"),
+            ("..a", "empty segment (two dots, or a dot at an end)"),
             ("a[x]", "`[x]` is not an array index; write a non-negative integer, or quote a key as [\"x\"]"),
             ("a[-1]", "`[-1]` is not an array index; write a non-negative integer, or quote a key as [\"-1\"]"),
             ("a[0", "`[` without a matching `]`"),

@@ -231,6 +231,11 @@ async fn an_unknown_reference_is_an_error_result_for_the_model() {
         seen.contains("ERROR") && seen.contains("INVALID_REFERENCE"),
         "{seen}"
     );
+    // After a failed call the model is told to fix it, not to answer with the error.
+    assert!(
+        seen.contains("call the tool again with corrected arguments"),
+        "{seen}"
+    );
 
     // In a final answer, an unknown reference gets one correction, then fails the run. (The
     // first answer, given before any tool call, is questioned once first.)
@@ -471,6 +476,15 @@ async fn a_first_answer_without_a_tool_is_questioned_once() {
     assert_eq!(r.body["data"]["steps"], json!([]));
     let requests = e.fake.accepted();
     assert_eq!(requests.len(), 2, "one question, no more");
+    // The task's words name the likely tool up front, after the task.
+    let task = requests[0].body["messages"].as_array().unwrap()[1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        task.starts_with("Echo the greeting") && task.ends_with("Tools that may fit: echo__echo."),
+        "{task}"
+    );
     let question = last_message(&requests[1].body);
     assert!(
         question.contains("without calling a tool") && question.contains("echo__echo"),
