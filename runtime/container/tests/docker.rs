@@ -193,6 +193,18 @@ async fn isolation_of(docker: &Docker, name: &str) -> (bool, bool) {
     (info.internal.unwrap_or(false), icc_off)
 }
 
+/// The networks the example ForgeHook's container is attached to.
+async fn networks_of(docker: &Docker, rt: &ContainerRuntime) -> Vec<String> {
+    let cid = rt
+        .status("container-example")
+        .unwrap()
+        .container_id
+        .unwrap();
+    let info = inspect(docker, &cid).await.unwrap();
+    let networks = info.network_settings.unwrap().networks.unwrap();
+    networks.into_keys().collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn containers_get_no_egress_unless_asked_and_allowed() {
     if !docker_ready("docker").await {
@@ -216,22 +228,7 @@ async fn containers_get_no_egress_unless_asked_and_allowed() {
         isolation_of(&docker, "leforge-forgehooks").await,
         (true, true)
     );
-    let cid = rt
-        .status("container-example")
-        .unwrap()
-        .container_id
-        .unwrap();
-    let networks = inspect(&docker, &cid)
-        .await
-        .unwrap()
-        .network_settings
-        .unwrap()
-        .networks
-        .unwrap();
-    assert_eq!(
-        networks.keys().collect::<Vec<_>>(),
-        vec!["leforge-forgehooks"]
-    );
+    assert_eq!(networks_of(&docker, &rt).await, ["leforge-forgehooks"]);
     rt.uninstall("container-example").await.unwrap();
 
     // Asking for hosts without the operator's consent is refused, naming the field.
@@ -259,21 +256,9 @@ async fn containers_get_no_egress_unless_asked_and_allowed() {
         isolation_of(&docker, "leforge-forgehooks-egress").await,
         (false, true)
     );
-    let cid = rt
-        .status("container-example")
-        .unwrap()
-        .container_id
-        .unwrap();
-    let networks = inspect(&docker, &cid)
-        .await
-        .unwrap()
-        .network_settings
-        .unwrap()
-        .networks
-        .unwrap();
     assert_eq!(
-        networks.keys().collect::<Vec<_>>(),
-        vec!["leforge-forgehooks-egress"]
+        networks_of(&docker, &rt).await,
+        ["leforge-forgehooks-egress"]
     );
     rt.uninstall("container-example").await.unwrap();
 }

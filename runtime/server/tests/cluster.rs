@@ -69,19 +69,34 @@ async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> Valu
     req.send().await.unwrap().json().await.unwrap()
 }
 
+/// Creates an agent through `base`'s API, which must succeed.
+async fn create_agent(base: &str, body: Value) {
+    let agent = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/agents"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(agent["success"], true, "{agent}");
+}
+
+/// SIGKILL: the server gets no chance to clean up.
+fn kill(mut server: Server) {
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
 #[tokio::test]
 async fn a_run_killed_with_its_server_is_interrupted_with_its_finished_steps() {
     let fake = FakeProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
     let lease = [("LEFORGE_RUN_LEASE_MS", "1500")];
     let server = start(dir.path(), &fake, &lease);
-    let agent = call(
-        reqwest::Method::POST,
-        format!("{}/api/v1/agents", server.base),
-        Some(json!({"name": "Doomed", "system_prompt": "x", "tools": ["data-transform"]})),
+    create_agent(
+        &server.base,
+        json!({"name": "Doomed", "system_prompt": "x", "tools": ["data-transform"]}),
     )
     .await;
-    assert_eq!(agent["success"], true, "{agent}");
     fake.push(Script::tool_call(
         "data-transform__csv_to_json",
         json!({"csv": "a,b\n1,2"}),
@@ -109,10 +124,7 @@ async fn a_run_killed_with_its_server_is_interrupted_with_its_finished_steps() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(steps, 1, "the first step finished before the crash");
-    let mut server = server;
-    server.child.kill().unwrap(); // SIGKILL: no chance to clean up.
-    server.child.wait().unwrap();
-    drop(server);
+    kill(server);
 
     let server = start(dir.path(), &fake, &lease);
     let mut last = Value::Null;
@@ -161,13 +173,11 @@ async fn two_servers_share_fifty_async_runs_and_none_runs_twice() {
     ];
     let a = start(dir_a.path(), &fake, &env);
     let b = start(dir_b.path(), &fake, &env);
-    let agent = call(
-        reqwest::Method::POST,
-        format!("{}/api/v1/agents", a.base),
-        Some(json!({"name": "Shared Worker", "system_prompt": "x"})),
+    create_agent(
+        &a.base,
+        json!({"name": "Shared Worker", "system_prompt": "x"}),
     )
     .await;
-    assert_eq!(agent["success"], true, "{agent}");
     let mut ids = Vec::new();
     for i in 0..50 {
         let base = if i % 2 == 0 { &a.base } else { &b.base };
@@ -278,13 +288,11 @@ async fn callbacks_owed_at_a_crash_are_sent_after_the_restart() {
         ("LEFORGE_CALLBACK_ALLOWED_HOSTS", "127.0.0.1"),
     ];
     let server = start(dir.path(), &fake, &env);
-    let agent = call(
-        reqwest::Method::POST,
-        format!("{}/api/v1/agents", server.base),
-        Some(json!({"name": "Call Me", "system_prompt": "x"})),
+    create_agent(
+        &server.base,
+        json!({"name": "Call Me", "system_prompt": "x"}),
     )
     .await;
-    assert_eq!(agent["success"], true, "{agent}");
     let run_async = |input: &'static str| {
         let (base, url) = (server.base.clone(), url.clone());
         async move {
@@ -313,10 +321,7 @@ async fn callbacks_owed_at_a_crash_are_sent_after_the_restart() {
     fake.push(Script::hang());
     let hanging = run_async("hangs").await;
     fake.wait_for_requests(2).await;
-    let mut server = server;
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    drop(server);
+    kill(server);
 
     let server = start(dir.path(), &fake, &env);
     let mut got = Vec::new();
@@ -388,6 +393,24 @@ async fn invoke(base: &str, id: &str, endpoint: &str, input: Value) -> (u16, Val
     status_of(reqwest::Method::POST, url, Some(input)).await
 }
 
+/// Polls a direct invoke until `done` holds for its status and body, for at most `limit`;
+/// returns how long it took.
+async fn invoke_until(
+    limit: Duration,
+    base: &str,
+    id: &str,
+    endpoint: &str,
+    input: Value,
+    done: impl Fn(u16, &Value) -> bool,
+) -> Option<Duration> {
+    let (done, input) = (&done, &input);
+    until(limit, || async move {
+        let (status, body) = invoke(base, id, endpoint, input.clone()).await;
+        done(status, &body)
+    })
+    .await
+}
+
 /// Polls `probe` until it returns true, for at most `limit`; returns how long it took.
 async fn until<F, Fut>(limit: Duration, mut probe: F) -> Option<Duration>
 where
@@ -456,15 +479,14 @@ async fn two_servers_agree_on_forgehook_changes() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let took = until(limit, || {
-        let base = b.base.clone();
-        async move {
-            invoke(&base, "data-transform", "csv_to_json", csv())
-                .await
-                .0
-                != 200
-        }
-    })
+    let took = invoke_until(
+        limit,
+        &b.base,
+        "data-transform",
+        "csv_to_json",
+        csv(),
+        |status, _| status != 200,
+    )
     .await;
     assert!(
         took.is_some(),
@@ -479,15 +501,14 @@ async fn two_servers_agree_on_forgehook_changes() {
         None,
     )
     .await;
-    let took = until(limit, || {
-        let base = b.base.clone();
-        async move {
-            invoke(&base, "data-transform", "csv_to_json", csv())
-                .await
-                .0
-                == 200
-        }
-    })
+    let took = invoke_until(
+        limit,
+        &b.base,
+        "data-transform",
+        "csv_to_json",
+        csv(),
+        |status, _| status == 200,
+    )
     .await;
     assert!(
         took.is_some(),
@@ -517,13 +538,14 @@ async fn two_servers_agree_on_forgehook_changes() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        let took = until(limit, || {
-            let base = b.base.clone();
-            async move {
-                let (status, body) = invoke(&base, "echo-gw", "echo", json!({"text": "hi"})).await;
-                status == 200 && body["data"]["output"]["token"] == token
-            }
-        })
+        let took = invoke_until(
+            limit,
+            &b.base,
+            "echo-gw",
+            "echo",
+            json!({"text": "hi"}),
+            |status, body| status == 200 && body["data"]["output"]["token"] == token,
+        )
         .await;
         assert!(
             took.is_some(),
@@ -539,15 +561,14 @@ async fn two_servers_agree_on_forgehook_changes() {
     )
     .await;
     assert_eq!(status, 200);
-    let took = until(limit, || {
-        let base = b.base.clone();
-        async move {
-            invoke(&base, "echo-gw", "echo", json!({"text": "hi"}))
-                .await
-                .0
-                == 404
-        }
-    })
+    let took = invoke_until(
+        limit,
+        &b.base,
+        "echo-gw",
+        "echo",
+        json!({"text": "hi"}),
+        |status, _| status == 404,
+    )
     .await;
     assert!(
         took.is_some(),
@@ -568,15 +589,14 @@ async fn two_servers_agree_on_forgehook_changes() {
     assert_eq!(status, 201, "{body}");
     let text = || json!({"text": "two servers"});
     for server in [&a, &b] {
-        let took = until(Duration::from_secs(120), || {
-            let base = server.base.clone();
-            async move {
-                invoke(&base, "container-example", "text_stats", text())
-                    .await
-                    .0
-                    == 200
-            }
-        })
+        let took = invoke_until(
+            Duration::from_secs(120),
+            &server.base,
+            "container-example",
+            "text_stats",
+            text(),
+            |status, _| status == 200,
+        )
         .await;
         assert!(took.is_some(), "{} cannot call the container", server.base);
     }
@@ -634,13 +654,11 @@ async fn a_sync_run_killed_with_its_server_is_interrupted_and_its_replay_answers
     let dir = tempfile::tempdir().unwrap();
     let lease = [("LEFORGE_RUN_LEASE_MS", "1500")];
     let server = start(dir.path(), &fake, &lease);
-    let agent = call(
-        reqwest::Method::POST,
-        format!("{}/api/v1/agents", server.base),
-        Some(json!({"name": "Sync Victim", "system_prompt": "x"})),
+    create_agent(
+        &server.base,
+        json!({"name": "Sync Victim", "system_prompt": "x"}),
     )
     .await;
-    assert_eq!(agent["success"], true, "{agent}");
     fake.push(Script::hang());
     let send = |base: String| async move {
         reqwest::Client::new()
@@ -653,10 +671,7 @@ async fn a_sync_run_killed_with_its_server_is_interrupted_and_its_replay_answers
     };
     let pending = tokio::spawn(send(server.base.clone()));
     fake.wait_for_requests(1).await;
-    let mut server = server;
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    drop(server);
+    kill(server);
     assert!(
         pending.await.unwrap().is_err(),
         "the request died with its server"
