@@ -81,6 +81,7 @@ fn main() {
 
     let target_dir = outer_target_dir(&out_dir, &root).join("builtin-plugins");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    check_wasm_target();
     for p in &plugins {
         let mut cmd = Command::new(&cargo);
         cmd.args(["rustc", "--release", "--lib", "--crate-type", "cdylib"])
@@ -112,8 +113,7 @@ fn main() {
         if !status.success() {
             panic!(
                 "building the built-in ForgeHook {} ({}) for {WASM_TARGET} failed: see cargo's \
-                 output above. If the target is missing: `rustup target add {WASM_TARGET}`, or \
-                 /work/shared/toolchain/install-wasm32-wasip2.sh",
+                 output above. If the target is missing: `rustup target add {WASM_TARGET}`",
                 p.id, p.package
             );
         }
@@ -225,4 +225,26 @@ fn outer_target_dir(out_dir: &Path, root: &Path) -> PathBuf {
         .map(Path::to_path_buf)
         .or_else(|| env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
         .unwrap_or_else(|| root.join("target"))
+}
+
+/// Stops with the one command that fixes it when the compiler has no standard library for
+/// the guest target: otherwise the nested build fails deep in its output with "can't find
+/// crate for `core`".
+fn check_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--target", WASM_TARGET, "--print", "target-libdir"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    // A compiler that cannot say (not rustup's) is left to the build itself.
+    if let Some(dir) = libdir {
+        if !dir.exists() {
+            panic!(
+                "the Rust target {WASM_TARGET} is not installed; the built-in ForgeHooks are \
+                 compiled for it. Install it with:\n\n    rustup target add {WASM_TARGET}\n"
+            );
+        }
+    }
 }
