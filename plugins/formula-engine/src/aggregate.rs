@@ -205,14 +205,17 @@ fn group_key(v: Option<&Value>) -> String {
 /// The rows of a CSV table with a header line, every cell as text (numeric text counts as a
 /// number when aggregated). The delimiter is the first of `,` `;` tab found in the header.
 fn csv_rows(text: &str) -> Result<Vec<Map<String, Value>>, Error> {
+    // Spreadsheet exports often start with a byte-order mark, which would end up in the
+    // first column's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let header = text.lines().next().unwrap_or_default();
     let delimiter = [b',', b';', b'\t']
         .into_iter()
-        .find(|d| header.as_bytes().contains(d))
+        .max_by_key(|d| header.bytes().filter(|b| b == d).count())
+        .filter(|d| header.as_bytes().contains(d))
         .unwrap_or(b',');
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
-        .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
     let columns: Vec<String> = reader
@@ -221,7 +224,19 @@ fn csv_rows(text: &str) -> Result<Vec<Map<String, Value>>, Error> {
         .iter()
         .map(str::to_string)
         .collect();
+    if let Some(dup) = columns
+        .iter()
+        .enumerate()
+        .find(|(i, c)| columns[..*i].contains(c))
+    {
+        return Err(Error::invalid_input(format!(
+            "records: the CSV header names column '{}' twice",
+            dup.1
+        )));
+    }
     let mut rows = Vec::new();
+    // Rows with another number of cells than the header are an error (the csv reader is
+    // not flexible), rather than rows that silently lose columns.
     for (i, record) in reader.records().enumerate() {
         let record =
             record.map_err(|e| Error::invalid_input(format!("records: CSV row {}: {e}", i + 1)))?;
@@ -349,6 +364,24 @@ mod tests {
         );
         assert_eq!(code, "INVALID_INPUT");
         assert!(message.contains("records[0].amount"), "{message}");
+        // A byte-order mark is not part of the first column's name.
+        let out = call(
+            "aggregate",
+            json!({"records": "\u{feff}region,amount\nWest,1\n", "group_by": "region", "field": "amount", "op": "sum"}),
+        )
+        .unwrap();
+        assert_eq!(out["groups"], json!({"West": 1}));
+        for (csv, says) in [
+            ("region,amount\nWest,1,extra\n", "CSV row 1"),
+            ("region,region\nWest,East\n", "'region' twice"),
+        ] {
+            let (code, message) = fail(
+                "aggregate",
+                json!({"records": csv, "group_by": "region", "field": "amount", "op": "sum"}),
+            );
+            assert_eq!(code, "INVALID_INPUT");
+            assert!(message.contains(says), "{message}");
+        }
     }
 
     #[test]

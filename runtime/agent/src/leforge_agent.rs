@@ -539,6 +539,7 @@ async fn run_loop(
     let mut scope = refs::Scope {
         data,
         outputs: HashMap::new(),
+        text_refs: json_mode,
     };
     // Json mode offers the tools through the preamble and the reply schema, never as `tools`.
     let (preamble, offered, response_schema) = if json_mode {
@@ -687,9 +688,10 @@ async fn run_loop(
             {
                 checked_toolless = true;
                 messages.push(Message::assistant_text(response.text.clone()));
+                // The task and data as the model saw them, after any `on_run_start` hook.
                 messages.push(Message::user(json_mode::check_toolless(
-                    &input.input,
-                    input.data.as_ref(),
+                    &text,
+                    scope.data.as_ref(),
                     &toolbox.specs,
                 )));
                 continue;
@@ -702,7 +704,7 @@ async fn run_loop(
                     (v, true) => v.to_string(),
                     (_, false) => response.text.clone(),
                 };
-                let output = if refs::contains_ref(&answer) {
+                let output = if refs::contains_ref(&answer, scope.text_refs) {
                     match refs::resolve(&answer, &scope) {
                         Ok(v) => v,
                         Err(problem) if !repaired_refs => {
@@ -892,7 +894,7 @@ async fn run_step(
     // their place.
     let mut step_input = call.arguments.clone();
     // References are resolved before hooks and schema validation see the arguments.
-    let resolved = if refs::contains_ref(&call.arguments) {
+    let resolved = if refs::contains_ref(&call.arguments, scope.text_refs) {
         refs::resolve(&call.arguments, scope).map(|arguments| ToolCall {
             arguments,
             ..call.clone()

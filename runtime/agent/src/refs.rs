@@ -20,6 +20,11 @@ pub const INVALID_REFERENCE: &str = "INVALID_REFERENCE";
 pub struct Scope {
     pub data: Option<Value>,
     pub outputs: HashMap<i32, Arc<Value>>,
+    /// Whether references written as text also resolve (`"{{title}}"`, `"{0}"`,
+    /// `"input.data.csv"`, `"{$ref: 'input.data.csv'}"`): on in json mode, for the small
+    /// models it serves. Off, only reference objects resolve, so a tool that takes
+    /// `{{name}}` templates of its own (string-utils `template`) gets them as written.
+    pub text_refs: bool,
 }
 
 /// The path of a reference object, when `v` is one: an object whose only key is `$ref`
@@ -31,13 +36,18 @@ pub fn ref_path(v: &Value) -> Option<&str> {
     }
 }
 
-/// Whether `v` holds a reference (or a `{{…}}` template) anywhere.
-pub fn contains_ref(v: &Value) -> bool {
+/// Whether `v` holds a reference anywhere: a reference object, or with `text_refs` a string
+/// that may be one written as text.
+pub fn contains_ref(v: &Value, text_refs: bool) -> bool {
     match v {
-        Value::Object(m) => ref_path(v).is_some() || m.values().any(contains_ref),
-        Value::Array(a) => a.iter().any(contains_ref),
+        Value::Object(m) => ref_path(v).is_some() || m.values().any(|x| contains_ref(x, text_refs)),
+        Value::Array(a) => a.iter().any(|x| contains_ref(x, text_refs)),
         Value::String(s) => {
-            s.contains("{{") || s.contains("$ref") || bare_path(s) || placeholder(s).is_some()
+            text_refs
+                && (s.contains("{{")
+                    || s.contains("$ref")
+                    || bare_path(s)
+                    || placeholder(s).is_some())
         }
         _ => false,
     }
@@ -63,22 +73,26 @@ fn placeholder(text: &str) -> Option<&str> {
     .then_some(inner)
 }
 
-/// What a placeholder stands for: a data field (or path) by name, or by position (`{0}` is
-/// the data's first field); `None` when it names nothing, and the text is kept.
-fn lookup_placeholder<'s>(name: &str, scope: &'s Scope) -> Option<&'s Value> {
-    match name.parse::<usize>() {
-        Ok(i) => scope.data.as_ref()?.as_object()?.values().nth(i),
-        Err(_) => lookup_lenient(name, scope),
+/// The value of a reference written as text, or `None` when the text is no such reference
+/// or names nothing (it may be meant literally, and is kept as written).
+fn text_ref(text: &str, scope: &Scope) -> Option<Value> {
+    if text.contains("$ref") {
+        return lookup_lenient(stringified_ref(text)?, scope).cloned();
     }
-}
-
-/// The value a bare path names, also when `data.` is left out (`input.csv`); `None` when it
-/// names nothing, and the text is then kept as written.
-fn lookup_bare<'s>(text: &str, scope: &'s Scope) -> Option<&'s Value> {
-    lookup(text, scope).ok().or_else(|| {
-        let field = text.strip_prefix("input.")?;
-        lookup(&format!("input.data.{field}"), scope).ok()
-    })
+    if text.contains("{{") {
+        return expand_templates(text, scope);
+    }
+    if let Some(name) = placeholder(text) {
+        // `{0}` is the data's first field.
+        return match name.parse::<usize>() {
+            Ok(i) => scope.data.as_ref()?.as_object()?.values().nth(i).cloned(),
+            Err(_) => lookup_lenient(name, scope).cloned(),
+        };
+    }
+    if bare_path(text) {
+        return lookup(text, scope).ok().cloned();
+    }
+    None
 }
 
 /// The path of a reference written as text, as small models do: `"{$ref: 'input.data.csv'}"`
@@ -167,22 +181,9 @@ pub fn resolve(v: &Value, scope: &Scope) -> Result<Value, String> {
                 .map(|x| resolve(x, scope))
                 .collect::<Result<_, _>>()?,
         ),
-        Value::String(text) if text.contains("$ref") => match stringified_ref(text) {
-            Some(path) => lookup_lenient(path, scope)
-                .cloned()
-                .unwrap_or_else(|| v.clone()),
-            None => v.clone(),
-        },
-        Value::String(text) if text.contains("{{") => {
-            expand_templates(text, scope).unwrap_or_else(|| v.clone())
+        Value::String(text) if scope.text_refs => {
+            text_ref(text, scope).unwrap_or_else(|| v.clone())
         }
-        Value::String(text) if placeholder(text).is_some() => placeholder(text)
-            .and_then(|name| lookup_placeholder(name, scope))
-            .cloned()
-            .unwrap_or_else(|| v.clone()),
-        Value::String(text) if bare_path(text) => lookup_bare(text, scope)
-            .cloned()
-            .unwrap_or_else(|| v.clone()),
         other => other.clone(),
     })
 }
@@ -447,14 +448,16 @@ mod tests {
         Scope {
             data: Some(json!({"csv": "a,b\n1,2", "nested": {"list": [10, 20]}})),
             outputs,
+            text_refs: true,
         }
     }
 
     #[test]
     fn templates_small_models_write_stand_for_their_values() {
-        let s = Scope {
+        let mut s = Scope {
             data: Some(json!({"title": "Crème Brûlée", "n": 3, "list": [1, 2]})),
             outputs: HashMap::new(),
+            text_refs: true,
         };
         let v = json!({
             "text": "{{title}}",
@@ -472,7 +475,7 @@ mod tests {
             "positional": "{1}",
             "not_a_field": "{nope}",
         });
-        assert!(contains_ref(&v));
+        assert!(contains_ref(&v, true));
         assert_eq!(
             resolve(&v, &s).unwrap(),
             json!({
@@ -492,6 +495,10 @@ mod tests {
                 "not_a_field": "{nope}",
             })
         );
+        // Outside json mode text is text: a template meant for a tool reaches it as written.
+        s.text_refs = false;
+        assert!(!contains_ref(&v, false));
+        assert_eq!(resolve(&v, &s).unwrap(), v);
     }
 
     #[test]

@@ -177,12 +177,7 @@ fn query_pairs(input: &Value) -> Vec<(String, String)> {
 
 /// reqwest's top-level message is generic ("error sending request"); the cause says why.
 fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg = format!("{msg}: {s}");
-        source = s.source();
-    }
+    let msg = leforge_core::error_chain(e);
     // The URL of a gateway may carry credentials in its query; never show it.
     msg.replace(e.url().map(|u| u.as_str()).unwrap_or("\u{0}"), "<url>")
 }

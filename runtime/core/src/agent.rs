@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use crate::validation::FieldError;
 
+/// The longest a run may take (`config.timeout_ms`): one hour.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
 /// The LLM providers the runtime can speak to. The wire names are the API contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -257,7 +260,7 @@ impl AgentConfig {
         } else {
             check(errors, "temperature", self.temperature, 0.0, 2.0);
         }
-        check(errors, "timeout_ms", self.timeout_ms, 1_000, 3_600_000);
+        check(errors, "timeout_ms", self.timeout_ms, 1_000, MAX_TIMEOUT_MS);
         check(errors, "max_retries", self.max_retries, 0, 10);
         if let Some(budget) = self.max_total_tokens {
             check(errors, "max_total_tokens", budget, 1, 100_000_000);

@@ -34,3 +34,19 @@ pub use run::{
 pub use script::{NewScript, Script, ScriptPatch};
 pub use store::{AgentVisibility, Store, StoreError};
 pub use validation::FieldError;
+
+/// An error's message followed by its causes (those not already part of it), so that an
+/// HTTP client's generic "error sending request" reads with the reason it failed.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !message.contains(&part) {
+            message.push_str(": ");
+            message.push_str(&part);
+        }
+        source = s.source();
+    }
+    message
+}

@@ -171,7 +171,7 @@ impl Sender<'_> {
     fn transport_error(&self, e: reqwest::Error) -> AttemptError {
         // reqwest's Display includes the URL but never headers, so keys in headers are safe;
         // redact anyway in case a key was put in a query string by a custom base URL.
-        let reason = self.redact(&error_chain(&e));
+        let reason = self.redact(&leforge_core::error_chain(&e));
         if e.is_connect() || e.is_timeout() {
             AttemptError::Retry {
                 status: None,
@@ -207,17 +207,6 @@ impl Sender<'_> {
             })
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 fn retry_after_of(resp: &Response) -> Option<Duration> {

@@ -102,6 +102,27 @@ fn bare(host: &str) -> &str {
     host.trim().trim_start_matches('[').trim_end_matches(']')
 }
 
+/// Checks a host that is a literal address (bracketed or not); a name passes, for the
+/// resolver to check. The guarded resolver never sees literals, so a client that uses it
+/// calls this on every URL's host before sending.
+pub fn check_literal(host: &str, allowed: &PrivateAllowed) -> Result<(), Refused> {
+    let name = bare(host);
+    let Ok(ip) = name.parse::<IpAddr>() else {
+        return Ok(());
+    };
+    if allowed.allows(name) {
+        return Ok(());
+    }
+    match forbidden(ip) {
+        Some(class) => Err(Refused::Forbidden {
+            host: name.to_string(),
+            ip,
+            class,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Checks the addresses a host resolves to (or the literal address it is), as a request
 /// would see them. An allow-listed host passes whatever it resolves to.
 pub async fn check_host(
@@ -111,18 +132,8 @@ pub async fn check_host(
 ) -> Result<Vec<SocketAddr>, Refused> {
     let name = bare(host);
     if let Ok(ip) = name.parse::<IpAddr>() {
-        let addr = SocketAddr::new(ip, port);
-        if allowed.allows(name) {
-            return Ok(vec![addr]);
-        }
-        return match forbidden(ip) {
-            Some(class) => Err(Refused::Forbidden {
-                host: name.to_string(),
-                ip,
-                class,
-            }),
-            None => Ok(vec![addr]),
-        };
+        check_literal(name, allowed)?;
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
         .await
@@ -188,19 +199,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// The message of an HTTP client error with its causes, so that a refusal by the resolver
 /// reads as the reason rather than as "error sending request".
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !message.contains(&part) {
-            message.push_str(": ");
-            message.push_str(&part);
-        }
-        source = s.source();
-    }
-    message
-}
+pub use leforge_core::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -12,10 +12,45 @@ mod sandbox;
 
 use std::sync::Arc;
 
-// As in the server binary: each hook call's allocations are metered.
+// As in the server binary: each hook call's allocations are metered. Beneath it, the
+// largest single allocation is recorded, so that a test can tell a helper that refuses a
+// huge result before building it from one that builds it and is stopped afterwards.
 #[global_allocator]
-static GLOBAL: leforge_scripting::alloc::Counting<std::alloc::System> =
-    leforge_scripting::alloc::Counting(std::alloc::System);
+static GLOBAL: leforge_scripting::alloc::Counting<Largest> =
+    leforge_scripting::alloc::Counting(Largest);
+
+/// The largest allocation (or reallocation) this process asked for, in bytes.
+pub static LARGEST_ALLOCATION: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+pub struct Largest;
+
+impl Largest {
+    fn saw(size: usize) {
+        LARGEST_ALLOCATION.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method delegates to `System` unchanged and only updates an atomic, which
+// neither allocates nor unwinds.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Largest {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::saw(layout.size());
+        std::alloc::System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::saw(layout.size());
+        std::alloc::System.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        Self::saw(new_size);
+        std::alloc::System.realloc(ptr, layout, new_size)
+    }
+}
 
 use leforge_core::hook::{
     HookAgent, HookChain, HookContext, HookRecordOutcome, HookScript, HookSession, HookToolCall,

@@ -92,9 +92,10 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<Call
     })
 }
 
-/// The caller as the rate limiter already authenticated it, so the key is looked up once.
-#[derive(Debug, Clone, Copy)]
-pub struct Authenticated(pub Caller);
+/// How the rate limiter already authenticated the request (the caller, or why the key was
+/// refused), so the key is looked up once: a made-up key costs one lookup, not two.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Result<Caller, ApiError>);
 
 /// Whoever is calling; anonymous when no key is presented.
 pub struct Auth(pub Caller);
@@ -104,7 +105,7 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = match parts.extensions.get::<Authenticated>() {
-            Some(Authenticated(caller)) => *caller,
+            Some(Authenticated(outcome)) => outcome.clone()?,
             None => authenticate(state.store.as_ref(), &parts.headers).await?,
         };
         if caller == Caller::Anonymous {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::envelope::{current_request_id, json_response};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,

@@ -143,13 +143,11 @@ impl Forgehooks {
                 Some(m) if *m == hook.manifest => {
                     self.http.set_config(&hook.manifest, &hook.config).await
                 }
-                Some(_) => {
-                    self.http.unload(id).await;
-                    self.http
-                        .load(hook.manifest.clone(), &hook.config, true)
-                        .await
-                }
-                None => {
+                loaded => {
+                    // Another version (or none) is loaded: replace it.
+                    if loaded.is_some() {
+                        self.http.unload(id).await;
+                    }
                     self.http
                         .load(hook.manifest.clone(), &hook.config, true)
                         .await

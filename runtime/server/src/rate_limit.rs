@@ -44,6 +44,18 @@ impl Client {
     }
 }
 
+/// `key:<id>`, `ip:<address>` or `ip:unknown`: the form idempotency scopes are stored in,
+/// so that rate limits and idempotency keys belong to the same caller.
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Key(id) => write!(f, "key:{id}"),
+            Client::Address(ip) => write!(f, "ip:{ip}"),
+            Client::Unknown => f.write_str("ip:unknown"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Window {
     minute: u64,
@@ -121,14 +133,10 @@ pub async fn limit(State(state): State<AppState>, mut req: Request, next: Next) 
         .map(|c| c.0.ip());
     // Authenticate once here; the `Auth` extractor reuses the result. A key that does not
     // authenticate counts against the address, and the route still answers 401 for it.
-    let caller = match crate::auth::authenticate(state.store.as_ref(), req.headers()).await {
-        Ok(caller) => {
-            req.extensions_mut()
-                .insert(crate::auth::Authenticated(caller));
-            caller
-        }
-        Err(_) => Caller::Anonymous,
-    };
+    let outcome = crate::auth::authenticate(state.store.as_ref(), req.headers()).await;
+    let caller = *outcome.as_ref().unwrap_or(&Caller::Anonymous);
+    req.extensions_mut()
+        .insert(crate::auth::Authenticated(outcome));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -236,12 +236,17 @@ impl Runner {
                 .execute(run, true, None, claimed)
                 .await?
                 .ok_or(StoreError::NotFound { entity: "run" });
-            drop(slot);
-            if runner.inner.backlog.load(Ordering::Acquire) {
-                runner.notify_queued();
-            }
+            runner.release(slot);
             result
         })
+    }
+
+    /// Gives a run's slot back; with runs waiting in the queue, the queue worker takes it.
+    fn release(&self, slot: OwnedSemaphorePermit) {
+        drop(slot);
+        if self.inner.backlog.load(Ordering::Acquire) {
+            self.notify_queued();
+        }
     }
 
     /// Runs `run` to its end. `return_run`: whether the finished run is wanted back; a run
@@ -514,10 +519,7 @@ impl Runner {
         if let Err(e) = self.execute(run, false, agent, true).await {
             tracing::error!(error = %e, "async run failed to persist");
         }
-        drop(slot);
-        if self.inner.backlog.load(Ordering::Acquire) {
-            self.notify_queued();
-        }
+        self.release(slot);
     }
 
     /// Wakes the local queue worker (a run was just queued here).
@@ -688,17 +690,13 @@ impl Runner {
     }
 
     /// A literal address in the URL never reaches the resolver, so it is checked here.
-    async fn checked_callback_url(&self, url: &str) -> Result<(), String> {
+    fn checked_callback_url(&self, url: &str) -> Result<(), String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid callback URL: {e}"))?;
-        if parsed
-            .host_str()
-            .is_some_and(|h| h.parse::<std::net::IpAddr>().is_ok() || h.starts_with('['))
-        {
-            leforge_net::check_url(&parsed, &self.inner.callback_private_allowed)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        leforge_net::check_literal(
+            parsed.host_str().unwrap_or_default(),
+            &self.inner.callback_private_allowed,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Delivers the callbacks the store says are due, whoever's runs they are: runs that
@@ -769,7 +767,7 @@ impl Runner {
         // a captured callback replayed later.
         let timestamp = chrono::Utc::now().timestamp();
         let signature = sign_timestamped(secret.expose(), timestamp, &bytes);
-        let result = match self.checked_callback_url(&url).await {
+        let result = match self.checked_callback_url(&url) {
             Err(refused) => Err(refused),
             Ok(()) => self
                 .inner

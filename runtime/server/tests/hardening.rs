@@ -10,23 +10,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use harness::{Reply, TestApp};
-use leforge_fake_provider::{FakeProvider, Script};
+use leforge_fake_provider::Script;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-
-async fn app_with(
-    db: leforge_store::testing::TestStore,
-    adjust: impl FnOnce(&mut leforge_server::config::Config),
-) -> (TestApp, FakeProvider) {
-    let fake = FakeProvider::start().await;
-    let t = TestApp::with_settings(
-        db,
-        leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
-        adjust,
-    )
-    .await;
-    (t, fake)
-}
 
 fn run_request(
     slug: &str,
@@ -66,7 +52,7 @@ fn fields(r: &Reply) -> Vec<String> {
 #[tokio::test]
 async fn non_admins_see_the_public_view_of_agents_and_no_forgehook_config() {
     for db in leforge_store::testing::all().await {
-        let (t, _fake) = app_with(db, |_| {}).await;
+        let (t, _fake) = TestApp::with_fake(db, |_| {}).await;
         t.install_echo().await;
         let (invoke_id, invoke_key) = t.create_key("invoke").await;
         let agent = t
@@ -138,7 +124,7 @@ async fn non_admins_see_the_public_view_of_agents_and_no_forgehook_config() {
 #[tokio::test]
 async fn config_override_may_only_lower_limits_unless_admin() {
     for db in leforge_store::testing::all().await {
-        let (t, fake) = app_with(db, |_| {}).await;
+        let (t, fake) = TestApp::with_fake(db, |_| {}).await;
         let slug = t
             .create_agent(json!({
                 "name": "Budgeted",
@@ -185,13 +171,13 @@ async fn config_override_may_only_lower_limits_unless_admin() {
         fake.push(Script::text("{\"ok\": 2}"));
         let body = json!({"input": "go", "config_override": {"max_steps": 50}});
         let r = t
-            .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+            .admin_post(&format!("/api/v1/agents/{slug}/run"), body.clone())
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.body["data"]["limits"]["max_steps"], 50);
         let body = json!({"input": "go", "config_override": {"max_steps": 101}});
         let r = t
-            .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+            .admin_post(&format!("/api/v1/agents/{slug}/run"), body.clone())
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(fields(&r), ["config_override.max_steps"]);
@@ -200,7 +186,7 @@ async fn config_override_may_only_lower_limits_unless_admin() {
 
 #[tokio::test]
 async fn sync_and_stream_runs_take_a_slot_and_wait_a_bounded_time() {
-    let (t, fake) = app_with(leforge_store::testing::sqlite().await, |c| {
+    let (t, fake) = TestApp::with_fake(leforge_store::testing::sqlite().await, |c| {
         c.max_concurrent_runs = 1;
         c.run_slot_wait_ms = 300;
     })
@@ -240,7 +226,7 @@ async fn sync_and_stream_runs_take_a_slot_and_wait_a_bounded_time() {
         json!({"input": "streamed", "stream": true}),
     ] {
         let r = t
-            .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+            .admin_post(&format!("/api/v1/agents/{slug}/run"), body.clone())
             .await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
         assert_eq!(r.code(), "RATE_LIMITED");
@@ -268,12 +254,10 @@ async fn sync_and_stream_runs_take_a_slot_and_wait_a_bounded_time() {
     assert_eq!(holder.await.unwrap(), StatusCode::CONFLICT);
     fake.push(Script::text("{\"done\": true}"));
     let r = t
-        .raw(run_request(
-            &slug,
-            Some(&t.admin_key),
-            &json!({"input": "third"}),
-            &[],
-        ))
+        .admin_post(
+            &format!("/api/v1/agents/{slug}/run"),
+            json!({"input": "third"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"]["output"], json!({"done": true}));
@@ -282,7 +266,7 @@ async fn sync_and_stream_runs_take_a_slot_and_wait_a_bounded_time() {
 #[tokio::test]
 async fn idempotency_keys_belong_to_their_caller() {
     for db in leforge_store::testing::all().await {
-        let (t, fake) = app_with(db, |_| {}).await;
+        let (t, fake) = TestApp::with_fake(db, |_| {}).await;
         let slug = t
             .create_agent(json!({"name": "Shared Keys", "system_prompt": "x", "is_public": true}))
             .await["slug"]
@@ -332,7 +316,7 @@ async fn idempotency_keys_belong_to_their_caller() {
 
 #[tokio::test]
 async fn the_rate_limiter_counts_made_up_keys_against_the_client_not_the_key() {
-    let (t, _fake) = app_with(leforge_store::testing::sqlite().await, |c| {
+    let (t, _fake) = TestApp::with_fake(leforge_store::testing::sqlite().await, |c| {
         c.rate_limit_per_minute = 2;
     })
     .await;
@@ -378,7 +362,7 @@ fn refused_callbacks() -> Vec<&'static str> {
 #[tokio::test]
 async fn callback_urls_to_internal_addresses_are_refused() {
     for db in leforge_store::testing::all().await {
-        let (t, _fake) = app_with(db, |c| {
+        let (t, _fake) = TestApp::with_fake(db, |c| {
             c.webhook_secret = Some(leforge_server::config::Secret::new("whsec".into()));
         })
         .await;
@@ -391,7 +375,7 @@ async fn callback_urls_to_internal_addresses_are_refused() {
         for url in refused_callbacks() {
             let body = json!({"input": "go", "mode": "async", "callback_url": url});
             let r = t
-                .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+                .admin_post(&format!("/api/v1/agents/{slug}/run"), body.clone())
                 .await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}: {}", r.body);
             assert_eq!(r.code(), "VALIDATION_ERROR");
@@ -403,7 +387,7 @@ async fn callback_urls_to_internal_addresses_are_refused() {
 
 #[tokio::test]
 async fn an_allow_listed_callback_host_may_be_internal() {
-    let (t, fake) = app_with(leforge_store::testing::sqlite().await, |c| {
+    let (t, fake) = TestApp::with_fake(leforge_store::testing::sqlite().await, |c| {
         c.webhook_secret = Some(leforge_server::config::Secret::new("whsec".into()));
         c.callback_allowed_hosts = Some(vec!["127.0.0.1".into()]);
     })
@@ -417,13 +401,13 @@ async fn an_allow_listed_callback_host_may_be_internal() {
     fake.push(Script::text("{}"));
     let body = json!({"input": "go", "mode": "async", "callback_url": "http://127.0.0.1:9/hook"});
     let r = t
-        .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+        .admin_post(&format!("/api/v1/agents/{slug}/run"), body.clone())
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     // Not on the list: refused by the list before any address check.
     let body = json!({"input": "go", "mode": "async", "callback_url": "http://[::1]:9/hook"});
     let r = t
-        .raw(run_request(&slug, Some(&t.admin_key), &body, &[]))
+        .admin_post(&format!("/api/v1/agents/{slug}/run"), body.clone())
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
@@ -464,7 +448,7 @@ async fn lose_step_writes(backend: &str, url: &str) {
 async fn a_step_that_cannot_be_stored_fails_the_run_with_store_error() {
     for db in leforge_store::testing::all().await {
         let (backend, url) = (db.backend, db.url.clone());
-        let (t, fake) = app_with(db, |_| {}).await;
+        let (t, fake) = TestApp::with_fake(db, |_| {}).await;
         t.install_echo().await;
         let slug = t
             .create_agent(json!({"name": "Traced", "system_prompt": "x", "tools": ["echo"]}))
@@ -479,12 +463,10 @@ async fn a_step_that_cannot_be_stored_fails_the_run_with_store_error() {
         ));
         fake.push(Script::text("{\"done\": true}"));
         let r = t
-            .raw(run_request(
-                &slug,
-                Some(&t.admin_key),
-                &json!({"input": "go"}),
-                &[],
-            ))
+            .admin_post(
+                &format!("/api/v1/agents/{slug}/run"),
+                json!({"input": "go"}),
+            )
             .await;
         assert_eq!(
             r.status,

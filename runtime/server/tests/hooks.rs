@@ -23,13 +23,7 @@ async fn env_with(
     db: leforge_store::testing::TestStore,
     adjust: impl FnOnce(&mut leforge_server::config::Config),
 ) -> Env {
-    let fake = FakeProvider::start().await;
-    let t = TestApp::with_settings(
-        db,
-        leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
-        adjust,
-    )
-    .await;
+    let (t, fake) = TestApp::with_fake(db, adjust).await;
     t.install_echo().await;
     Env { t, fake }
 }

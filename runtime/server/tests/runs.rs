@@ -851,17 +851,11 @@ async fn callbacks_are_signed_and_recorded() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
 
-    let fake = FakeProvider::start().await;
-    let db = leforge_store::testing::sqlite().await;
-    let t = TestApp::with_settings(
-        db,
-        leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
-        |c| {
-            c.webhook_secret = Some(leforge_server::config::Secret::new("whsec-test".into()));
-            // The sink is on loopback, which callbacks may reach only when allow-listed.
-            c.callback_allowed_hosts = Some(vec!["127.0.0.1".into()]);
-        },
-    )
+    let (t, fake) = TestApp::with_fake(leforge_store::testing::sqlite().await, |c| {
+        c.webhook_secret = Some(leforge_server::config::Secret::new("whsec-test".into()));
+        // The sink is on loopback, which callbacks may reach only when allow-listed.
+        c.callback_allowed_hosts = Some(vec!["127.0.0.1".into()]);
+    })
     .await;
     let slug = t
         .create_agent(json!({"name": "Caller Back", "system_prompt": "x"}))

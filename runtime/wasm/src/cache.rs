@@ -51,11 +51,6 @@ fn load_key(path: &Path) -> io::Result<[u8; 32]> {
         std::fs::create_dir_all(parent)?;
     }
     write_atomic(path, &key)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
     Ok(key)
 }
 
@@ -215,6 +210,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    // Owner-only from the start: the artifact key must never exist readable by others,
+    // not even between its write and a later chmod, and the artifacts need no wider access.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&tmp)?, bytes)?;
     std::fs::rename(&tmp, path)
 }

@@ -191,15 +191,11 @@ impl HostState {
             }
         }
         // Names are checked by the client's resolver; a literal address never reaches it.
-        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            if !self.http.private_allowed.allows(host) {
-                if let Some(class) = leforge_net::forbidden(ip) {
-                    return Err(format!(
-                        "host not allowed: {host} is a {class} address (the operator can allow it with LEFORGE_FORGEHOOK_PRIVATE_HOSTS)"
-                    ));
-                }
-            }
-        }
+        leforge_net::check_literal(host, &self.http.private_allowed).map_err(|e| {
+            format!(
+                "host not allowed: {e} (the operator can allow it with LEFORGE_FORGEHOOK_PRIVATE_HOSTS)"
+            )
+        })?;
         Ok(parsed)
     }
 

@@ -130,6 +130,12 @@ async fn prepare_caches_and_a_restart_loads_without_recompiling() {
         32,
         "the key sits beside the cache"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is the owner's only");
+    }
     let _ = std::fs::remove_file(key);
 }
 

@@ -132,6 +132,14 @@ async fn string_multipliers_are_refused_before_they_allocate() {
         let err = limit_of(&r, &format!("{setup}\n{multiply}")).await;
         assert_eq!(err, exceeded(HookLimit::STRING_SIZE), "{multiply}");
     }
+    // Refused before they allocate: had any result been built (1 GiB or more) and checked
+    // afterwards, as the standard helpers do, the limit error would be the same, but this
+    // would not. Other tests of this binary allocate a few MiB at the most.
+    let largest = crate::LARGEST_ALLOCATION.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        largest < 64 * 1024 * 1024,
+        "an allocation of {largest} bytes was made"
+    );
     // Within the limit they still work.
     let out = r
         .on_run_end(

@@ -16,7 +16,6 @@ use serde_json::Value;
 
 use crate::config::{Config, ContainerAccessMode};
 
-/// `server_meta` key of this server's instance id, the value of the `leforge.instance` label.
 /// The file under the data directory that names this server instance. Kept beside the
 /// server rather than in the database: replicas share the database (and may share a Docker
 /// engine), and with one id for all of them their container names collided and one server's
@@ -273,8 +272,6 @@ impl HttpHooks {
     }
 }
 
-/// This server's instance id: read from `server_meta`, created on the first start. Read back
-/// after writing so two servers racing on a new database agree on the winner.
 /// This server instance's id (created on first use). Short: it is part of every container's
 /// name.
 pub fn instance_id(data_dir: &std::path::Path) -> std::io::Result<String> {

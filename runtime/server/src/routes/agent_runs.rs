@@ -269,15 +269,6 @@ async fn check_callback_address(state: &AppState, url: &str) -> ApiResult<()> {
     }
 }
 
-/// Whose idempotency keys these are: the API key's, or the client address's for anonymous
-/// callers, so that one caller can neither replay nor block another's runs.
-fn idempotency_scope(caller: &Caller, ip: Option<&str>) -> String {
-    match caller.key_id() {
-        Some(id) => format!("key:{id}"),
-        None => format!("ip:{}", ip.unwrap_or("unknown")),
-    }
-}
-
 fn request_hash(req: &RunRequest) -> String {
     let canonical = serde_json::to_vec(req).unwrap_or_default();
     hex::encode(Sha256::digest(&canonical))
@@ -352,10 +343,13 @@ pub async fn run(
     }
     let key = idempotency_key(&headers)?;
     let hash = request_hash(&req);
-    let ip = extensions
+    let addr = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let scope = idempotency_scope(&caller, ip.as_deref());
+        .map(|c| c.0.ip());
+    let ip = addr.map(|a| a.to_string());
+    // Whose idempotency keys these are: the API key's, or the client address's for
+    // anonymous callers, so that one caller can neither replay nor block another's runs.
+    let scope = crate::rate_limit::Client::of(&caller, addr).to_string();
 
     if let Some(key) = &key {
         let since = chrono::Utc::now() - chrono::TimeDelta::hours(24);
@@ -518,13 +512,12 @@ async fn wait_terminal(state: &AppState, run_id: Uuid) -> ApiResult<Result<Run, 
             return Ok(Ok(run));
         }
         let deadline = *deadline.get_or_insert_with(|| {
+            let max = leforge_core::agent::MAX_TIMEOUT_MS;
             let timeout_ms = run
                 .limits
-                .as_ref()
-                .and_then(|l| l.get("timeout_ms"))
-                .and_then(Value::as_u64)
-                .unwrap_or(3_600_000)
-                .min(3_600_000);
+                .clone()
+                .and_then(|l| serde_json::from_value::<leforge_agent::RunLimits>(l).ok())
+                .map_or(max, |l| l.timeout_ms.min(max));
             tokio::time::Instant::now()
                 + Duration::from_millis(timeout_ms)
                 + state.runner.settings().lease_ttl * 2

@@ -394,14 +394,7 @@ pub async fn list(
         .store
         .list_agents(caller.agent_visibility(), params.to_request()?)
         .await?;
-    Result::Ok(Ok::page(leforge_core::Page {
-        items: page
-            .items
-            .into_iter()
-            .map(|a| AgentView::for_caller(&caller, a))
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Result::Ok(Ok::page(page.map(|a| AgentView::for_caller(&caller, a))))
 }
 
 /// Create an agent (admin).

@@ -78,6 +78,17 @@ impl TestApp {
         }
     }
 
+    /// An app whose LLM providers all point at a fresh fake provider, with a chance to
+    /// adjust the configuration first; returns the fake too, to script it.
+    pub async fn with_fake(
+        db: TestStore,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (TestApp, leforge_fake_provider::FakeProvider) {
+        let fake = leforge_fake_provider::FakeProvider::start().await;
+        let llm = leforge_llm::LlmConfig::for_test_server(&fake.base_url());
+        (Self::with_settings(db, llm, adjust).await, fake)
+    }
+
     /// One app per available back end.
     pub async fn all() -> Vec<TestApp> {
         let mut apps = Vec::new();
@@ -159,7 +170,6 @@ impl TestApp {
         .await
     }
 
-    /// Creates an agent as admin and returns its JSON.
     /// Installs every built-in ForgeHook, as `leforge serve` does on first start; returns
     /// the ids installed.
     pub async fn install_all_builtins(&self) -> Vec<String> {
@@ -190,6 +200,7 @@ impl TestApp {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
 
+    /// Creates an agent as admin and returns its JSON.
     pub async fn create_agent(&self, body: Value) -> Value {
         let r = self.admin_post("/api/v1/agents", body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
