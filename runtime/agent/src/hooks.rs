@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use leforge_core::hook::{
-    BeforeToolOutcome, HookAgent, HookContext, HookError, HookOutput, HookRecord, HookRunner,
-    HookSession, HookToolCall, HookTools,
+    BeforeToolOutcome, HookAgent, HookContext, HookError, HookOutput, HookPoint, HookRecord,
+    HookRunner, HookSession, HookToolCall, HookTools,
 };
 use leforge_core::Store;
 use serde_json::{json, Value};
@@ -73,6 +73,23 @@ impl RunHooks {
         }
     }
 
+    /// Runs one hook point's scripts in a span of their own, then keeps their records.
+    async fn traced<T>(
+        &self,
+        point: HookPoint,
+        step: Option<i32>,
+        call: impl std::future::Future<Output = HookOutput<T>>,
+    ) -> Result<T, HookError> {
+        use tracing::Instrument;
+        let span = crate::observe::hook_span(point, step);
+        let out = call.instrument(span.clone()).await;
+        if let Err(e) = &out.outcome {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", e.code());
+        }
+        self.keep(out, step).await
+    }
+
     /// Keeps the records of one hook call: in the store (retried; a write that still fails
     /// fails the run with `STORE_ERROR` at its next turn) and on the event stream.
     async fn keep<T>(&self, out: HookOutput<T>, step: Option<i32>) -> Result<T, HookError> {
@@ -80,6 +97,7 @@ impl RunHooks {
         if !records.is_empty() {
             for r in &mut records {
                 r.step = step;
+                crate::observe::hook_call(r);
             }
             let run_id = self.ctx.run_id;
             self.writes
@@ -98,8 +116,8 @@ impl RunHooks {
     /// LLM sees.
     pub(crate) async fn on_run_start(&mut self) -> Result<(String, Option<Value>), HookError> {
         let ctx = self.ctx_at(0);
-        let out = self.runner.on_run_start(&self.session, &ctx).await;
-        let outcome = self.keep(out, None).await?;
+        let out = self.runner.on_run_start(&self.session, &ctx);
+        let outcome = self.traced(HookPoint::OnRunStart, None, out).await?;
         if let Some(input) = outcome.input {
             self.ctx.input = input;
         }
@@ -115,11 +133,9 @@ impl RunHooks {
         step: i32,
         call: &HookToolCall,
     ) -> Result<BeforeToolOutcome, HookError> {
-        let out = self
-            .runner
-            .before_tool(&self.session, &self.ctx_at(step), call)
-            .await;
-        self.keep(out, Some(step)).await
+        let ctx = self.ctx_at(step);
+        let out = self.runner.before_tool(&self.session, &ctx, call);
+        self.traced(HookPoint::BeforeTool, Some(step), out).await
     }
 
     pub(crate) async fn after_tool(
@@ -128,11 +144,9 @@ impl RunHooks {
         call: &HookToolCall,
         result: &Value,
     ) -> Result<Option<Value>, HookError> {
-        let out = self
-            .runner
-            .after_tool(&self.session, &self.ctx_at(step), call, result)
-            .await;
-        self.keep(out, Some(step)).await
+        let ctx = self.ctx_at(step);
+        let out = self.runner.after_tool(&self.session, &ctx, call, result);
+        self.traced(HookPoint::AfterTool, Some(step), out).await
     }
 
     pub(crate) async fn on_run_end(
@@ -140,10 +154,8 @@ impl RunHooks {
         steps: i32,
         output: &Value,
     ) -> Result<Option<Value>, HookError> {
-        let out = self
-            .runner
-            .on_run_end(&self.session, &self.ctx_at(steps), output)
-            .await;
-        self.keep(out, None).await
+        let ctx = self.ctx_at(steps);
+        let out = self.runner.on_run_end(&self.session, &ctx, output);
+        self.traced(HookPoint::OnRunEnd, None, out).await
     }
 }

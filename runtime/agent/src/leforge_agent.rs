@@ -8,6 +8,7 @@
 
 mod hooks;
 pub mod json_mode;
+pub mod observe;
 mod output;
 pub mod refs;
 mod writes;
@@ -27,6 +28,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 use writes::Writes;
 
@@ -88,6 +90,8 @@ pub struct RunInput {
     pub limits: RunLimits,
     /// Ask the provider to stream, so text deltas reach `RunEvent::LlmDelta`.
     pub stream: bool,
+    /// How the run was asked for; a label of the run metrics.
+    pub mode: leforge_core::RunMode,
     /// The worker's lease (owner, expiry), written with the `running` status so that starting
     /// a run costs one statement.
     pub lease: Option<(String, chrono::DateTime<chrono::Utc>)>,
@@ -378,14 +382,20 @@ pub async fn execute(
     let followed = events.as_ref().is_some_and(|tx| tx.receiver_count() > 0);
     if !input.return_run && !followed {
         let (status, steps) = (update.status, p.steps);
-        match deps.store.apply_run_update(run_id, update).await {
-            Ok(()) => tracing::info!(run_id = %run_id, status = ?status, steps, "run finished"),
+        let status = match deps.store.apply_run_update(run_id, update).await {
+            Ok(()) => {
+                tracing::info!(run_id = %run_id, status = ?status, steps, "run finished");
+                status.unwrap_or(RunStatus::Failed)
+            }
             Err(StoreError::InvalidState(_)) => {
                 deps.store.apply_run_update(run_id, metrics).await?;
                 tracing::info!(run_id = %run_id, steps, "run finished after it was ended elsewhere");
+                // Only a cancel ends a run from outside while its worker still runs it.
+                RunStatus::Cancelled
             }
             Err(e) => return Err(e),
-        }
+        };
+        observe::run_finished(&input.agent.slug, status, input.mode, started.elapsed());
         return Ok(None);
     }
     let run = match deps.store.update_run(run_id, update).await {
@@ -394,6 +404,7 @@ pub async fn execute(
         Err(e) => return Err(e),
     };
     tracing::info!(run_id = %run_id, status = %run.status, steps = run.total_steps, "run finished");
+    observe::run_finished(&input.agent.slug, run.status, input.mode, started.elapsed());
     emit(
         &events,
         RunEvent::Finished {
@@ -902,50 +913,67 @@ async fn run_step(
     } else {
         Ok(call.clone())
     };
-    let (tool, action, outcome) = match (toolbox.by_name.get(&call.name), hooks, resolved) {
-        (Some((id, endpoint)), _, Err(problem)) => {
-            emit_started(events, step, id, endpoint, &call.arguments);
-            (
-                id.clone(),
-                endpoint.clone(),
-                Err((codes::INVALID_REFERENCE.to_string(), problem)),
-            )
+    let span = observe::tool_span(step, call, toolbox.by_name.get(&call.name));
+    let (tool, action, outcome) = async {
+        match (toolbox.by_name.get(&call.name), hooks, resolved) {
+            (Some((id, endpoint)), _, Err(problem)) => {
+                emit_started(events, step, id, endpoint, &call.arguments);
+                (
+                    id.clone(),
+                    endpoint.clone(),
+                    Err((codes::INVALID_REFERENCE.to_string(), problem)),
+                )
+            }
+            (None, _, _) => {
+                let (tool, action) = split_name(&call.name);
+                emit_started(events, step, &tool, &action, &call.arguments);
+                let mut offered: Vec<_> = toolbox.by_name.keys().cloned().collect();
+                offered.sort();
+                let message = format!(
+                    "'{}' is not a tool of this agent; its tools are: {}",
+                    call.name,
+                    offered.join(", ")
+                );
+                (tool, action, Err(("UNKNOWN_TOOL".to_string(), message)))
+            }
+            (Some((id, endpoint)), Some(hooks), Ok(call)) => {
+                let outcome = hooked_call(
+                    deps,
+                    input,
+                    hooks,
+                    (step, id, endpoint, &call, events),
+                    &mut step_input,
+                    &mut hook_error,
+                )
+                .await;
+                (id.clone(), endpoint.clone(), outcome)
+            }
+            (Some((id, endpoint)), None, Ok(call)) => {
+                emit_started(events, step, id, endpoint, &step_input);
+                let outcome = invoke_with_retries(deps, input, id, endpoint, &call.arguments).await;
+                (
+                    id.clone(),
+                    endpoint.clone(),
+                    outcome.map_err(|e| (e.code().as_str().to_string(), e.to_string())),
+                )
+            }
         }
-        (None, _, _) => {
-            let (tool, action) = split_name(&call.name);
-            emit_started(events, step, &tool, &action, &call.arguments);
-            let mut offered: Vec<_> = toolbox.by_name.keys().cloned().collect();
-            offered.sort();
-            let message = format!(
-                "'{}' is not a tool of this agent; its tools are: {}",
-                call.name,
-                offered.join(", ")
-            );
-            (tool, action, Err(("UNKNOWN_TOOL".to_string(), message)))
-        }
-        (Some((id, endpoint)), Some(hooks), Ok(call)) => {
-            let outcome = hooked_call(
-                deps,
-                input,
-                hooks,
-                (step, id, endpoint, &call, events),
-                &mut step_input,
-                &mut hook_error,
-            )
-            .await;
-            (id.clone(), endpoint.clone(), outcome)
-        }
-        (Some((id, endpoint)), None, Ok(call)) => {
-            emit_started(events, step, id, endpoint, &step_input);
-            let outcome = invoke_with_retries(deps, input, id, endpoint, &call.arguments).await;
-            (
-                id.clone(),
-                endpoint.clone(),
-                outcome.map_err(|e| (e.code().as_str().to_string(), e.to_string())),
-            )
-        }
+    }
+    .instrument(span.clone())
+    .await;
+    let took = clock.elapsed();
+    let duration_ms = took.as_millis() as i64;
+    // A name the model made up is no label value: the set of those is unbounded.
+    let (forgehook, endpoint) = match toolbox.by_name.get(&call.name) {
+        Some((id, endpoint)) => (id.as_str(), endpoint.as_str()),
+        None => ("unknown", "unknown"),
     };
-    let duration_ms = clock.elapsed().as_millis() as i64;
+    let code = match &outcome {
+        Ok(_) => "ok",
+        Err((code, _)) => code.as_str(),
+    };
+    observe::tool_call(forgehook, endpoint, code, took);
+    observe::tool_span_end(&span, &step_input, &outcome);
     let (output, error) = match &outcome {
         Ok(v) => (Some(v.clone()), None),
         Err((_, message)) => (None, Some(message.clone())),

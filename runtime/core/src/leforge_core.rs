@@ -32,7 +32,7 @@ pub use run::{
     CallbackAttempt, NewRun, Run, RunFilter, RunMode, RunStart, RunStatus, RunStep, RunUpdate,
 };
 pub use script::{NewScript, Script, ScriptPatch};
-pub use store::{AgentVisibility, Store, StoreError};
+pub use store::{AgentVisibility, PoolStats, Store, StoreError};
 pub use validation::FieldError;
 
 /// An error's message followed by its causes (those not already part of it), so that an

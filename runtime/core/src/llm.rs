@@ -270,6 +270,22 @@ pub enum LlmError {
     Unsupported { provider: Provider, what: String },
 }
 
+impl LlmError {
+    /// The kind of failure, as a bounded label for metrics and the `error.type` of spans.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::NotConfigured { .. } => "not_configured",
+            LlmError::TooManyTools { .. } => "too_many_tools",
+            LlmError::InvalidConversation(_) => "invalid_conversation",
+            LlmError::Rejected { .. } => "rejected",
+            LlmError::Failed { .. } => "failed",
+            LlmError::MalformedResponse { .. } => "malformed_response",
+            LlmError::StreamCut { .. } => "stream_cut",
+            LlmError::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
 /// Sends a conversation to a model.
 ///
 /// Dropping the returned future abandons the request (the agent loop relies on this for

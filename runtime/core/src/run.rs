@@ -159,6 +159,19 @@ pub struct Run {
     /// Every hook call of every script, in call order (empty for agents without hooks).
     #[serde(default)]
     pub hooks: Vec<crate::hook::HookRecord>,
+    /// The W3C `traceparent` the run was created under (the API shows its trace id).
+    #[serde(skip)]
+    pub trace_context: Option<String>,
+}
+
+impl Run {
+    /// The id of the trace the run's spans belong to, from its stored `traceparent`
+    /// (`00-<trace id>-<span id>-<flags>`).
+    pub fn trace_id(&self) -> Option<&str> {
+        let mut parts = self.trace_context.as_deref()?.split('-');
+        let (_version, trace_id) = (parts.next()?, parts.next()?);
+        (trace_id.len() == 32).then_some(trace_id)
+    }
 }
 
 /// What the store needs to create a run: `pending`, or `running` when `start` is given.
@@ -183,6 +196,8 @@ pub struct NewRun {
     /// it and claiming it back (a queued run is only claimed by workers looking for
     /// `pending` ones, so a started run is never claimed).
     pub start: Option<RunStart>,
+    /// The W3C `traceparent` of the request that created the run: its spans' parent.
+    pub trace_context: Option<String>,
 }
 
 /// The lease a run is created under when it starts at once.
@@ -210,6 +225,7 @@ impl NewRun {
             idempotency_scope: String::new(),
             request_hash: None,
             start: None,
+            trace_context: None,
         }
     }
 }

@@ -30,6 +30,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The store's connections at one moment, for the operator's metrics: every pool summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+}
+
 /// Which agents a listing may show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentVisibility {
@@ -46,6 +53,8 @@ pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`, as reported by the health route.
     fn backend(&self) -> &'static str;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Connections in use and idle now; cheap (no query), read at each metrics scrape.
+    fn pool_stats(&self) -> PoolStats;
 
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError>;
     /// Finds a live (not deleted) agent by id or slug.
@@ -67,6 +76,9 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<Run>, StoreError>;
     async fn update_run(&self, id: Uuid, update: RunUpdate) -> Result<Run, StoreError>;
+    /// How many runs have this status, across every server sharing the store (the metrics'
+    /// queue depth).
+    async fn count_runs(&self, status: crate::run::RunStatus) -> Result<i64, StoreError>;
     /// `update_run` without reading the run back: one statement, for the hot path (a run
     /// starting) where the caller already holds what it needs. Same errors as `update_run`.
     async fn apply_run_update(&self, id: Uuid, update: RunUpdate) -> Result<(), StoreError> {

@@ -286,6 +286,49 @@ impl LlmClient for LlmRouter {
         request: ChatRequest,
         deltas: Option<UnboundedSender<String>>,
     ) -> Result<ChatResponse, LlmError> {
+        let started = std::time::Instant::now();
+        let (provider, model) = (request.provider, request.model.clone());
+        let answer = self.chat_constrained(request, deltas).await;
+        observe(provider, model, &answer, started.elapsed());
+        answer
+    }
+}
+
+/// One model request (retries and a structured-output fallback included) in the operator's
+/// metrics. `model` is the agent's (an alias or an id): a bounded set, unlike what a
+/// provider may answer with.
+fn observe(
+    provider: Provider,
+    model: String,
+    answer: &Result<ChatResponse, LlmError>,
+    took: Duration,
+) {
+    let provider = provider.as_str();
+    let outcome = match answer {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    metrics::counter!("leforge_llm_requests_total",
+        "provider" => provider, "model" => model.clone(), "outcome" => outcome)
+    .increment(1);
+    metrics::histogram!("leforge_llm_request_duration_seconds", "provider" => provider)
+        .record(took.as_secs_f64());
+    if let Ok(response) = answer {
+        metrics::counter!("leforge_llm_tokens_total",
+            "provider" => provider, "model" => model.clone(), "direction" => "input")
+        .increment(response.usage.input_tokens);
+        metrics::counter!("leforge_llm_tokens_total",
+            "provider" => provider, "model" => model, "direction" => "output")
+        .increment(response.usage.output_tokens);
+    }
+}
+
+impl LlmRouter {
+    async fn chat_constrained(
+        &self,
+        request: ChatRequest,
+        deltas: Option<UnboundedSender<String>>,
+    ) -> Result<ChatResponse, LlmError> {
         let mut p = convo::Prepared::new(&request, &self.config.aliases)?;
         if request.response_schema.is_none() {
             return self.dispatch(&mut p, deltas).await;

@@ -82,6 +82,8 @@ enum AttemptError {
         status: Option<u16>,
         reason: String,
         retry_after: Option<Duration>,
+        /// Why, as a bounded label of `leforge_llm_retries_total`.
+        kind: &'static str,
     },
     Fatal(LlmError),
 }
@@ -116,6 +118,7 @@ impl Sender<'_> {
                     status,
                     reason,
                     retry_after,
+                    kind,
                 }) => {
                     if attempt >= max {
                         return Err(LlmError::Failed {
@@ -125,6 +128,9 @@ impl Sender<'_> {
                             reason,
                         });
                     }
+                    metrics::counter!("leforge_llm_retries_total",
+                        "provider" => self.provider.as_str(), "reason" => kind)
+                    .increment(1);
                     let delay = retry_delay(self.policy, attempt, retry_after);
                     tracing::warn!(
                         provider = %self.provider,
@@ -164,6 +170,7 @@ impl Sender<'_> {
                 status: None,
                 reason: format!("timed out after {} ms", self.timeout.as_millis()),
                 retry_after: None,
+                kind: "timeout",
             }),
         }
     }
@@ -177,6 +184,7 @@ impl Sender<'_> {
                 status: None,
                 reason,
                 retry_after: None,
+                kind: if e.is_timeout() { "timeout" } else { "connect" },
             }
         } else {
             AttemptError::Fatal(LlmError::Failed {
@@ -198,6 +206,11 @@ impl Sender<'_> {
                 status: Some(status.as_u16()),
                 reason: format!("HTTP {}: {message}", status.as_u16()),
                 retry_after,
+                kind: match status.as_u16() {
+                    429 => "rate_limited",
+                    408 => "timeout",
+                    _ => "server_error",
+                },
             }
         } else {
             AttemptError::Fatal(LlmError::Rejected {

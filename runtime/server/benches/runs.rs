@@ -13,6 +13,11 @@
 //!    of the cores the server is measured on (`FakeProvider::set_load_responder`).
 //!
 //! `LEFORGE_BENCH_ONLY=per_step|thousand` and `LEFORGE_BENCH_STORE=sqlite|postgres` narrow it.
+//!
+//! `LEFORGE_BENCH_TELEMETRY=off|on` measures what metrics and traces cost (issue 29): `off`
+//! records metrics into a no-op recorder and exports no spans; `on` records into the
+//! Prometheus recorder and exports every span over OTLP/HTTP to a receiver in this process.
+//! Both log through the server's subscriber at `warn`. Unset: metrics on, no subscriber.
 
 use std::time::{Duration, Instant};
 
@@ -513,6 +518,23 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let telemetry = std::env::var("LEFORGE_BENCH_TELEMETRY").unwrap_or_default();
+    let tracing = match telemetry.as_str() {
+        "" => None,
+        "off" => {
+            // Taken first, the no-op recorder stays: the server's install then finds it.
+            metrics::set_global_recorder(metrics::NoopRecorder).expect("first recorder");
+            let _entered = rt.enter();
+            Some(leforge_server::telemetry::init_tracing("warn"))
+        }
+        "on" => {
+            let receiver = rt.block_on(otlp_sink());
+            std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", receiver);
+            let _entered = rt.enter();
+            Some(leforge_server::telemetry::init_tracing("warn"))
+        }
+        other => panic!("LEFORGE_BENCH_TELEMETRY must be off or on, not {other}"),
+    };
     rt.block_on(async {
         // PostgreSQL too when LEFORGE_TEST_DATABASE_URL points at a server.
         let postgres = std::env::var("LEFORGE_TEST_DATABASE_URL").is_ok();
@@ -539,4 +561,39 @@ fn main() {
             }
         }
     });
+    if let Some(tracing) = tracing {
+        rt.block_on(tracing.shutdown());
+        println!(
+            "telemetry {telemetry}: spans exported {}",
+            SPANS_RECEIVED.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
+/// Export requests an OTLP receiver in this process took.
+static SPANS_RECEIVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An OTLP/HTTP receiver that accepts every export (as a collector would, without looking
+/// inside); returns its base URL.
+async fn otlp_sink() -> String {
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            use prost::Message;
+            let request = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                .expect("an OTLP export");
+            let spans: usize = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            SPANS_RECEIVED.fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
+            [("content-type", "application/x-protobuf")]
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
 }

@@ -12,6 +12,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::envelope::REQUEST_ID;
 use crate::error::ApiError;
@@ -63,10 +64,16 @@ pub fn router(state: AppState) -> Router {
                 .put(scripts::update)
                 .delete(scripts::delete),
         )
-        .route("/scripts/{id_or_name}/test", post(scripts::test));
+        .route("/scripts/{id_or_name}/test", post(scripts::test))
+        .route_layer(middleware::from_fn(crate::telemetry::tag_route));
     Router::new()
         .nest("/api/v1", api)
-        .merge(crate::ui::router())
+        .merge(crate::ui::router().route_layer(middleware::from_fn(crate::telemetry::tag_route)))
+        .route(
+            "/metrics",
+            get(crate::telemetry::scrape)
+                .route_layer(middleware::from_fn(crate::telemetry::tag_route)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -118,16 +125,47 @@ async fn request_context(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    // The server span, named `{method} {route}` once the route is known. Never headers or
+    // the query string: they may carry keys.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        request_id = %id,
+        %method,
+        %path,
+        http.request.method = %method,
+        url.path = %path,
+        http.route = tracing::field::Empty,
+    );
+    // A caller's W3C trace context: this request, and the runs it starts, join its trace.
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    crate::telemetry::set_parent(&span, traceparent);
     let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(id.clone(), next.run(req))
         .instrument(span.clone())
         .await;
+    let took = started.elapsed();
+    let route = crate::telemetry::record_http(&method, &response, took);
+    span.record("http.route", route.as_str());
+    crate::telemetry::rename(&span, format!("{method} {route}"));
+    // As an integer attribute, which a recorded `u16` field does not become.
+    span.set_attribute(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_millis() as u64,
+            latency_ms = took.as_millis() as u64,
             "request done"
         );
     });

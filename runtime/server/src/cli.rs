@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use leforge_store::Migrate;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Command, Config, ServerArgs};
 use crate::state::AppState;
@@ -13,7 +12,8 @@ use crate::state::AppState;
 pub fn main() -> ExitCode {
     quiet_library_backtraces();
     let cli = Cli::parse();
-    init_tracing();
+    // A one-off run prints its own progress; the server's info lines would bury it.
+    let quiet = matches!(cli.command, Command::Run(_) | Command::Healthcheck { .. });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,15 +24,26 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The span exporter is a task of this runtime.
+    let tracing = {
+        let _entered = runtime.enter();
+        crate::telemetry::init_tracing(if quiet { "warn" } else { "info,sqlx=warn" })
+    };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Migrate(args) => migrate(args).await,
-            Command::Forgehook(cmd) => crate::forgehook_cli::run(cmd).await,
+            Command::Run(args) => Result::Ok(Some(crate::run_cli::run(args).await)),
+            Command::Healthcheck { url, listen } => {
+                Result::Ok(Some(healthcheck(url, listen).await))
+            }
+            Command::Serve(args) => serve(args).await.map(|()| None),
+            Command::Migrate(args) => migrate(args).await.map(|()| None),
+            Command::Forgehook(cmd) => crate::forgehook_cli::run(cmd).await.map(|()| None),
         }
     });
+    runtime.block_on(tracing.shutdown());
     match result {
-        Result::Ok(()) => ExitCode::SUCCESS,
+        Result::Ok(Some(code)) => code,
+        Result::Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -57,23 +68,48 @@ fn lib_backtrace_default(current: Option<&std::ffi::OsStr>) -> Option<&'static s
     current.is_none().then_some("0")
 }
 
-/// Logs go to stderr; `LEFORGE_LOG` (or `RUST_LOG`) sets the filter and
-/// `LEFORGE_LOG_FORMAT=json` switches to one JSON object per line for log shippers.
-fn init_tracing() {
-    let filter = std::env::var("LEFORGE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=warn".to_string());
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(filter))
-        // Colour codes only for a person at a terminal, not in files or log shippers.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if std::env::var("LEFORGE_LOG_FORMAT").as_deref() == Result::Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
+async fn healthcheck(url: Option<String>, listen: Option<SocketAddr>) -> ExitCode {
+    let port = listen.map_or(4000, |l| l.port());
+    let base = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let url = format!("{}/api/v1/health", base.trim_end_matches('/'));
+    let answer = async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        let body: serde_json::Value = client.get(&url).send().await?.json().await?;
+        anyhow::Ok(body)
+    };
+    match answer.await {
+        Result::Ok(body) if body["status"] == "ok" => ExitCode::SUCCESS,
+        Result::Ok(body) => {
+            eprintln!("unhealthy: {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Loads the installed ForgeHooks and installs the built-in ones a database lacks: what a
+/// server does at start, and `leforge run` in-process too.
+pub(crate) async fn load_forgehooks(state: &AppState) -> anyhow::Result<()> {
+    let loaded = state.forgehooks.load_installed().await?;
+    tracing::info!(forgehooks = loaded, "ForgeHooks loaded");
+    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
+        .iter()
+        .map(|b| (b.id, b.wasm))
+        .collect();
+    let added = state
+        .forgehooks
+        .install_builtins(&builtins)
+        .await
+        .map_err(|e| anyhow::anyhow!("installing built-in ForgeHooks: {}", e.message))?;
+    if !added.is_empty() {
+        tracing::info!(forgehooks = ?added, "built-in ForgeHooks installed");
+    }
+    Result::Ok(())
 }
 
 pub(crate) async fn open_store(
@@ -113,20 +149,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = AppState::build(store, config)?;
     let uses_sqlite = state.config.uses_sqlite();
-    let loaded = state.forgehooks.load_installed().await?;
-    tracing::info!(forgehooks = loaded, "ForgeHooks loaded");
-    let builtins: Vec<(&str, &[u8])> = leforge_builtin_plugins::all()
-        .iter()
-        .map(|b| (b.id, b.wasm))
-        .collect();
-    let added = state
-        .forgehooks
-        .install_builtins(&builtins)
-        .await
-        .map_err(|e| anyhow::anyhow!("installing built-in ForgeHooks: {}", e.message))?;
-    if !added.is_empty() {
-        tracing::info!(forgehooks = ?added, "built-in ForgeHooks installed");
-    }
+    load_forgehooks(&state).await?;
     // Runs left running by a previous process whose lease has lapsed.
     let reaped = state.runner.reap_once().await;
     if reaped > 0 {

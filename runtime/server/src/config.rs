@@ -28,6 +28,44 @@ pub enum Command {
     /// Install and list ForgeHooks, through a running server or directly in the database.
     #[command(subcommand)]
     Forgehook(ForgehookCommand),
+    /// Run an agent once and print its output JSON on stdout: through a running server
+    /// (`--server`), or in this process on the configured database. Exit status: 0 when
+    /// the run completed, 1 when it did not (its error code on stderr), 2 for usage errors.
+    Run(RunArgs),
+    /// Exit 0 when the server at --url answers its health route with "ok", else 1: the
+    /// container image's HEALTHCHECK, which has no curl to do it.
+    Healthcheck {
+        /// Base URL of the server [default: http://127.0.0.1:<port of LEFORGE_LISTEN>]
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "LEFORGE_LISTEN", hide = true)]
+        listen: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent's slug or id.
+    pub agent: String,
+    /// The instruction, in plain words.
+    pub instruction: String,
+    /// A JSON file with the run's data, or `-` for standard input.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// `sync` waits on one request; `async` queues the run and polls for its end.
+    #[arg(long, value_enum, default_value = "sync")]
+    pub mode: CliRunMode,
+    /// Show each step on stderr even when stdout is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CliRunMode {
+    Sync,
+    Async,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,7 +95,7 @@ pub struct Target {
     /// Base URL of a running server, e.g. http://127.0.0.1:4000
     #[arg(long, env = "LEFORGE_SERVER_URL")]
     pub server: Option<String>,
-    /// Admin API key for --server.
+    /// API key for --server (admin for ForgeHook commands).
     #[arg(long, env = "LEFORGE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     #[command(flatten)]
@@ -147,6 +185,11 @@ pub struct ServerArgs {
     /// Cap on any container or gateway ForgeHook response, in bytes [default: 16777216]
     #[arg(long, env = "LEFORGE_HTTP_FORGEHOOK_MAX_RESPONSE_BYTES")]
     pub http_forgehook_max_response_bytes: Option<u64>,
+    /// Serve GET /metrics without a key (for a scraper on a private network). Off: it
+    /// needs an admin key as a Bearer token [default: false]
+    #[arg(long, env = "LEFORGE_METRICS_PUBLIC", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_public: Option<bool>,
 }
 
 /// The TOML file. Unknown keys are an error: a typo must not silently fall back to a default.
@@ -179,6 +222,7 @@ pub struct FileConfig {
     pub container_access: Option<String>,
     pub forgehook_container_egress: Option<bool>,
     pub http_forgehook_max_response_bytes: Option<u64>,
+    pub metrics_public: Option<bool>,
 }
 
 /// A value that must never be printed. Debug shows only that it is set.
@@ -229,6 +273,7 @@ pub struct Config {
     pub container_access: ContainerAccessMode,
     pub forgehook_container_egress: bool,
     pub http_forgehook_max_response_bytes: u64,
+    pub metrics_public: bool,
 }
 
 /// How the server reaches container ForgeHooks (see `--container-access`).
@@ -368,6 +413,7 @@ impl Config {
                 .or(file.forgehook_container_egress)
                 .unwrap_or(false),
             http_forgehook_max_response_bytes,
+            metrics_public: args.metrics_public.or(file.metrics_public).unwrap_or(false),
             webhook_secret: args
                 .webhook_secret
                 .clone()

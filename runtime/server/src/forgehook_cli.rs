@@ -50,8 +50,13 @@ pub async fn run(command: ForgehookCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn local_state(target: &Target) -> anyhow::Result<AppState> {
-    let config = Config::resolve(&target.db)?;
+/// The server's state on the database the settings name, without a listener.
+pub(crate) async fn local_state(
+    target: &Target,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<AppState> {
+    let mut config = Config::resolve(&target.db)?;
+    adjust(&mut config);
     let store = crate::cli::open_store(&config).await?;
     Ok(AppState::build(store, config)?)
 }
@@ -61,7 +66,7 @@ async fn install_local(
     wasm: &[u8],
     manifest: Option<&str>,
 ) -> anyhow::Result<Value> {
-    let state = local_state(target).await?;
+    let state = local_state(target, |_| {}).await?;
     let manifest = manifest
         .map(|m| {
             Manifest::from_json(m).map_err(|e| anyhow!("manifest: {}: {}", e.field, e.message))
@@ -76,7 +81,7 @@ async fn install_local(
 }
 
 async fn list_local(target: &Target) -> anyhow::Result<Vec<Value>> {
-    let state = local_state(target).await?;
+    let state = local_state(target, |_| {}).await?;
     let hooks = state
         .forgehooks
         .list()
@@ -88,7 +93,7 @@ async fn list_local(target: &Target) -> anyhow::Result<Vec<Value>> {
         .collect()
 }
 
-fn endpoint(url: &str, path: &str) -> String {
+pub(crate) fn endpoint(url: &str, path: &str) -> String {
     format!("{}/api/v1{path}", url.trim_end_matches('/'))
 }
 

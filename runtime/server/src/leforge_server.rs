@@ -19,9 +19,11 @@ pub mod forgehooks;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod run_cli;
 pub mod runner;
 pub mod script_library;
 pub mod state;
+pub mod telemetry;
 pub mod ui;
 
 pub use app::router;

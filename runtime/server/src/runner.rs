@@ -20,6 +20,8 @@ use leforge_core::{
 use sha2::Sha256;
 use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::config::Secret;
@@ -274,9 +276,11 @@ impl Runner {
             (entry.cancel.clone(), entry.events.clone())
         };
         let return_run = return_run || run.callback_url.is_some();
+        let active = ActiveRun::start();
         let result = self
             .execute_inner(run, return_run, agent, claimed, cancel.clone(), events)
             .await;
+        drop(active);
         self.live().runs.remove(&run_id);
         cancel.cancel();
         let run = result?;
@@ -300,6 +304,13 @@ impl Runner {
         let input = match self.run_input(&run, return_run, agent, claimed).await {
             Ok(input) => input,
             Err(message) => {
+                // Without its agent the run has no slug to be counted under.
+                leforge_agent::observe::run_finished(
+                    "unknown",
+                    RunStatus::Failed,
+                    run.mode,
+                    std::time::Duration::ZERO,
+                );
                 return store
                     .update_run(
                         run.id,
@@ -317,12 +328,21 @@ impl Runner {
         };
         let mut input = input;
         if let Err(message) = self.resolve_hooks(&mut input).await {
+            leforge_agent::observe::run_finished(
+                &input.agent.slug,
+                RunStatus::Failed,
+                run.mode,
+                std::time::Duration::ZERO,
+            );
             return self.fail_hooks_at_start(run.id, message).await.map(Some);
         }
         // The lease was taken with the `running` status (by the claim, or by the loop before
         // any work); keep it fresh while the loop runs.
         let renewer = self.keep_lease(run.id, cancel.clone());
-        let result = leforge_agent::execute(&self.inner.deps, input, cancel, Some(events)).await;
+        let span = crate::telemetry::run_span(&input.agent, &run);
+        let result = leforge_agent::execute(&self.inner.deps, input, cancel, Some(events))
+            .instrument(span)
+            .await;
         renewer.abort();
         result
     }
@@ -389,6 +409,7 @@ impl Runner {
             data: run.input_data.clone(),
             limits,
             stream: run.mode == leforge_core::RunMode::Stream,
+            mode: run.mode,
             hook_chain: Default::default(),
             return_run,
             claimed,
@@ -767,21 +788,46 @@ impl Runner {
         // a captured callback replayed later.
         let timestamp = chrono::Utc::now().timestamp();
         let signature = sign_timestamped(secret.expose(), timestamp, &bytes);
+        // The delivery is a span of the run's trace, and tells the receiver so.
+        let span = tracing::info_span!(
+            "callback",
+            otel.name = "POST callback",
+            otel.kind = "client",
+            run_id = %run.id,
+            http.request.method = "POST",
+        );
+        span.set_attribute("leforge.callback.attempt", i64::from(attempt));
+        crate::telemetry::set_parent(&span, run.trace_context.as_deref());
+        let traceparent =
+            span.in_scope(|| crate::telemetry::current_traceparent(run.trace_context.as_deref()));
         let result = match self.checked_callback_url(&url) {
             Err(refused) => Err(refused),
-            Ok(()) => self
-                .inner
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("x-leforge-signature", format!("sha256={signature}"))
-                .header("x-leforge-timestamp", timestamp.to_string())
-                .header("x-leforge-run-id", run.id.to_string())
-                .body(bytes)
-                .send()
-                .await
-                .map_err(|e| leforge_net::error_chain(&e.without_url())),
+            Ok(()) => {
+                let mut request = self
+                    .inner
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-leforge-signature", format!("sha256={signature}"))
+                    .header("x-leforge-timestamp", timestamp.to_string())
+                    .header("x-leforge-run-id", run.id.to_string());
+                if let Some(traceparent) = traceparent {
+                    request = request.header("traceparent", traceparent);
+                }
+                request
+                    .body(bytes)
+                    .send()
+                    .instrument(span.clone())
+                    .await
+                    .map_err(|e| leforge_net::error_chain(&e.without_url()))
+            }
         };
+        if let Ok(resp) = &result {
+            span.set_attribute(
+                "http.response.status_code",
+                i64::from(resp.status().as_u16()),
+            );
+        }
         let (status, error, ok) = match result {
             Ok(resp) => {
                 let s = resp.status();
@@ -817,6 +863,23 @@ impl Runner {
 /// How long a claimed callback stays this server's: longer than one attempt can take (the
 /// client's 30 s timeout), so no other server sends the same attempt meanwhile.
 const CALLBACK_CLAIM: Duration = Duration::from_secs(45);
+
+/// Counts a run in `leforge_runs_active` while it lives, also when its task is dropped.
+struct ActiveRun(metrics::Gauge);
+
+impl ActiveRun {
+    fn start() -> ActiveRun {
+        let gauge = metrics::gauge!("leforge_runs_active");
+        gauge.increment(1.0);
+        ActiveRun(gauge)
+    }
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
 
 /// Lowercase hex HMAC-SHA256 of `body` under `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {

@@ -54,6 +54,7 @@ impl AppState {
             llm_config.aliases.merge(aliases);
         }
         let llm = LlmRouter::new(llm_config)?;
+        crate::telemetry::install();
         let settings = RunnerSettings {
             webhook_secret: config.webhook_secret.clone(),
             callback_hosts: config.callback_allowed_hosts.clone(),
@@ -88,7 +89,7 @@ impl AppState {
         let runner = Runner::new(
             leforge_agent::Deps {
                 store: store.clone(),
-                llm: Arc::new(llm.clone()),
+                llm: Arc::new(crate::telemetry::TracedLlm(llm.clone())),
                 tools: Arc::new(forgehooks.clone()),
                 catalog: Arc::new(forgehooks.clone()),
                 hooks: Some(Arc::new(hooks.clone())),

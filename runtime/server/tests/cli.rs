@@ -12,6 +12,8 @@ struct Server {
     child: Child,
     base: String,
     stderr_lines: Vec<String>,
+    /// What the server wrote to stderr after it started listening.
+    later: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// GET without a key, answered with JSON.
@@ -71,11 +73,18 @@ fn start(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> Server {
         }
     }
     // Keep draining so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
+    let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = later.clone();
+    std::thread::spawn(move || {
+        while let Ok(line) = rx.recv() {
+            kept.lock().unwrap().push(line);
+        }
+    });
     Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
         stderr_lines: lines,
+        later,
     }
 }
 
@@ -346,5 +355,623 @@ async fn forgehook_cli_installs_and_lists_directly_and_through_a_server() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401 UNAUTHORIZED"));
+    assert!(server.terminate().success());
+}
+
+/// `leforge run …` with these arguments and environment: (exit code, stdout, stderr).
+fn leforge_run(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leforge"));
+    cmd.arg("run")
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("LEFORGE_SERVER_URL")
+        .env_remove("LEFORGE_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn leforge run");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// Multi-threaded: `leforge_run` blocks this thread while the fake provider answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leforge_run_prints_the_output_and_exits_by_outcome() {
+    use leforge_fake_provider::{FakeProvider, Script};
+    let fake = FakeProvider::start().await;
+    let base_url = fake.base_url();
+    let llm_env = [
+        ("ANTHROPIC_BASE_URL", base_url.as_str()),
+        ("ANTHROPIC_API_KEY", "test-anthropic-key"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let server = start(dir.path(), &llm_env);
+    let key = server.printed_key().unwrap();
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{}/api/v1/agents", server.base))
+        .bearer_auth(&key)
+        .json(&json!({
+            "name": "Cli Upper", "system_prompt": "You change case.",
+            "provider": "anthropic", "model": "claude-sonnet",
+            "tools": ["string-utils"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let upper =
+        |text: &str| Script::tool_call("string-utils__case", json!({"text": text, "to": "upper"}));
+    let answer = || Script::text("```json\n{\"shout\": \"HELLO\"}\n```");
+
+    // Through the server, with progress asked for: a line per step on stderr, the output
+    // alone on stdout.
+    fake.push_all([upper("hello"), answer()]);
+    let (code, stdout, stderr) = leforge_run(
+        &[
+            "cli-upper",
+            "Shout hello",
+            "--server",
+            &server.base,
+            "--api-key",
+            &key,
+            "--progress",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap(),
+        json!({"shout": "HELLO"})
+    );
+    assert!(stderr.contains("step 1 string-utils.case"), "{stderr}");
+    assert!(stderr.contains("ms ok"), "{stderr}");
+    assert!(!stderr.contains(&key), "{stderr}");
+
+    // Async through the server, data from standard input, which the model is shown.
+    fake.push_all([answer()]);
+    let (code, stdout, stderr) = leforge_run(
+        &[
+            "cli-upper",
+            "Shout it",
+            "--server",
+            &server.base,
+            "--api-key",
+            &key,
+            "--mode",
+            "async",
+            "--data",
+            "-",
+        ],
+        &[],
+        Some(r#"{"word": "marker-4711"}"#),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap(),
+        json!({"shout": "HELLO"})
+    );
+    assert!(fake
+        .last_request()
+        .unwrap()
+        .body
+        .to_string()
+        .contains("marker-4711"));
+
+    // A run that fails: exit 1, its error code on stderr, nothing on stdout.
+    fake.push_all([Script::error(400, "model not allowed")]);
+    let (code, stdout, stderr) = leforge_run(
+        &[
+            "cli-upper",
+            "Shout",
+            "--server",
+            &server.base,
+            "--api-key",
+            &key,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("PROVIDER_ERROR"), "{stderr}");
+    // A refused request (no such agent, a wrong key) is a failure too, with its code.
+    let (code, _, stderr) = leforge_run(
+        &[
+            "no-such-agent",
+            "x",
+            "--server",
+            &server.base,
+            "--api-key",
+            &key,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!((code, stderr.contains("NOT_FOUND")), (1, true), "{stderr}");
+    let (code, _, stderr) = leforge_run(
+        &[
+            "cli-upper",
+            "x",
+            "--server",
+            &server.base,
+            "--api-key",
+            "lf_wrong_key_0123456789",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(
+        (code, stderr.contains("UNAUTHORIZED")),
+        (1, true),
+        "{stderr}"
+    );
+    assert!(server.terminate().success());
+
+    // In this process, on the server's database, data from a file.
+    let data_file = dir.path().join("data.json");
+    std::fs::write(&data_file, r#"{"word": "marker-0815"}"#).unwrap();
+    fake.push_all([upper("hello"), answer()]);
+    let (code, stdout, stderr) = leforge_run(
+        &[
+            "cli-upper",
+            "Shout hello",
+            "--data-dir",
+            &data_dir,
+            "--data",
+            data_file.to_str().unwrap(),
+        ],
+        &llm_env,
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap(),
+        json!({"shout": "HELLO"})
+    );
+    assert!(fake
+        .last_request()
+        .unwrap()
+        .body
+        .to_string()
+        .contains("marker-0815"));
+    // Without --progress and with stdout a pipe, stderr stays quiet.
+    assert!(!stderr.contains("step 1"), "{stderr}");
+    // ... and the run is stored like any other, with its step.
+    let server = start(dir.path(), &llm_env);
+    let runs: Value = http
+        .get(format!("{}/api/v1/agents/cli-upper/runs", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let runs = runs["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(runs[0]["input_text"], "Shout hello");
+    drop(server);
+
+    // Usage errors: exit 2, and nothing is run.
+    let before = fake.request_count();
+    for args in [
+        vec!["cli-upper"],
+        vec!["cli-upper", "x", "--mode", "later"],
+        vec![
+            "cli-upper",
+            "x",
+            "--data",
+            "/nonexistent/data.json",
+            "--data-dir",
+            &data_dir,
+        ],
+        vec!["cli-upper", "x", "--api-key", "k", "--data-dir", &data_dir],
+    ] {
+        let (code, _, stderr) = leforge_run(&args, &llm_env, None);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = leforge_run(
+        &["cli-upper", "x", "--data", "-", "--data-dir", &data_dir],
+        &llm_env,
+        Some("{not json"),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not JSON"), "{stderr}");
+    assert_eq!(fake.request_count(), before);
+}
+
+/// A span as an OTLP receiver got it: ids in hex, attributes as JSON values.
+#[derive(Debug, Clone)]
+struct ExportedSpan {
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    attributes: std::collections::BTreeMap<String, Value>,
+}
+
+impl ExportedSpan {
+    fn attr(&self, key: &str) -> &Value {
+        self.attributes.get(key).unwrap_or(&Value::Null)
+    }
+}
+
+fn any_value(v: &opentelemetry_proto::tonic::common::v1::AnyValue) -> Value {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    match &v.value {
+        Some(V::StringValue(s)) => json!(s),
+        Some(V::IntValue(i)) => json!(i),
+        Some(V::BoolValue(b)) => json!(b),
+        Some(V::DoubleValue(d)) => json!(d),
+        Some(V::ArrayValue(a)) => Value::Array(a.values.iter().map(any_value).collect()),
+        _ => Value::Null,
+    }
+}
+
+/// A real OTLP/HTTP receiver (protobuf), plus an endpoint that records callbacks.
+struct Receiver {
+    base: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<ExportedSpan>>>,
+    callbacks: std::sync::Arc<std::sync::Mutex<Vec<axum::http::HeaderMap>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use axum::routing::post;
+        use prost::Message;
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let callbacks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (kept, called) = (spans.clone(), callbacks.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v1/traces",
+                post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let kept = kept.clone();
+                    async move {
+                        assert_eq!(headers["content-type"], "application/x-protobuf");
+                        let request = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                            .expect("an OTLP protobuf export");
+                        let mut kept = kept.lock().unwrap();
+                        for rs in request.resource_spans {
+                            let service = rs.resource.as_ref().and_then(|r| {
+                                r.attributes.iter().find(|a| a.key == "service.name")
+                            });
+                            let service = service.and_then(|a| a.value.as_ref()).map(any_value);
+                            for ss in rs.scope_spans {
+                                for span in ss.spans {
+                                    let mut attributes: std::collections::BTreeMap<String, Value> = span
+                                        .attributes
+                                        .iter()
+                                        .map(|a| (a.key.clone(), a.value.as_ref().map_or(Value::Null, any_value)))
+                                        .collect();
+                                    attributes.insert("service.name".into(), service.clone().unwrap_or(Value::Null));
+                                    kept.push(ExportedSpan {
+                                        name: span.name,
+                                        trace_id: hex::encode(&span.trace_id),
+                                        span_id: hex::encode(&span.span_id),
+                                        parent: hex::encode(&span.parent_span_id),
+                                        attributes,
+                                    });
+                                }
+                            }
+                        }
+                        let reply = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::default();
+                        ([("content-type", "application/x-protobuf")], reply.encode_to_vec())
+                    }
+                }),
+            )
+            .route(
+                "/callback",
+                post(move |headers: axum::http::HeaderMap| {
+                    let called = called.clone();
+                    async move {
+                        called.lock().unwrap().push(headers);
+                        "ok"
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            base: format!("http://{addr}"),
+            spans,
+            callbacks,
+        }
+    }
+
+    /// The spans of one trace, once every name in `names` has arrived.
+    async fn trace(&self, trace_id: &str, names: &[&str]) -> Vec<ExportedSpan> {
+        for _ in 0..200 {
+            let spans: Vec<ExportedSpan> = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.trace_id == trace_id)
+                .cloned()
+                .collect();
+            if names.iter().all(|n| spans.iter().any(|s| s.name == *n)) {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let got: Vec<String> = self
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{} {}", s.trace_id, s.name))
+            .collect();
+        panic!("trace {trace_id} lacks some of {names:?}; received: {got:#?}");
+    }
+}
+
+fn one<'a>(spans: &'a [ExportedSpan], name: &str) -> &'a ExportedSpan {
+    let found: Vec<&ExportedSpan> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "{name}: {spans:#?}");
+    found[0]
+}
+
+// Multi-threaded: starting a server blocks this thread while the receiver must answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_traced_into_the_callers_trace_over_otlp() {
+    use leforge_fake_provider::{FakeProvider, Script};
+    let fake = FakeProvider::start().await;
+    let receiver = Receiver::start().await;
+    let base_url = fake.base_url();
+    let env = [
+        ("ANTHROPIC_BASE_URL", base_url.as_str()),
+        ("ANTHROPIC_API_KEY", "test-anthropic-key"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.base.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_SERVICE_NAME", "leforge-under-test"),
+        ("LEFORGE_LOG_FORMAT", "json"),
+        ("LEFORGE_CALLBACK_ALLOWED_HOSTS", "127.0.0.1"),
+        (
+            "LEFORGE_WEBHOOK_SECRET",
+            "callback-signing-secret-0123456789",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &env);
+    let key = server.printed_key().unwrap();
+    let http = reqwest::Client::new();
+    let admin_post = |path: &str, body: Value| {
+        http.post(format!("{}/api/v1{path}", server.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let r = admin_post(
+        "/scripts",
+        json!({"name": "watch", "source": "fn before_tool(ctx, call) { () }"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let agent: Value = admin_post(
+        "/agents",
+        json!({"name": "Traced", "system_prompt": "You change case.", "provider": "anthropic",
+               "model": "claude-sonnet", "tools": ["string-utils"], "hooks": ["watch"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let agent_id = agent["data"]["id"].as_str().unwrap().to_string();
+    let script = |text: &str| {
+        [
+            Script::tool_call("string-utils__case", json!({"text": text, "to": "upper"})),
+            Script::text("```json\n{\"done\": true}\n```"),
+        ]
+    };
+
+    // A sync run under the caller's trace context.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    fake.push_all(script("zebra-9931"));
+    let r = http
+        .post(format!("{}/api/v1/agents/traced/run", server.base))
+        .bearer_auth(&key)
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&json!({"input": "Shout the phrase zebra-9931"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let run: Value = r.json().await.unwrap();
+    let run_id = run["data"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(run["data"]["trace_id"], caller_trace, "{run}");
+
+    let http_name = "POST /api/v1/agents/{id_or_slug}/run";
+    let spans = receiver
+        .trace(
+            caller_trace,
+            &[
+                http_name,
+                "invoke_agent Traced",
+                "chat claude-sonnet",
+                "execute_tool string-utils__case",
+                "hook before_tool",
+            ],
+        )
+        .await;
+    let request = one(&spans, http_name);
+    assert_eq!(request.parent, caller_span);
+    assert_eq!(
+        request.attr("http.route"),
+        "/api/v1/agents/{id_or_slug}/run"
+    );
+    assert_eq!(request.attr("http.response.status_code"), 200);
+    assert_eq!(request.attr("service.name"), "leforge-under-test");
+    let run_span = one(&spans, "invoke_agent Traced");
+    assert_eq!(run_span.parent, request.span_id);
+    assert_eq!(run_span.attr("gen_ai.operation.name"), "invoke_agent");
+    assert_eq!(run_span.attr("gen_ai.agent.id"), agent_id.as_str());
+    assert_eq!(run_span.attr("gen_ai.agent.name"), "Traced");
+    assert_eq!(run_span.attr("run_id"), run_id.as_str());
+    assert_eq!(run_span.attr("leforge.run.status"), "completed");
+    let chats: Vec<&ExportedSpan> = spans
+        .iter()
+        .filter(|s| s.name == "chat claude-sonnet")
+        .collect();
+    assert_eq!(chats.len(), 2, "{spans:#?}");
+    for chat in &chats {
+        assert_eq!(chat.parent, run_span.span_id);
+        assert_eq!(chat.attr("gen_ai.operation.name"), "chat");
+        assert_eq!(chat.attr("gen_ai.provider.name"), "anthropic");
+        assert_eq!(chat.attr("gen_ai.request.model"), "claude-sonnet");
+        assert!(chat.attr("gen_ai.response.model").is_string(), "{chat:?}");
+        assert!(chat.attr("gen_ai.usage.input_tokens").as_i64().unwrap() > 0);
+        assert!(chat.attr("gen_ai.usage.output_tokens").as_i64().unwrap() > 0);
+    }
+    let reasons: Vec<&Value> = chats
+        .iter()
+        .map(|c| c.attr("gen_ai.response.finish_reasons"))
+        .collect();
+    assert!(reasons.contains(&&json!(["tool_calls"])), "{reasons:?}");
+    assert!(reasons.contains(&&json!(["stop"])), "{reasons:?}");
+    let tool = one(&spans, "execute_tool string-utils__case");
+    assert_eq!(tool.parent, run_span.span_id);
+    assert_eq!(tool.attr("gen_ai.operation.name"), "execute_tool");
+    assert_eq!(tool.attr("gen_ai.tool.name"), "string-utils__case");
+    assert!(!tool
+        .attr("gen_ai.tool.call.id")
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert_eq!(tool.attr("leforge.forgehook.id"), "string-utils");
+    assert_eq!(tool.attr("leforge.endpoint"), "case");
+    assert_eq!(one(&spans, "hook before_tool").parent, tool.span_id);
+    // No content by default, and never a secret.
+    for span in &spans {
+        for (k, v) in &span.attributes {
+            let v = v.to_string();
+            for banned in [
+                "zebra",
+                "ZEBRA",
+                "You change case",
+                "test-anthropic-key",
+                key.as_str(),
+                "callback-signing-secret",
+            ] {
+                assert!(!v.contains(banned), "{} {k}={v}", span.name);
+            }
+            assert!(
+                !k.contains("messages") && !k.contains("arguments"),
+                "{} {k}",
+                span.name
+            );
+        }
+    }
+
+    // Logs: every line about the run carries its id, and the trace ids.
+    let logs = server.later.lock().unwrap().clone();
+    let finished: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "run finished" && l["run_id"] == run_id.as_str())
+        .collect();
+    assert_eq!(finished.len(), 1, "{logs:#?}");
+    assert_eq!(finished[0]["trace_id"], caller_trace);
+    assert_eq!(finished[0]["span_id"], run_span.span_id.as_str());
+
+    // An async run executed later joins the caller's trace too, and so does its callback.
+    let async_trace = "0af7651916cd43dd8448eb211c80319c";
+    fake.push_all(script("quiet"));
+    let r = http
+        .post(format!("{}/api/v1/agents/traced/run", server.base))
+        .bearer_auth(&key)
+        .header(
+            "traceparent",
+            format!("00-{async_trace}-b7ad6b7169203331-01"),
+        )
+        .json(&json!({"input": "Shout quietly", "mode": "async",
+                      "callback_url": format!("{}/callback", receiver.base)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let spans = receiver
+        .trace(async_trace, &["invoke_agent Traced", "POST callback"])
+        .await;
+    let run_span = one(&spans, "invoke_agent Traced");
+    let request = one(&spans, http_name);
+    assert_eq!(run_span.parent, request.span_id);
+    let callback = one(&spans, "POST callback");
+    let headers = receiver.callbacks.lock().unwrap().clone();
+    assert_eq!(headers.len(), 1);
+    assert_eq!(
+        headers[0]["traceparent"].to_str().unwrap(),
+        format!("00-{async_trace}-{}-01", callback.span_id)
+    );
+    assert!(server.terminate().success());
+
+    // With the conventions' switch on, content is recorded.
+    let mut env_on = env.to_vec();
+    env_on.push(("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true"));
+    let server = start(dir.path(), &env_on);
+    fake.push_all(script("lynx-4410"));
+    let content_trace = "1af7651916cd43dd8448eb211c80319d";
+    let r = http
+        .post(format!("{}/api/v1/agents/traced/run", server.base))
+        .bearer_auth(&key)
+        .header(
+            "traceparent",
+            format!("00-{content_trace}-c7ad6b7169203331-01"),
+        )
+        .json(&json!({"input": "Shout lynx-4410"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spans = receiver
+        .trace(
+            content_trace,
+            &["chat claude-sonnet", "execute_tool string-utils__case"],
+        )
+        .await;
+    let first_chat = spans
+        .iter()
+        .find(|s| {
+            s.name == "chat claude-sonnet"
+                && s.attr("gen_ai.response.finish_reasons") == &json!(["tool_calls"])
+        })
+        .unwrap();
+    assert!(first_chat
+        .attr("gen_ai.input.messages")
+        .as_str()
+        .unwrap()
+        .contains("lynx-4410"));
+    let tool = one(&spans, "execute_tool string-utils__case");
+    assert!(tool
+        .attr("gen_ai.tool.call.arguments")
+        .as_str()
+        .unwrap()
+        .contains("lynx-4410"));
+    assert!(tool
+        .attr("gen_ai.tool.call.result")
+        .as_str()
+        .unwrap()
+        .contains("LYNX-4410"));
     assert!(server.terminate().success());
 }

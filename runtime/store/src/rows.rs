@@ -97,6 +97,7 @@ pub(crate) struct RunRow {
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
     pub lease_owner: Option<String>,
+    pub trace_context: Option<String>,
 }
 
 impl RunRow {
@@ -139,6 +140,7 @@ impl RunRow {
                 worker: self.lease_owner,
                 steps,
                 hooks: Vec::new(),
+                trace_context: self.trace_context,
             },
         ))
     }

@@ -31,7 +31,8 @@ pub(crate) const RUN_COLS: &str =
     "seq, id, agent_id, status, input_text, input_data, output, output_text, \
     error_code, error_message, total_steps, tokens_input, tokens_output, duration_ms, \
     triggered_by, ip_address, user_agent, created_at, started_at, completed_at, updated_at, \
-    mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner";
+    mode, limits, callback_url, callback_attempts, idempotency_key, request_hash, lease_owner, \
+    trace_context";
 pub(crate) const STEP_COLS: &str =
     "run_id, step, tool, action, input, output, error, duration_ms, started_at";
 pub(crate) const KEY_COLS: &str =
@@ -116,9 +117,9 @@ pub(crate) fn step_write_err(e: sqlx::Error) -> StoreError {
 pub(crate) const NEW_RUN_COLS: &str = "id, agent_id, status, input_text, input_data, \
     triggered_by, ip_address, user_agent, created_at, updated_at, mode, limits, callback_url, \
     idempotency_key, request_hash, started_at, lease_owner, lease_expires_at, idempotency_scope, \
-    callback_due_at";
+    callback_due_at, trace_context";
 
-/// Binds a new run's twenty [`NEW_RUN_COLS`] (created and updated at `ts`; `pending`, or
+/// Binds a new run's twenty-one [`NEW_RUN_COLS`] (created and updated at `ts`; `pending`, or
 /// `running` from `ts` on under its lease when it starts at once; a callback owed from `ts`
 /// on when it has a callback URL), after whatever `query` has bound already.
 pub(crate) fn bind_new_run<'q, DB>(
@@ -161,6 +162,7 @@ where
         .bind(run.start.as_ref().map(|s| s.lease_until))
         .bind(run.idempotency_scope.as_str())
         .bind(run.callback_url.as_ref().map(|_| ts))
+        .bind(run.trace_context.as_deref())
 }
 
 /// The columns a run update may set, in [`bind_run_update`]'s order, each with its
@@ -450,6 +452,19 @@ macro_rules! sql_store {
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&mut *self.read_conn().await?).await.map_err(db_err)?;
                 Ok(())
+            }
+
+            fn pool_stats(&self) -> leforge_core::PoolStats {
+                self.connection_stats()
+            }
+
+            async fn count_runs(&self, status: RunStatus) -> Result<i64, StoreError> {
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agent_runs WHERE status = $1")
+                    .bind(status.as_str())
+                    .fetch_one(&mut *self.read_conn().await?)
+                    .await
+                    .map_err(db_err)?;
+                Ok(count)
             }
 
             async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
@@ -1276,6 +1291,12 @@ impl SqliteStore {
         &self.pool
     }
 
+    fn connection_stats(&self) -> leforge_core::PoolStats {
+        // The writer's one connection is not counted: it is always open, and its queue
+        // (`writes_queued`) says more about load than its being busy.
+        self.readers.stats()
+    }
+
     /// Whether writes go through a connection of their own (every file database), rather than
     /// through the read pool (an in-memory database).
     pub fn writes_through_dedicated_connection(&self) -> bool {
@@ -1403,6 +1424,20 @@ pub struct PgStore {
 impl PgStore {
     pub fn pool(&self) -> &sqlx::Pool<sqlx::Postgres> {
         &self.pool
+    }
+
+    fn connection_stats(&self) -> leforge_core::PoolStats {
+        // `writer` is `pool` (see its field), so it is counted once.
+        [&self.pool, &self.progress].into_iter().fold(
+            leforge_core::PoolStats::default(),
+            |acc, p| {
+                let idle = p.num_idle() as u32;
+                leforge_core::PoolStats {
+                    in_use: acc.in_use + p.size().saturating_sub(idle),
+                    idle: acc.idle + idle,
+                }
+            },
+        )
     }
 
     pub fn writer_pool(&self) -> &sqlx::Pool<sqlx::Postgres> {

@@ -63,6 +63,26 @@ impl SqliteReaders {
         }
     }
 
+    /// Read connections in use and idle.
+    pub(crate) fn stats(&self) -> leforge_core::PoolStats {
+        match self {
+            SqliteReaders::Dedicated { conns, free, .. } => {
+                let idle = free.available_permits().min(conns.len()) as u32;
+                leforge_core::PoolStats {
+                    in_use: conns.len() as u32 - idle,
+                    idle,
+                }
+            }
+            SqliteReaders::Pooled(pool) => {
+                let idle = pool.num_idle() as u32;
+                leforge_core::PoolStats {
+                    in_use: pool.size().saturating_sub(idle),
+                    idle,
+                }
+            }
+        }
+    }
+
     /// A connection to read on, exclusively until the guard is dropped. Callers run single
     /// statements on it, so a caller abandoned mid-read leaves nothing open behind it.
     pub(crate) async fn get(&self) -> Result<ConnGuard, StoreError> {

@@ -2225,3 +2225,53 @@ async fn hook_records_come_back_with_the_run_in_order() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn runs_are_counted_by_status_and_pools_report_their_connections() {
+    each_backend(|store| async move {
+        let agent = store.create_agent(new_agent("counted")).await.unwrap();
+        let pending_before = store.count_runs(RunStatus::Pending).await.unwrap();
+        let running_before = store.count_runs(RunStatus::Running).await.unwrap();
+        let ids = new_runs(store.as_ref(), agent.id, 3).await;
+        store
+            .update_run(
+                ids[0],
+                RunUpdate {
+                    status: Some(RunStatus::Running),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.count_runs(RunStatus::Pending).await.unwrap(),
+            pending_before + 2
+        );
+
+        assert_eq!(
+            store.count_runs(RunStatus::Running).await.unwrap(),
+            running_before + 1
+        );
+        // The trace context a run was created under comes back with it.
+        let traced = store
+            .create_run(NewRun {
+                trace_context: Some(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                ),
+                ..NewRun::simple(agent.id, "traced")
+            })
+            .await
+            .unwrap();
+        let read = store.get_run(traced.id).await.unwrap().unwrap();
+        assert_eq!(read.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            store.get_run(ids[1]).await.unwrap().unwrap().trace_context,
+            None
+        );
+        // The reads above opened connections (sqlx gives one back in a task of its own, so
+        // it may still count as in use for a moment).
+        let stats = store.pool_stats();
+        assert!(stats.in_use + stats.idle >= 1, "{stats:?}");
+    })
+    .await;
+}

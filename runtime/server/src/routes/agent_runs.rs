@@ -59,12 +59,16 @@ pub struct RunView {
     #[serde(flatten)]
     pub run: Run,
     pub metrics: RunMetrics,
+    /// The W3C trace the run's spans belong to: the caller's when its request carried a
+    /// `traceparent`; `null` when neither it nor the server traces.
+    pub trace_id: Option<String>,
 }
 
 impl RunView {
     pub fn new(run: Run) -> RunView {
         RunView {
             run_id: run.id,
+            trace_id: run.trace_id().map(str::to_string),
             metrics: RunMetrics {
                 total_steps: run.total_steps,
                 tokens_input: run.tokens_input,
@@ -401,6 +405,11 @@ pub async fn run(
         idempotency_scope: scope.clone(),
         request_hash: Some(hash.clone()),
         start,
+        // This request's span (the caller's context when it sent one), so that the run's
+        // spans join the trace wherever and whenever it executes.
+        trace_context: crate::telemetry::current_traceparent(
+            headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        ),
     };
     let created = match v.mode {
         // Answered as soon as it is stored; it starts here at once when a slot is free.
