@@ -24,6 +24,7 @@ use crate::routes;
         routes::agent_runs::cancel,
         routes::scripts::list, routes::scripts::create, routes::scripts::get,
         routes::scripts::update, routes::scripts::delete, routes::scripts::test,
+        crate::telemetry::scrape,
     ),
     components(schemas(
         leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,

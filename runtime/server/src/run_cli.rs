@@ -135,7 +135,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
     if let Some(data) = data {
         body["data"] = data;
     }
-    let path = format!("/agents/{}/run", percent_encode(&args.agent));
+    let agent = percent_encoding::utf8_percent_encode(&args.agent, percent_encoding::NON_ALPHANUMERIC);
+    let path = format!("/agents/{agent}/run");
     let outcome = match args.mode {
         CliRunMode::Async => {
             body["mode"] = json!("async");
@@ -186,18 +187,6 @@ fn usage(message: &str) -> ExitCode {
 fn failed(code: &str, message: &str) -> ExitCode {
     eprintln!("error {code}: {message}");
     ExitCode::from(FAILED)
-}
-
-fn percent_encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `--data`: a file, or `-` for standard input; JSON either way.

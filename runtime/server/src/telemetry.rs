@@ -152,8 +152,14 @@ pub fn record_http(method: &Method, response: &Response, took: Duration) -> Stri
     route
 }
 
-/// `GET /metrics`: the Prometheus text format. An admin key (a Bearer token, as a scrape
-/// config sends it) unless the operator opened it with `--metrics-public`.
+/// Prometheus metrics.
+///
+/// The text exposition format. It needs an admin key (a Bearer token, as a scrape config
+/// sends it) unless the operator opened it with `--metrics-public`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "The Prometheus text format", content_type = "text/plain", body = String),
+              (status = 401, description = "No admin key"),
+              (status = 403, description = "Not an admin key")))]
 pub async fn scrape(State(state): State<AppState>, admin: Result<Admin, ApiError>) -> Response {
     if !state.config.metrics_public {
         if let Err(e) = admin {

@@ -718,6 +718,7 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/runs/{run_id}", &["get"]),
         ("/api/v1/api-keys", &["get", "post"]),
         ("/api/v1/api-keys/{id}", &["delete"]),
+        ("/metrics", &["get"]),
     ] {
         for m in methods {
             assert!(paths[path].get(*m).is_some(), "{m} {path} missing");

@@ -18,7 +18,12 @@ struct Server {
 
 /// GET without a key, answered with JSON.
 async fn get_json(http: &reqwest::Client, url: String) -> Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
+    json_of(http.get(url)).await
+}
+
+/// Sends the request and reads its JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 fn free_port() -> u16 {
@@ -388,6 +393,18 @@ fn leforge_run(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (i3
 }
 
 // Multi-threaded: `leforge_run` blocks this thread while the fake provider answers it.
+/// A `leforge run` that completed with the scripted answer, after the model was shown `marker`.
+fn shouted(
+    (code, stdout, stderr): (i32, &str, &str),
+    fake: &leforge_fake_provider::FakeProvider,
+    marker: &str,
+) {
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(stdout).unwrap(), json!({"shout": "HELLO"}));
+    let sent = fake.last_request().unwrap().body.to_string();
+    assert!(sent.contains(marker), "{sent}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leforge_run_prints_the_output_and_exits_by_outcome() {
     use leforge_fake_provider::{FakeProvider, Script};
@@ -461,17 +478,7 @@ async fn leforge_run_prints_the_output_and_exits_by_outcome() {
         &[],
         Some(r#"{"word": "marker-4711"}"#),
     );
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout).unwrap(),
-        json!({"shout": "HELLO"})
-    );
-    assert!(fake
-        .last_request()
-        .unwrap()
-        .body
-        .to_string()
-        .contains("marker-4711"));
+    shouted((code, &stdout, &stderr), &fake, "marker-4711");
 
     // A run that fails: exit 1, its error code on stderr, nothing on stdout.
     fake.push_all([Script::error(400, "model not allowed")]);
@@ -539,30 +546,14 @@ async fn leforge_run_prints_the_output_and_exits_by_outcome() {
         &llm_env,
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout).unwrap(),
-        json!({"shout": "HELLO"})
-    );
-    assert!(fake
-        .last_request()
-        .unwrap()
-        .body
-        .to_string()
-        .contains("marker-0815"));
+    shouted((code, &stdout, &stderr), &fake, "marker-0815");
     // Without --progress and with stdout a pipe, stderr stays quiet.
     assert!(!stderr.contains("step 1"), "{stderr}");
     // ... and the run is stored like any other, with its step.
     let server = start(dir.path(), &llm_env);
-    let runs: Value = http
+    let runs: Value = json_of(http
         .get(format!("{}/api/v1/agents/cli-upper/runs", server.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .bearer_auth(&key)).await;
     let runs = runs["data"].as_array().unwrap();
     assert_eq!(runs.len(), 4, "{runs:?}");
     assert_eq!(runs[0]["status"], "completed");

@@ -48,6 +48,11 @@ impl Drop for Cleanup {
     }
 }
 
+/// Sends the request and reads its JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -144,8 +149,10 @@ async fn the_image_builds_and_answers_a_run() {
     assert!(ok, "{out}");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
+    // The first start compiles the seven built-in ForgeHooks (a debug build, on a shared
+    // machine): it may take minutes.
     let mut health = Value::Null;
-    for _ in 0..600 {
+    for _ in 0..3000 {
         if let Ok(r) = http.get(format!("{base}/api/v1/health")).send().await {
             health = r.json().await.unwrap_or(Value::Null);
             break;
@@ -160,14 +167,8 @@ async fn the_image_builds_and_answers_a_run() {
     );
     assert_eq!(health["database"], "sqlite");
     // The built-in ForgeHooks are there, from the binary alone.
-    let hooks: Value = http
-        .get(format!("{base}/api/v1/forgehooks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hooks: Value = json_of(http
+        .get(format!("{base}/api/v1/forgehooks"))).await;
     assert_eq!(hooks["data"].as_array().unwrap().len(), 7, "{hooks}");
     let created = http
         .post(format!("{base}/api/v1/agents"))
@@ -188,16 +189,10 @@ async fn the_image_builds_and_answers_a_run() {
         ),
         leforge_fake_provider::Script::text("```json\n{\"word\": \"BOXED\"}\n```"),
     ]);
-    let run: Value = http
+    let run: Value = json_of(http
         .post(format!("{base}/api/v1/agents/boxed/run"))
         .bearer_auth(key)
-        .json(&json!({"input": "Shout boxed"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json(&json!({"input": "Shout boxed"}))).await;
     assert_eq!(run["data"]["status"], "completed", "{run}");
     assert_eq!(run["data"]["output"], json!({"word": "BOXED"}));
     assert_eq!(run["data"]["steps"][0]["output"]["text"], "BOXED");

@@ -292,3 +292,43 @@ async fn metrics_need_an_admin_key_unless_opened() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("leforge_store_pool_idle"), "{body}");
 }
+
+/// Without an exporter the server makes no spans of its own, but a caller's trace context
+/// still travels with the run: its trace id in the run view (and a malformed one is not).
+#[tokio::test]
+async fn a_callers_traceparent_is_kept_with_the_run_without_tracing() {
+    let (t, fake) = TestApp::with_fake(leforge_store::testing::sqlite().await, |_| {}).await;
+    let agent = t
+        .create_agent(json!({"name": "Untraced", "system_prompt": "Answer."}))
+        .await;
+    let slug = agent["slug"].as_str().unwrap().to_string();
+    let run = |traceparent: Option<&'static str>| {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/v1/agents/{slug}/run"))
+            .header("content-type", "application/json")
+            .header("x-api-key", &t.admin_key);
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
+        }
+        t.raw(req.body(Body::from(r#"{"input": "hi"}"#)).unwrap())
+    };
+    fake.push(Script::text("hello"));
+    let r = run(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    let id = r.body["data"]["run_id"].as_str().unwrap().to_string();
+    let read = t.get(&format!("/api/v1/runs/{id}"), Some(&t.admin_key)).await;
+    assert_eq!(read.body["data"]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    for bad in [
+        None,
+        Some("00-00000000000000000000000000000000-b7ad6b7169203331-01"),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"),
+        Some("not a traceparent"),
+    ] {
+        fake.push(Script::text("hello"));
+        let r = run(bad).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["data"]["trace_id"], serde_json::Value::Null, "{bad:?}");
+    }
+}
