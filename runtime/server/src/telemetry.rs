@@ -330,8 +330,13 @@ pub fn init_tracing(default_filter: &str) -> TracingGuard {
     // Spans only, at info and above: events stay in the logs, where the filter governs them.
     let otel = provider.as_ref().map(|p| {
         use opentelemetry::trace::TracerProvider as _;
+        // No code locations, thread names or busy/idle times: attributes nobody asked for,
+        // and the last costs two clock reads at every poll of an instrumented future.
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("leforge"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
                 meta.is_span() && *meta.level() <= tracing::Level::INFO
             }))

@@ -63,7 +63,9 @@ fn start(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> Server {
     });
     let mut lines = Vec::new();
     loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        // A first start compiles the seven built-in ForgeHooks: on a busy 2-core machine,
+        // with other tests doing the same, minutes may pass between two lines.
+        match rx.recv_timeout(Duration::from_secs(300)) {
             Ok(line) => {
                 let ready = line.contains("listening on");
                 lines.push(line);
