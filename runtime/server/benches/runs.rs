@@ -14,10 +14,11 @@
 //!
 //! `LEFORGE_BENCH_ONLY=per_step|thousand` and `LEFORGE_BENCH_STORE=sqlite|postgres` narrow it.
 //!
-//! `LEFORGE_BENCH_TELEMETRY=off|on` measures what metrics and traces cost (issue 29): `off`
-//! records metrics into a no-op recorder and exports no spans; `on` records into the
-//! Prometheus recorder and exports every span over OTLP/HTTP to a receiver in this process.
-//! Both log through the server's subscriber at `warn`. Unset: metrics on, no subscriber.
+//! `LEFORGE_BENCH_TELEMETRY=off|metrics|on` measures what metrics and traces cost (issue 29):
+//! `off` records metrics into a no-op recorder and exports no spans; `metrics` records into the
+//! Prometheus recorder and exports no spans (a server with no OTLP endpoint); `on` does both
+//! and exports every span over OTLP/HTTP to a receiver in this process. All three log through
+//! the server's subscriber at `warn`. Unset: metrics on, no subscriber.
 
 use std::time::{Duration, Instant};
 
@@ -527,13 +528,17 @@ fn main() {
             let _entered = rt.enter();
             Some(leforge_server::telemetry::init_tracing("warn"))
         }
+        "metrics" => {
+            let _entered = rt.enter();
+            Some(leforge_server::telemetry::init_tracing("warn"))
+        }
         "on" => {
             let receiver = rt.block_on(otlp_sink());
             std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", receiver);
             let _entered = rt.enter();
             Some(leforge_server::telemetry::init_tracing("warn"))
         }
-        other => panic!("LEFORGE_BENCH_TELEMETRY must be off or on, not {other}"),
+        other => panic!("LEFORGE_BENCH_TELEMETRY must be off, metrics or on, not {other}"),
     };
     rt.block_on(async {
         // PostgreSQL too when LEFORGE_TEST_DATABASE_URL points at a server.

@@ -66,8 +66,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/scripts/{id_or_name}/test", post(scripts::test))
         .route_layer(middleware::from_fn(crate::telemetry::tag_route));
+    let mcp = crate::mcp::service(&state);
     Router::new()
         .nest("/api/v1", api)
+        .route(
+            "/mcp",
+            axum::routing::any(move |state, req| crate::mcp::entry(state, mcp.clone(), req))
+                .route_layer(middleware::from_fn(crate::telemetry::tag_route)),
+        )
         .merge(crate::ui::router().route_layer(middleware::from_fn(crate::telemetry::tag_route)))
         .route(
             "/metrics",

@@ -152,6 +152,10 @@ pub struct ServerArgs {
     /// resolve to loopback or private addresses [default: none]
     #[arg(long, env = "LEFORGE_FORGEHOOK_PRIVATE_HOSTS", value_delimiter = ',')]
     pub forgehook_private_hosts: Option<Vec<String>>,
+    /// Comma-separated browser origins (scheme://host:port) that may call `/mcp`; a request
+    /// with any other `Origin` is refused, one without `Origin` passes [default: none]
+    #[arg(long, env = "LEFORGE_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub mcp_allowed_origins: Option<Vec<String>>,
     /// Requests per minute per API key (or client address); 0 turns the limit off [default: 0]
     #[arg(long, env = "LEFORGE_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
@@ -213,6 +217,7 @@ pub struct FileConfig {
     pub max_concurrent_runs: Option<usize>,
     pub run_slot_wait_ms: Option<u64>,
     pub forgehook_private_hosts: Option<Vec<String>>,
+    pub mcp_allowed_origins: Option<Vec<String>>,
     pub rate_limit_per_minute: Option<u32>,
     pub global_hooks: Option<Vec<String>>,
     pub docker_host: Option<String>,
@@ -262,6 +267,8 @@ pub struct Config {
     pub max_concurrent_runs: usize,
     pub run_slot_wait_ms: u64,
     pub forgehook_private_hosts: Vec<String>,
+    /// Browser origins that may call `/mcp` (none: browsers may not).
+    pub mcp_allowed_origins: Vec<String>,
     pub rate_limit_per_minute: u32,
     /// Hook scripts (names or ids) run for every agent, before the agent's own, in order.
     pub global_hooks: Vec<String>,
@@ -453,6 +460,15 @@ impl Config {
                 .forgehook_private_hosts
                 .clone()
                 .or(file.forgehook_private_hosts)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            mcp_allowed_origins: args
+                .mcp_allowed_origins
+                .clone()
+                .or(file.mcp_allowed_origins)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|h| h.trim().to_string())

@@ -146,14 +146,23 @@ impl From<leforge_container::ContainerError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Logs what the caller is not told (the internal detail), and every server error:
+    /// once, by whatever turns the error into an answer (a response, a JSON-RPC error).
+    pub fn log(&self) {
         let request_id = current_request_id();
         if let Some(internal) = &self.internal {
             tracing::error!(request_id = %request_id, code = self.code, error = %internal, "request failed");
         } else if self.status.is_server_error() {
             tracing::error!(request_id = %request_id, code = self.code, message = %self.message, "request failed");
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = current_request_id();
+        self.log();
         let mut error = json!({"code": self.code, "message": self.message});
         if let Some(details) = self.details {
             error["details"] = details;

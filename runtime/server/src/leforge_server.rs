@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod error;
 pub mod forgehook_cli;
 pub mod forgehooks;
+pub mod mcp;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;

@@ -135,7 +135,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
     if let Some(data) = data {
         body["data"] = data;
     }
-    let agent = percent_encoding::utf8_percent_encode(&args.agent, percent_encoding::NON_ALPHANUMERIC);
+    let agent =
+        percent_encoding::utf8_percent_encode(&args.agent, percent_encoding::NON_ALPHANUMERIC);
     let path = format!("/agents/{agent}/run");
     let outcome = match args.mode {
         CliRunMode::Async => {

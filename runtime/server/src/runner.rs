@@ -101,6 +101,9 @@ struct Inner {
     live: Mutex<Live>,
     /// Stops claiming and starting runs (shutdown).
     closing: CancellationToken,
+    /// Cancelled once shutdown has let the runs finish: what is left open (MCP sessions,
+    /// their streams) may then be closed without cutting a run's answer off.
+    stopped: CancellationToken,
     queued: Notify,
     /// A run with a callback just ended here: the callback worker looks at once.
     callbacks_due: Notify,
@@ -140,6 +143,7 @@ impl Runner {
                 instance: format!("leforge-{}", Uuid::new_v4().simple()),
                 live: Mutex::new(Live::default()),
                 closing: CancellationToken::new(),
+                stopped: CancellationToken::new(),
                 queued: Notify::new(),
                 callbacks_due: Notify::new(),
                 slots,
@@ -667,9 +671,19 @@ impl Runner {
         }
     }
 
+    /// Cancelled when shutdown has let the runs finish (see the `stopped` field).
+    pub fn stopped_token(&self) -> CancellationToken {
+        self.inner.stopped.clone()
+    }
+
     /// Graceful shutdown: take no new runs, let running ones finish within the grace
     /// period, then mark the rest interrupted (finished steps kept) and stop them.
     pub async fn shutdown(&self) {
+        self.finish_runs().await;
+        self.inner.stopped.cancel();
+    }
+
+    async fn finish_runs(&self) {
         self.inner.closing.cancel();
         self.inner.tasks.close();
         let grace = self.inner.settings.shutdown_grace;

@@ -277,9 +277,11 @@ fn tracer_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, Stri
     {
         Err(_) | Ok("") | Ok("http/protobuf") => opentelemetry_otlp::Protocol::HttpBinary,
         Ok("http/json") => opentelemetry_otlp::Protocol::HttpJson,
-        Ok(other) => return Err(format!(
+        Ok(other) => {
+            return Err(format!(
             "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported: use http/protobuf or http/json"
-        )),
+        ))
+        }
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

@@ -402,7 +402,10 @@ fn shouted(
     marker: &str,
 ) {
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(serde_json::from_str::<Value>(stdout).unwrap(), json!({"shout": "HELLO"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(stdout).unwrap(),
+        json!({"shout": "HELLO"})
+    );
     let sent = fake.last_request().unwrap().body.to_string();
     assert!(sent.contains(marker), "{sent}");
 }
@@ -553,9 +556,11 @@ async fn leforge_run_prints_the_output_and_exits_by_outcome() {
     assert!(!stderr.contains("step 1"), "{stderr}");
     // ... and the run is stored like any other, with its step.
     let server = start(dir.path(), &llm_env);
-    let runs: Value = json_of(http
-        .get(format!("{}/api/v1/agents/cli-upper/runs", server.base))
-        .bearer_auth(&key)).await;
+    let runs: Value = json_of(
+        http.get(format!("{}/api/v1/agents/cli-upper/runs", server.base))
+            .bearer_auth(&key),
+    )
+    .await;
     let runs = runs["data"].as_array().unwrap();
     assert_eq!(runs.len(), 4, "{runs:?}");
     assert_eq!(runs[0]["status"], "completed");

@@ -167,8 +167,7 @@ async fn the_image_builds_and_answers_a_run() {
     );
     assert_eq!(health["database"], "sqlite");
     // The built-in ForgeHooks are there, from the binary alone.
-    let hooks: Value = json_of(http
-        .get(format!("{base}/api/v1/forgehooks"))).await;
+    let hooks: Value = json_of(http.get(format!("{base}/api/v1/forgehooks"))).await;
     assert_eq!(hooks["data"].as_array().unwrap().len(), 7, "{hooks}");
     let created = http
         .post(format!("{base}/api/v1/agents"))
@@ -189,10 +188,12 @@ async fn the_image_builds_and_answers_a_run() {
         ),
         leforge_fake_provider::Script::text("```json\n{\"word\": \"BOXED\"}\n```"),
     ]);
-    let run: Value = json_of(http
-        .post(format!("{base}/api/v1/agents/boxed/run"))
-        .bearer_auth(key)
-        .json(&json!({"input": "Shout boxed"}))).await;
+    let run: Value = json_of(
+        http.post(format!("{base}/api/v1/agents/boxed/run"))
+            .bearer_auth(key)
+            .json(&json!({"input": "Shout boxed"})),
+    )
+    .await;
     assert_eq!(run["data"]["status"], "completed", "{run}");
     assert_eq!(run["data"]["output"], json!({"word": "BOXED"}));
     assert_eq!(run["data"]["steps"][0]["output"]["text"], "BOXED");

@@ -314,12 +314,23 @@ async fn a_callers_traceparent_is_kept_with_the_run_without_tracing() {
         t.raw(req.body(Body::from(r#"{"input": "hi"}"#)).unwrap())
     };
     fake.push(Script::text("hello"));
-    let r = run(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")).await;
+    let r = run(Some(
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ))
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body["data"]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(
+        r.body["data"]["trace_id"],
+        "0af7651916cd43dd8448eb211c80319c"
+    );
     let id = r.body["data"]["run_id"].as_str().unwrap().to_string();
-    let read = t.get(&format!("/api/v1/runs/{id}"), Some(&t.admin_key)).await;
-    assert_eq!(read.body["data"]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    let read = t
+        .get(&format!("/api/v1/runs/{id}"), Some(&t.admin_key))
+        .await;
+    assert_eq!(
+        read.body["data"]["trace_id"],
+        "0af7651916cd43dd8448eb211c80319c"
+    );
     for bad in [
         None,
         Some("00-00000000000000000000000000000000-b7ad6b7169203331-01"),
@@ -329,6 +340,10 @@ async fn a_callers_traceparent_is_kept_with_the_run_without_tracing() {
         fake.push(Script::text("hello"));
         let r = run(bad).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        assert_eq!(r.body["data"]["trace_id"], serde_json::Value::Null, "{bad:?}");
+        assert_eq!(
+            r.body["data"]["trace_id"],
+            serde_json::Value::Null,
+            "{bad:?}"
+        );
     }
 }

@@ -328,19 +328,7 @@ pub async fn run(
         .find_agent(&id_or_slug)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent '{id_or_slug}' not found")))?;
-    if !caller.can_run_agent(&agent) {
-        return Err(match caller {
-            Caller::Anonymous => ApiError::unauthorized("an API key is required to run this agent"),
-            _ => ApiError::forbidden("this API key may not run this agent"),
-        });
-    }
-    if state.runner.is_closing() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SHUTTING_DOWN",
-            "the server is shutting down and takes no new runs; retry on another server",
-        ));
-    }
+    may_start(&state, &caller, &agent)?;
     let v = validate(&state, &caller, &agent, &req, &headers)?;
     if let Some(url) = &v.callback_url {
         check_callback_address(&state, url).await?;
@@ -370,48 +358,19 @@ pub async fn run(
             .await?;
     }
 
-    // Sync and stream runs execute on this connection, and take a slot like async runs do:
-    // unbounded parallel sync runs would be a denial of service. The slot is taken before
-    // the run is stored, so a refused request leaves nothing behind.
     let slot = match v.mode {
         RunMode::Async => None,
-        RunMode::Sync | RunMode::Stream => {
-            Some(state.runner.acquire_slot().await.ok_or_else(|| {
-                ApiError::rate_limited(
-                    "every run slot of this server is taken; retry shortly",
-                    state.runner.settings().slot_wait.as_secs().max(1),
-                )
-            })?)
-        }
+        RunMode::Sync | RunMode::Stream => Some(run_slot(&state).await?),
     };
     // Stored already started under this server's lease, so a crash between the insert and
     // the start leaves a run the reaper finds (its lease lapses), never one `pending` forever.
     let start = slot.as_ref().map(|_| state.runner.start_lease());
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(512).collect());
-    let new = NewRun {
-        agent_id: agent.id,
-        input_text: v.input,
-        input_data: v.data,
-        triggered_by: caller.key_id().map(|k| k.to_string()),
-        ip_address: ip,
-        user_agent,
-        mode: v.mode,
-        limits: serde_json::to_value(&v.limits).ok(),
-        callback_url: v.callback_url,
-        idempotency_key: key.clone(),
-        idempotency_scope: scope.clone(),
-        request_hash: Some(hash.clone()),
-        start,
-        // This request's span (the caller's context when it sent one), so that the run's
-        // spans join the trace wherever and whenever it executes.
-        trace_context: crate::telemetry::current_traceparent(
-            headers.get("traceparent").and_then(|v| v.to_str().ok()),
-        ),
-    };
-    let created = match v.mode {
+    let mode = v.mode;
+    let mut new = new_run(&agent, &caller, v, &headers, ip, start);
+    new.idempotency_key = key.clone();
+    new.idempotency_scope = scope.clone();
+    new.request_hash = Some(hash.clone());
+    let created = match mode {
         // Answered as soon as it is stored; it starts here at once when a slot is free.
         RunMode::Async => state
             .runner
@@ -431,12 +390,113 @@ pub async fn run(
                 .find_run_by_idempotency_key(agent.id, &scope, key.as_deref().unwrap_or(""), since)
                 .await?
                 .ok_or_else(|| ApiError::internal("idempotent run vanished"))?;
-            return replay(&state, existing, &hash, v.mode).await;
+            return replay(&state, existing, &hash, mode).await;
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(run_id = %created.run_id(), agent = %agent.slug, mode = v.mode.as_str(), "run created");
+    tracing::info!(run_id = %created.run_id(), agent = %agent.slug, mode = mode.as_str(), "run created");
     dispatch(&state, created, slot).await
+}
+
+/// Whether this caller may start a run of this agent now: 401/403 by the agent's access
+/// rules, 503 while the server shuts down.
+fn may_start(state: &AppState, caller: &Caller, agent: &leforge_core::Agent) -> ApiResult<()> {
+    if !caller.can_run_agent(agent) {
+        return Err(match caller {
+            Caller::Anonymous => ApiError::unauthorized("an API key is required to run this agent"),
+            _ => ApiError::forbidden("this API key may not run this agent"),
+        });
+    }
+    if state.runner.is_closing() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SHUTTING_DOWN",
+            "the server is shutting down and takes no new runs; retry on another server",
+        ));
+    }
+    Ok(())
+}
+
+/// Sync and stream runs execute on their caller's connection, and take a slot like async
+/// runs do: unbounded parallel sync runs would be a denial of service. The slot is taken
+/// before the run is stored, so a refused request leaves nothing behind.
+async fn run_slot(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    state.runner.acquire_slot().await.ok_or_else(|| {
+        ApiError::rate_limited(
+            "every run slot of this server is taken; retry shortly",
+            state.runner.settings().slot_wait.as_secs().max(1),
+        )
+    })
+}
+
+fn new_run(
+    agent: &leforge_core::Agent,
+    caller: &Caller,
+    v: Validated,
+    headers: &HeaderMap,
+    ip: Option<String>,
+    start: Option<leforge_core::RunStart>,
+) -> NewRun {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect());
+    NewRun {
+        agent_id: agent.id,
+        input_text: v.input,
+        input_data: v.data,
+        triggered_by: caller.key_id().map(|k| k.to_string()),
+        ip_address: ip,
+        user_agent,
+        mode: v.mode,
+        limits: serde_json::to_value(&v.limits).ok(),
+        callback_url: v.callback_url,
+        idempotency_key: None,
+        idempotency_scope: String::new(),
+        request_hash: None,
+        start,
+        // This request's span (the caller's context when it sent one), so that the run's
+        // spans join the trace wherever and whenever it executes.
+        trace_context: crate::telemetry::current_traceparent(
+            headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        ),
+    }
+}
+
+/// A sync run started for a caller that follows it itself (MCP's `tools/call`): the same
+/// access rules, validation, limits and slot as `POST .../run` in sync mode, and stored with
+/// its steps the same way; no idempotency key and no callback. Returns the run's id, its
+/// live events (subscribed before it starts, so none is missed) and the task running it.
+pub(crate) async fn start_sync(
+    state: &AppState,
+    caller: &Caller,
+    agent: &leforge_core::Agent,
+    req: &RunRequest,
+    headers: &HeaderMap,
+    ip: Option<String>,
+) -> ApiResult<(
+    Uuid,
+    tokio::sync::broadcast::Receiver<RunEvent>,
+    tokio::task::JoinHandle<Result<Run, leforge_core::StoreError>>,
+)> {
+    may_start(state, caller, agent)?;
+    // Validated without the transport's headers: its `Accept` (JSON and SSE) is about the
+    // JSON-RPC answer, not a request to stream this run.
+    let v = validate(state, caller, agent, req, &HeaderMap::new())?;
+    let slot = run_slot(state).await?;
+    let new = new_run(
+        agent,
+        caller,
+        v,
+        headers,
+        ip,
+        Some(state.runner.start_lease()),
+    );
+    let run = state.store.create_run(new).await?;
+    tracing::info!(run_id = %run.id, agent = %agent.slug, mode = "sync", "run created");
+    let id = run.id;
+    let events = state.runner.prepare(id);
+    Ok((id, events, state.runner.spawn(run, slot)))
 }
 
 /// A run just created, by how its caller follows it.
