@@ -8,7 +8,7 @@ use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodFilter};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -71,8 +71,15 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route(
             "/mcp",
-            axum::routing::any(move |state, req| crate::mcp::entry(state, mcp.clone(), req))
-                .route_layer(middleware::from_fn(crate::telemetry::tag_route)),
+            // The transport's three methods; any other is the usual 405. (`any` would be a
+            // fallback, which `route_layer` refuses.)
+            axum::routing::on(
+                MethodFilter::GET
+                    .or(MethodFilter::POST)
+                    .or(MethodFilter::DELETE),
+                move |state, req| crate::mcp::entry(state, mcp.clone(), req),
+            )
+            .route_layer(middleware::from_fn(crate::telemetry::tag_route)),
         )
         .merge(crate::ui::router().route_layer(middleware::from_fn(crate::telemetry::tag_route)))
         .route(

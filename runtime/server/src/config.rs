@@ -304,6 +304,15 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// A comma-separated list as configured: entries trimmed, empty ones dropped.
+fn trimmed_list(list: Option<Vec<String>>) -> Vec<String> {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
 impl Config {
     pub fn resolve(args: &ServerArgs) -> Result<Config, ConfigError> {
         let file = match &args.config {
@@ -456,24 +465,16 @@ impl Config {
                 .run_slot_wait_ms
                 .or(file.run_slot_wait_ms)
                 .unwrap_or(10_000),
-            forgehook_private_hosts: args
-                .forgehook_private_hosts
-                .clone()
-                .or(file.forgehook_private_hosts)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect(),
-            mcp_allowed_origins: args
-                .mcp_allowed_origins
-                .clone()
-                .or(file.mcp_allowed_origins)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect(),
+            forgehook_private_hosts: trimmed_list(
+                args.forgehook_private_hosts
+                    .clone()
+                    .or(file.forgehook_private_hosts),
+            ),
+            mcp_allowed_origins: trimmed_list(
+                args.mcp_allowed_origins
+                    .clone()
+                    .or(file.mcp_allowed_origins),
+            ),
             rate_limit_per_minute: args
                 .rate_limit_per_minute
                 .or(file.rate_limit_per_minute)

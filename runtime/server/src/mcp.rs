@@ -301,14 +301,18 @@ impl ServedTools {
         let Some((hook, endpoint)) = name.split_once("__") else {
             return Err(unknown_tool(name));
         };
-        let installed = self
-            .state
-            .forgehooks
-            .list()
+        // One lookup by id (two for the underscore spelling), not a listing per call.
+        let store = &self.state.store;
+        let mut installed = store
+            .get_forgehook(hook)
             .await
-            .map_err(rpc_error)?
-            .into_iter()
-            .find(|h| h.id == hook || h.id.replace('-', "_") == hook);
+            .map_err(|e| rpc_error(e.into()))?;
+        if installed.is_none() && hook.contains('_') {
+            installed = store
+                .get_forgehook(&hook.replace('_', "-"))
+                .await
+                .map_err(|e| rpc_error(e.into()))?;
+        }
         let Some(installed) = installed else {
             return Err(unknown_tool(name));
         };
