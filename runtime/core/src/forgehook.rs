@@ -448,9 +448,15 @@ impl Manifest {
         self.endpoints.iter().find(|e| e.name == name)
     }
 
-    /// The tool name an LLM sees for one endpoint of this ForgeHook.
+    /// The tool name an LLM sees for one endpoint of this ForgeHook. An MCP server's tools
+    /// (id `mcp:<server>`) are `<server>__<tool>`: the contract, and a name every
+    /// provider accepts.
     pub fn tool_name(&self, endpoint: &str) -> String {
-        format!("{}{TOOL_NAME_SEPARATOR}{endpoint}", self.id)
+        let prefix = self
+            .id
+            .strip_prefix(crate::mcp::TOOL_PREFIX)
+            .unwrap_or(&self.id);
+        format!("{prefix}{TOOL_NAME_SEPARATOR}{endpoint}")
     }
 
     /// Checks every field; returns all problems at once, each under its JSON path.

@@ -12,6 +12,7 @@ pub mod forgehook;
 pub mod hook;
 pub mod installed;
 pub mod llm;
+pub mod mcp;
 pub mod page;
 pub mod run;
 pub mod script;

@@ -10,6 +10,7 @@ use crate::agent::{Agent, AgentPatch, NewAgent};
 use crate::api_key::{ApiKey, ApiKeyScope, NewApiKey};
 use crate::hook::HookRecord;
 use crate::installed::{InstalledForgehook, NewInstalledForgehook};
+use crate::mcp::McpServer;
 use crate::page::{Page, PageRequest};
 use crate::run::{CallbackAttempt, NewRun, Run, RunFilter, RunStep, RunUpdate};
 use crate::script::{NewScript, Script, ScriptPatch};
@@ -212,6 +213,16 @@ pub trait Store: Send + Sync + 'static {
     /// Live (not deleted) agents whose `hooks` list the script, oldest first.
     async fn agents_using_script(&self, script_id: Uuid) -> Result<Vec<Agent>, StoreError>;
     /// Appends hook records to a run's trace, after those already stored.
+    // ---- MCP servers (issue 30): keyed by name ----
+    /// `Conflict` when the name is taken.
+    async fn create_mcp_server(&self, server: McpServer) -> Result<McpServer, StoreError>;
+    async fn get_mcp_server(&self, name: &str) -> Result<Option<McpServer>, StoreError>;
+    /// Every registered server, by name.
+    async fn list_mcp_servers(&self) -> Result<Vec<McpServer>, StoreError>;
+    /// Replaces the stored server of the same name; `NotFound` when there is none.
+    async fn replace_mcp_server(&self, server: McpServer) -> Result<McpServer, StoreError>;
+    async fn delete_mcp_server(&self, name: &str) -> Result<McpServer, StoreError>;
+
     async fn append_run_hooks(
         &self,
         run_id: Uuid,

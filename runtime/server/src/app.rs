@@ -16,7 +16,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::envelope::REQUEST_ID;
 use crate::error::ApiError;
-use crate::routes::{agent_runs, agents, api_keys, forgehooks, health, llm, runs, scripts};
+use crate::routes::{
+    agent_runs, agents, api_keys, forgehooks, health, llm, mcp_servers, runs, scripts,
+};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -65,6 +67,17 @@ pub fn router(state: AppState) -> Router {
                 .delete(scripts::delete),
         )
         .route("/scripts/{id_or_name}/test", post(scripts::test))
+        .route(
+            "/mcp-servers",
+            get(mcp_servers::list).post(mcp_servers::create),
+        )
+        .route(
+            "/mcp-servers/{name}",
+            get(mcp_servers::get)
+                .put(mcp_servers::update)
+                .delete(mcp_servers::delete),
+        )
+        .route("/mcp-servers/{name}/refresh", post(mcp_servers::refresh))
         .route_layer(middleware::from_fn(crate::telemetry::tag_route));
     let mcp = crate::mcp::service(&state);
     Router::new()

@@ -156,6 +156,15 @@ pub struct ServerArgs {
     /// with any other `Origin` is refused, one without `Origin` passes [default: none]
     #[arg(long, env = "LEFORGE_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub mcp_allowed_origins: Option<Vec<String>>,
+    /// Comma-separated hosts a registered MCP server's `url` may name even though they
+    /// resolve to loopback or private addresses [default: none]
+    #[arg(long, env = "LEFORGE_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub mcp_allowed_hosts: Option<Vec<String>>,
+    /// Allow registering MCP servers that run as local child processes (stdio). They are
+    /// not sandboxed: they run with the server's user and rights [default: false]
+    #[arg(long, env = "LEFORGE_MCP_STDIO_ALLOWED", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub mcp_stdio_allowed: Option<bool>,
     /// Requests per minute per API key (or client address); 0 turns the limit off [default: 0]
     #[arg(long, env = "LEFORGE_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
@@ -218,6 +227,8 @@ pub struct FileConfig {
     pub run_slot_wait_ms: Option<u64>,
     pub forgehook_private_hosts: Option<Vec<String>>,
     pub mcp_allowed_origins: Option<Vec<String>>,
+    pub mcp_allowed_hosts: Option<Vec<String>>,
+    pub mcp_stdio_allowed: Option<bool>,
     pub rate_limit_per_minute: Option<u32>,
     pub global_hooks: Option<Vec<String>>,
     pub docker_host: Option<String>,
@@ -269,6 +280,10 @@ pub struct Config {
     pub forgehook_private_hosts: Vec<String>,
     /// Browser origins that may call `/mcp` (none: browsers may not).
     pub mcp_allowed_origins: Vec<String>,
+    /// Hosts MCP server URLs may name although they resolve to private addresses.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Whether stdio (child process) MCP servers may be registered and run.
+    pub mcp_stdio_allowed: bool,
     pub rate_limit_per_minute: u32,
     /// Hook scripts (names or ids) run for every agent, before the agent's own, in order.
     pub global_hooks: Vec<String>,
@@ -475,6 +490,13 @@ impl Config {
                     .clone()
                     .or(file.mcp_allowed_origins),
             ),
+            mcp_allowed_hosts: trimmed_list(
+                args.mcp_allowed_hosts.clone().or(file.mcp_allowed_hosts),
+            ),
+            mcp_stdio_allowed: args
+                .mcp_stdio_allowed
+                .or(file.mcp_stdio_allowed)
+                .unwrap_or(false),
             rate_limit_per_minute: args
                 .rate_limit_per_minute
                 .or(file.rate_limit_per_minute)

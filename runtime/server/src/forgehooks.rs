@@ -27,6 +27,8 @@ pub struct Forgehooks {
     store: Arc<dyn Store>,
     wasm: WasmHost,
     http: HttpHooks,
+    /// Registered MCP servers, offered to agents as `mcp:<server>` tool sets.
+    mcp: crate::mcp_servers::McpRegistry,
     /// What this server has applied, so that changes other servers store are found.
     applied: Arc<std::sync::Mutex<Applied>>,
 }
@@ -47,13 +49,23 @@ pub enum InstallOutcome {
 }
 
 impl Forgehooks {
-    pub fn new(store: Arc<dyn Store>, wasm: WasmHost, http: HttpHooks) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        wasm: WasmHost,
+        http: HttpHooks,
+        mcp: crate::mcp_servers::McpRegistry,
+    ) -> Self {
         Forgehooks {
             store,
             wasm,
             http,
+            mcp,
             applied: Arc::default(),
         }
+    }
+
+    pub fn mcp(&self) -> &crate::mcp_servers::McpRegistry {
+        &self.mcp
     }
 
     fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
@@ -635,6 +647,9 @@ impl ToolExecutor for Forgehooks {
         endpoint: &str,
         input: Value,
     ) -> Result<ToolOutput, ToolError> {
+        if forgehook_id.starts_with(leforge_core::mcp::TOOL_PREFIX) {
+            return self.mcp.invoke(forgehook_id, endpoint, input).await;
+        }
         if let Some(manifest) = self.http.manifest(forgehook_id) {
             return self.http.invoke(&manifest, endpoint, input).await;
         }
@@ -667,7 +682,20 @@ impl ToolCatalog for Forgehooks {
     async fn resolve(&self, ids: &[String]) -> Result<Vec<Arc<Manifest>>, Vec<UnavailableTool>> {
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
+        let mcp_entries: Vec<&String> = ids
+            .iter()
+            .filter(|id| id.starts_with(leforge_core::mcp::TOOL_PREFIX))
+            .collect();
+        let mut mcp = self.mcp.resolve(&mcp_entries).await.into_iter();
         for id in ids {
+            if id.starts_with(leforge_core::mcp::TOOL_PREFIX) {
+                match mcp.next() {
+                    Some(Ok(m)) => found.push(m),
+                    Some(Err(u)) => missing.push(u),
+                    None => {}
+                }
+                continue;
+            }
             // Loaded means installed and enabled: the common case needs no database read.
             if let Some(m) = self.wasm.manifest(id).or_else(|| self.http.manifest(id)) {
                 found.push(m);

@@ -17,6 +17,7 @@ pub mod error;
 pub mod forgehook_cli;
 pub mod forgehooks;
 pub mod mcp;
+pub mod mcp_servers;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;

@@ -28,6 +28,20 @@ use crate::state::AppState;
 #[derive(Clone)]
 struct McpCaller(Caller);
 
+/// The MCP endpoint in the OpenAPI document. Its body is JSON-RPC 2.0 (MCP's Streamable
+/// HTTP transport), which OpenAPI cannot describe message by message; MCP clients use the
+/// protocol's own discovery (`initialize`, `tools/list`).
+#[utoipa::path(post, path = "/mcp", tag = "mcp",
+    description = "MCP over Streamable HTTP: a JSON-RPC 2.0 message (initialize, tools/list, tools/call, notifications) per POST, answered as application/json or text/event-stream. GET opens the server-to-client SSE stream of a session (Mcp-Session-Id); DELETE ends the session. Auth is the REST API's (Bearer key); without a key only public agents are listed. Agents are tools named after their slugs; admin keys also see every enabled ForgeHook endpoint as <forgehook>__<endpoint>.",
+    request_body(content = Object, content_type = "application/json", description = "A JSON-RPC 2.0 request or notification"),
+    responses((status = 200, description = "The JSON-RPC response, as JSON or an SSE stream"),
+              (status = 202, description = "A notification was accepted"),
+              (status = 401, description = "An unknown or revoked key"),
+              (status = 403, description = "An Origin that is not allowed")),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)] // Documentation only: `entry` serves the route.
+pub(crate) async fn endpoint_doc() {}
+
 /// The transport, built once per router.
 pub fn service(state: &AppState) -> McpService {
     leforge_mcp::service(

@@ -24,7 +24,9 @@ use crate::routes;
         routes::agent_runs::cancel,
         routes::scripts::list, routes::scripts::create, routes::scripts::get,
         routes::scripts::update, routes::scripts::delete, routes::scripts::test,
-        crate::telemetry::scrape,
+        routes::mcp_servers::list, routes::mcp_servers::create, routes::mcp_servers::get,
+        routes::mcp_servers::update, routes::mcp_servers::delete, routes::mcp_servers::refresh,
+        crate::telemetry::scrape, crate::mcp::endpoint_doc,
     ),
     components(schemas(
         leforge_core::Agent, leforge_core::AgentConfig, leforge_core::AgentConfigPatch,
@@ -45,10 +47,12 @@ use crate::routes;
         routes::scripts::DeletedScript, leforge_core::hook::HookRecord,
         leforge_core::hook::HookRecordOutcome, leforge_core::hook::HookPoint,
         leforge_core::hook::HookLog, leforge_core::hook::HookLogLevel,
+        routes::mcp_servers::McpServerRequest, routes::mcp_servers::McpServerView,
+        routes::mcp_servers::DeletedMcpServer, leforge_core::mcp::McpTool,
     )),
     modifiers(&Security),
     tags(
-        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"), (name = "forgehooks"), (name = "llm"), (name = "scripts"),
+        (name = "health"), (name = "agents"), (name = "runs"), (name = "api-keys"), (name = "forgehooks"), (name = "llm"), (name = "scripts"), (name = "mcp-servers"), (name = "mcp"),
     )
 )]
 pub struct ApiDoc;

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod forgehooks;
 pub mod health;
 pub mod llm;
+pub mod mcp_servers;
 pub mod runs;
 pub mod scripts;
 

@@ -72,7 +72,12 @@ impl AppState {
         wasm_config.private_hosts = config.forgehook_private_hosts.clone();
         let wasm = WasmHost::new(wasm_config)?;
         let http_hooks = crate::forgehooks::HttpHooks::new(&config)?;
-        let forgehooks = Forgehooks::new(store.clone(), wasm, http_hooks);
+        let mcp = crate::mcp_servers::McpRegistry::new(
+            store.clone(),
+            &config.mcp_allowed_hosts,
+            config.mcp_stdio_allowed,
+        );
+        let forgehooks = Forgehooks::new(store.clone(), wasm, http_hooks, mcp);
         // `import "name"` in a script resolves against the store. Building the state needs a
         // runtime (the store pool already does), so there is a handle to block on.
         let hooks = leforge_scripting::RhaiHookRunner::with_library(

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod forgehooks;
 pub mod keys;
 pub mod layout;
+pub mod mcp_servers;
 pub mod pages;
 pub mod runs;
 pub mod scripts;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs", get(runs::history))
         .route("/runs/{run_id}", get(runs::trace))
         .route("/forgehooks", get(forgehooks::list))
+        .route("/mcp-servers", get(mcp_servers::list))
         .route("/scripts", get(scripts::list))
         .route("/scripts/new", get(scripts::new))
         .route("/scripts/{id_or_name}", get(scripts::edit))

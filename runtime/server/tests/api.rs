@@ -719,6 +719,10 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/api-keys", &["get", "post"]),
         ("/api/v1/api-keys/{id}", &["delete"]),
         ("/metrics", &["get"]),
+        ("/api/v1/mcp-servers", &["get", "post"]),
+        ("/api/v1/mcp-servers/{name}", &["get", "put", "delete"]),
+        ("/api/v1/mcp-servers/{name}/refresh", &["post"]),
+        ("/mcp", &["post"]),
     ] {
         for m in methods {
             assert!(paths[path].get(*m).is_some(), "{m} {path} missing");

@@ -140,6 +140,7 @@ async fn pages_redirect_to_sign_in_without_a_session() {
             "/agents/new",
             "/runs",
             "/forgehooks",
+            "/mcp-servers",
             "/scripts",
             "/keys",
             "/runs/00000000-0000-0000-0000-000000000000",
@@ -183,6 +184,68 @@ async fn pages_redirect_to_sign_in_without_a_session() {
         let r = t.get("/api/v1/nope", None).await;
         assert_eq!(r.code(), "NOT_FOUND");
     }
+}
+
+#[tokio::test]
+async fn mcp_servers_page_and_agent_form_show_tools_never_secrets() {
+    use leforge_core::mcp::{McpServer, McpTool, McpTransport};
+    let t = TestApp::new(leforge_store::testing::sqlite().await).await;
+    let now = chrono::Utc::now();
+    t.store
+        .create_mcp_server(McpServer {
+            name: "calc".into(),
+            transport: McpTransport::Http {
+                url: "https://mcp.example.com/mcp".into(),
+                headers: [("Authorization".to_string(), "Bearer top-secret-token".to_string())]
+                    .into(),
+            },
+            timeout_ms: 30_000,
+            enabled: true,
+            tools: vec![McpTool {
+                name: "add".into(),
+                description: "Adds two numbers".into(),
+                input_schema: serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}}),
+                output_schema: None,
+            }],
+            created_at: now,
+            updated_at: now,
+            refreshed_at: now,
+        })
+        .await
+        .unwrap();
+    let (session, _) = sign_in(&t, &t.admin_key).await;
+    let cookie = format!("leforge_session={session}");
+    let page = request(
+        &t,
+        Method::GET,
+        "/mcp-servers",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.body.as_str().unwrap();
+    for expected in [
+        "calc__add",
+        "Adds two numbers",
+        "https://mcp.example.com/mcp",
+        "Authorization",
+        "id=\"mcp-form\"",
+    ] {
+        assert!(html.contains(expected), "{expected} missing");
+    }
+    assert!(!html.contains("top-secret-token"));
+    let form = request(&t, Method::GET, "/agents/new", &[("cookie", &cookie)], None).await;
+    let html = form.body.as_str().unwrap();
+    assert!(
+        html.contains("value=\"mcp:calc\""),
+        "the agent form offers the server"
+    );
+    assert!(
+        html.contains("value=\"mcp:calc/add\""),
+        "and its single tools"
+    );
+    assert!(!html.contains("top-secret-token"));
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use leforge_core::installed::{InstalledForgehook, NewInstalledForgehook};
+use leforge_core::mcp::McpServer;
 use leforge_core::store::AgentVisibility;
 use leforge_core::{
     Agent, AgentPatch, ApiKey, ApiKeyScope, CallbackAttempt, NewAgent, NewApiKey, NewRun,
@@ -45,6 +46,20 @@ const HOOK_COLS: &str =
 
 /// Maps a failed write to the domain error: unique violations become `Conflict` naming the
 /// field (both drivers mention the index or column in the constraint name or message).
+/// An MCP server row: the registration, and the timestamps the store keeps.
+type McpRow = (
+    Json<McpServer>,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+);
+
+/// The timestamps are the row's, whatever the stored registration says.
+fn mcp_from_row((Json(mut server), created_at, updated_at): McpRow) -> McpServer {
+    server.created_at = created_at;
+    server.updated_at = updated_at;
+    server
+}
+
 fn write_err(e: sqlx::Error, entity: &'static str) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         if db.is_unique_violation() {
@@ -1219,6 +1234,71 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(agents)
+            }
+
+            // ---- MCP servers (issue 30) ----
+
+            async fn create_mcp_server(&self, server: McpServer) -> Result<McpServer, StoreError> {
+                let ts = now();
+                let row: McpRow = sqlx::query_as(
+                    "INSERT INTO mcp_servers (name, spec, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $3) RETURNING spec, created_at, updated_at",
+                )
+                .bind(&server.name)
+                .bind(Json(&server))
+                .bind(ts)
+                .fetch_one(&mut *self.write_conn().await?)
+                .await
+                .map_err(|e| write_err(e, "MCP server"))?;
+                Ok(mcp_from_row(row))
+            }
+
+            async fn get_mcp_server(&self, name: &str) -> Result<Option<McpServer>, StoreError> {
+                let row: Option<McpRow> = sqlx::query_as(
+                    "SELECT spec, created_at, updated_at FROM mcp_servers WHERE name = $1",
+                )
+                .bind(name)
+                .fetch_optional(&mut *self.read_conn().await?)
+                .await
+                .map_err(db_err)?;
+                Ok(row.map(mcp_from_row))
+            }
+
+            async fn list_mcp_servers(&self) -> Result<Vec<McpServer>, StoreError> {
+                let rows: Vec<McpRow> = sqlx::query_as(
+                    "SELECT spec, created_at, updated_at FROM mcp_servers ORDER BY name",
+                )
+                .fetch_all(&mut *self.read_conn().await?)
+                .await
+                .map_err(db_err)?;
+                Ok(rows.into_iter().map(mcp_from_row).collect())
+            }
+
+            async fn replace_mcp_server(&self, server: McpServer) -> Result<McpServer, StoreError> {
+                let row: McpRow = sqlx::query_as(
+                    "UPDATE mcp_servers SET spec = $2, updated_at = $3 WHERE name = $1 \
+                     RETURNING spec, created_at, updated_at",
+                )
+                .bind(&server.name)
+                .bind(Json(&server))
+                .bind(now())
+                .fetch_optional(&mut *self.write_conn().await?)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound { entity: "MCP server" })?;
+                Ok(mcp_from_row(row))
+            }
+
+            async fn delete_mcp_server(&self, name: &str) -> Result<McpServer, StoreError> {
+                let row: McpRow = sqlx::query_as(
+                    "DELETE FROM mcp_servers WHERE name = $1 RETURNING spec, created_at, updated_at",
+                )
+                .bind(name)
+                .fetch_optional(&mut *self.write_conn().await?)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound { entity: "MCP server" })?;
+                Ok(mcp_from_row(row))
             }
 
             async fn append_run_hooks(

@@ -2275,3 +2275,76 @@ async fn runs_are_counted_by_status_and_pools_report_their_connections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn mcp_servers_round_trip_conflict_replace_and_delete() {
+    use leforge_core::mcp::{McpServer, McpTool, McpTransport};
+    each_backend(|store| async move {
+        let t = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let server = McpServer {
+            name: "calc".into(),
+            transport: McpTransport::Http {
+                url: "https://mcp.example.com/mcp".into(),
+                headers: [("Authorization".to_string(), "Bearer s3cret".to_string())].into(),
+            },
+            timeout_ms: 5000,
+            enabled: true,
+            tools: vec![McpTool {
+                name: "add".into(),
+                description: "Adds".into(),
+                input_schema: json!({"type": "object", "properties": {"a": {"type": "number"}}}),
+                output_schema: Some(json!({"type": "object"})),
+            }],
+            created_at: t,
+            updated_at: t,
+            refreshed_at: t,
+        };
+        let created = store.create_mcp_server(server.clone()).await.unwrap();
+        // The store keeps its own timestamps.
+        assert!(created.created_at > t);
+        assert_eq!(created.tools, server.tools);
+        assert_eq!(created.transport, server.transport);
+        match store.create_mcp_server(server.clone()).await {
+            Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "name"),
+            other => panic!("expected conflict, got {other:?}"),
+        }
+        let read = store.get_mcp_server("calc").await.unwrap().unwrap();
+        assert_eq!(read, created);
+        assert!(store.get_mcp_server("nope").await.unwrap().is_none());
+
+        let mut changed = created.clone();
+        changed.enabled = false;
+        changed.tools.clear();
+        let replaced = store.replace_mcp_server(changed).await.unwrap();
+        assert!(!replaced.enabled);
+        assert!(replaced.tools.is_empty());
+        assert_eq!(replaced.created_at, created.created_at);
+        assert!(replaced.updated_at >= created.updated_at);
+
+        let mut other = server.clone();
+        other.name = "another".into();
+        store.create_mcp_server(other).await.unwrap();
+        let names: Vec<_> = store
+            .list_mcp_servers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["another", "calc"]);
+
+        let gone = store.delete_mcp_server("calc").await.unwrap();
+        assert_eq!(gone.name, "calc");
+        assert!(matches!(
+            store.delete_mcp_server("calc").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let mut ghost = server.clone();
+        ghost.name = "ghost".into();
+        assert!(matches!(
+            store.replace_mcp_server(ghost).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    })
+    .await;
+}

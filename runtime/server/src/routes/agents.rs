@@ -408,7 +408,12 @@ pub async fn create(
     Admin(caller): Admin,
     ApiJson(req): ApiJson<CreateAgentRequest>,
 ) -> ApiResult<Ok<Agent>> {
-    let hooks = resolve_hooks(&state, req.hooks.as_deref().unwrap_or_default()).await?;
+    let mut hooks = resolve_hooks(&state, req.hooks.as_deref().unwrap_or_default()).await?;
+    if let Some(tools) = &req.tools {
+        hooks
+            .1
+            .extend(state.forgehooks.mcp().check_entries(tools).await);
+    }
     let new = validate_create(req, &caller, hooks)?;
     let agent = state.store.create_agent(new).await?;
     tracing::info!(agent_id = %agent.id, slug = %agent.slug, "agent created");
@@ -446,9 +451,20 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateAgentRequest>,
 ) -> ApiResult<Ok<Agent>> {
     let current = readable_agent(&state, &caller, &id_or_slug).await?;
+    let mcp_errors = match &req.tools {
+        Some(tools) => state.forgehooks.mcp().check_entries(tools).await,
+        None => Vec::new(),
+    };
     let hooks = match &req.hooks {
-        Some(h) => Some(resolve_hooks(&state, h).await?),
-        None => None,
+        Some(h) => {
+            let mut resolved = resolve_hooks(&state, h).await?;
+            resolved.1.extend(mcp_errors);
+            Some(resolved)
+        }
+        None if mcp_errors.is_empty() => None,
+        // Errors carried with no hook change: validation fails, so the empty list is never
+        // applied, and every problem is reported at once.
+        None => Some((Vec::new(), mcp_errors)),
     };
     let patch = validate_update(req, &current, hooks)?;
     let agent = state.store.update_agent(current.id, patch).await?;

@@ -120,6 +120,10 @@ async fn form_page(state: &AppState, session: &UiSession, agent: Option<Agent>) 
         Ok(h) => h,
         Err(e) => return pages::error(session, title, e),
     };
+    let mcp_servers = match state.store.list_mcp_servers().await {
+        Ok(m) => m,
+        Err(e) => return pages::error(session, title, e.into()),
+    };
     let keys = match state
         .store
         .list_api_keys(PageRequest {
@@ -210,7 +214,7 @@ async fn form_page(state: &AppState, session: &UiSession, agent: Option<Agent>) 
                 (field_error("system_prompt"))
             }
             fieldset #tool-picker {
-                legend { "Tools (installed ForgeHooks)" }
+                legend { "Tools (installed ForgeHooks and MCP servers)" }
                 (field_error("tools"))
                 @if hooks.is_empty() {
                     p.empty { "No ForgeHooks installed. " a href="/forgehooks" { "Install one" } "." }
@@ -228,6 +232,38 @@ async fn form_page(state: &AppState, session: &UiSession, agent: Option<Agent>) 
                                 span.badge { (view.endpoints.len()) " endpoint" @if view.endpoints.len() != 1 { "s" } }
                                 @if !view.enabled { " " span.badge.disabled { "disabled" } }
                                 @if !view.description.is_empty() { span.description { (view.description) } }
+                            }
+                        }
+                    }
+                }
+                @if !mcp_servers.is_empty() {
+                    h3 { "MCP servers" }
+                    ul.picker #mcp-picker {
+                        @for server in &mcp_servers {
+                            @let entry = format!("mcp:{}", server.name);
+                            @let id = format!("tool-mcp-{}", server.name);
+                            li {
+                                input type="checkbox" name="tools" value=(entry) id=(id)
+                                    checked[tools.contains(&entry.as_str())];
+                                label for=(id) {
+                                    strong { (server.name) } " "
+                                    code { (entry) } " "
+                                    span.badge { (server.tools.len()) " tool" @if server.tools.len() != 1 { "s" } }
+                                    @if !server.enabled { " " span.badge.disabled { "disabled" } }
+                                }
+                            }
+                            // Single tools an agent lists as `mcp:<server>/<tool>`.
+                            @for tool in &server.tools {
+                                @let entry = format!("mcp:{}/{}", server.name, tool.name);
+                                @let id = format!("tool-mcp-{}-{}", server.name, tool.name);
+                                li.sub {
+                                    input type="checkbox" name="tools" value=(entry) id=(id)
+                                        checked[tools.contains(&entry.as_str())];
+                                    label for=(id) {
+                                        code { (entry) }
+                                        @if !tool.description.is_empty() { span.description { (tool.description) } }
+                                    }
+                                }
                             }
                         }
                     }

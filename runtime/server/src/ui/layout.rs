@@ -9,10 +9,11 @@ pub fn html(markup: Markup) -> Html<String> {
     Html(markup.into_string())
 }
 
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/agents", "Agents"),
     ("/runs", "History"),
     ("/forgehooks", "ForgeHooks"),
+    ("/mcp-servers", "MCP servers"),
     ("/scripts", "Scripts"),
     ("/keys", "API keys"),
 ];

@@ -596,6 +596,49 @@
     );
   };
 
+  pages["mcp-servers"] = function () {
+    const form = document.getElementById("mcp-form");
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      clearErrors(form);
+      const body = {
+        name: document.getElementById("mcp-name").value.trim(),
+        url: document.getElementById("mcp-url").value.trim(),
+      };
+      const headers = parseJson(document.getElementById("mcp-headers").value, "object");
+      if (!headers.ok) {
+        fieldError(form, "headers", "The headers " + headers.message);
+        return;
+      }
+      if (headers.value !== undefined) body.headers = headers.value;
+      const timeout = document.getElementById("mcp-timeout").value;
+      if (timeout) body.timeout_ms = Number(timeout);
+      const button = document.getElementById("mcp-submit");
+      busy(button, true);
+      const r = await api("POST", "/mcp-servers", body);
+      busy(button, false);
+      if (r.status === 201) {
+        const ok = document.getElementById("mcp-ok");
+        ok.textContent = "Registered " + r.body.data.name + " with " + r.body.data.tools.length + " tools. Reloading…";
+        ok.hidden = false;
+        setTimeout(() => location.reload(), 600);
+      } else showApiError(form, "mcp-error", r.body);
+    });
+    document.querySelectorAll("[data-mcp-action]").forEach((b) =>
+      b.addEventListener("click", async () => {
+        const name = b.dataset.mcpName;
+        const action = b.dataset.mcpAction;
+        if (action === "delete" && !(await confirmAction('Remove the MCP server "' + name + '"? Agents that use it stop working.'))) return;
+        busy(b, true);
+        const path = "/mcp-servers/" + encodeURIComponent(name);
+        const r = action === "delete" ? await api("DELETE", path) : await api("POST", path + "/refresh");
+        busy(b, false);
+        if (r.status === 200) location.reload();
+        else showBox(document.getElementById("mcp-servers-error"), r.body.error.code + ": " + r.body.error.message);
+      })
+    );
+  };
+
   pages.keys = function () {
     const form = document.getElementById("key-form");
     form.addEventListener("submit", async (ev) => {

@@ -1,0 +1,365 @@
+//! Registered MCP servers as tools of agents (issue 30): the agent loop sees each as a
+//! manifest with id `mcp:<server>` (see `leforge_core::mcp`); this module resolves an
+//! agent's `mcp:` entries to those manifests and executes their calls over the pooled
+//! connections of `leforge_mcp::client`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leforge_core::forgehook::Manifest;
+use leforge_core::mcp::{parse_tool_ref, McpServer, McpTool, McpTransport};
+use leforge_core::tool::{ToolError, ToolOutput, UnavailableTool};
+use leforge_core::{FieldError, Store};
+use leforge_mcp::client::{call_output, Endpoint, McpClientError, McpClients};
+use serde_json::Value;
+
+/// The guest code a tool result with `isError` becomes (the model sees its text).
+pub const MCP_TOOL_ERROR: &str = "MCP_TOOL_ERROR";
+/// The guest code of a JSON-RPC error answer to a call.
+pub const MCP_REJECTED: &str = "MCP_REJECTED";
+
+#[derive(Clone)]
+pub struct McpRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clients: McpClients,
+    private_allowed: leforge_net::PrivateAllowed,
+    stdio_allowed: bool,
+    /// Servers as last read, by name: calls of a run use the record its start resolved.
+    servers: Mutex<HashMap<String, Arc<McpServer>>>,
+    /// Manifests by agent entry, with the registration time they were built from: the same
+    /// `Arc` for an unchanged server keeps the agent loop's tool-list cache warm.
+    manifests: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Arc<Manifest>)>>,
+}
+
+impl McpRegistry {
+    pub fn new(store: Arc<dyn Store>, allowed_hosts: &[String], stdio_allowed: bool) -> Self {
+        let private_allowed = leforge_net::PrivateAllowed::new(allowed_hosts.iter().cloned());
+        let http = reqwest::Client::builder()
+            // A redirect could lead past the address check; MCP servers have no need of one.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(leforge_net::GuardedResolver::new(private_allowed.clone()))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        McpRegistry {
+            inner: Arc::new(Inner {
+                store,
+                clients: McpClients::new(http),
+                private_allowed,
+                stdio_allowed,
+                servers: Mutex::new(HashMap::new()),
+                manifests: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn stdio_allowed(&self) -> bool {
+        self.inner.stdio_allowed
+    }
+
+    pub fn private_allowed(&self) -> &leforge_net::PrivateAllowed {
+        &self.inner.private_allowed
+    }
+
+    /// Connects afresh and lists the server's tools, as registration and refresh store them.
+    pub async fn list_tools(
+        &self,
+        transport: &McpTransport,
+        timeout_ms: u64,
+    ) -> Result<Vec<McpTool>, String> {
+        let endpoint = self.endpoint(transport).map_err(|e| e.to_string())?;
+        let tools = self
+            .inner
+            .clients
+            .list_tools(&endpoint, Duration::from_millis(timeout_ms))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(tools
+            .into_iter()
+            .map(|t| McpTool {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+                input_schema: Value::Object((*t.input_schema).clone()),
+                output_schema: t.output_schema.map(|s| Value::Object((*s).clone())),
+            })
+            .collect())
+    }
+
+    /// Forgets what is cached about `name` and closes its connection (it changed or went).
+    pub async fn forget(&self, name: &str) {
+        self.inner.lock_servers().remove(name);
+        self.inner.clients.disconnect(name).await;
+    }
+
+    /// Remembers a server as just stored.
+    pub fn remember(&self, server: McpServer) {
+        self.inner
+            .lock_servers()
+            .insert(server.name.clone(), Arc::new(server));
+    }
+
+    fn endpoint(&self, transport: &McpTransport) -> Result<Endpoint, McpClientError> {
+        match transport {
+            McpTransport::Http { url, headers } => {
+                // The guarded resolver never sees a literal address, so those are checked
+                // here, before every connection.
+                let host = reqwest::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default();
+                leforge_net::check_literal(&host, &self.inner.private_allowed)
+                    .map_err(|e| McpClientError::Config(e.to_string()))?;
+                Ok(Endpoint::Http {
+                    url: url.clone(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                })
+            }
+            McpTransport::Stdio { command, args, env } => {
+                if !self.inner.stdio_allowed {
+                    return Err(McpClientError::Config(
+                        "stdio MCP servers are disabled on this server (--mcp-stdio-allowed)"
+                            .into(),
+                    ));
+                }
+                Ok(Endpoint::Stdio {
+                    command: command.clone(),
+                    args: args.clone(),
+                    env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                })
+            }
+        }
+    }
+
+    /// The manifests of an agent's `mcp:` entries, in order; `Err` lists every entry that
+    /// cannot be used, and why.
+    pub async fn resolve(
+        &self,
+        entries: &[&String],
+    ) -> Vec<Result<Arc<Manifest>, UnavailableTool>> {
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            out.push(self.resolve_one(entry).await);
+        }
+        out
+    }
+
+    async fn resolve_one(&self, entry: &str) -> Result<Arc<Manifest>, UnavailableTool> {
+        let unavailable = |reason: String| UnavailableTool {
+            id: entry.to_string(),
+            reason,
+        };
+        let Some(r) = parse_tool_ref(entry) else {
+            return Err(unavailable("not an MCP entry".into()));
+        };
+        let server = match self.inner.store.get_mcp_server(r.server).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(unavailable("MCP server not registered".into())),
+            Err(_) => return Err(unavailable("unknown (database error)".into())),
+        };
+        if !server.enabled {
+            return Err(unavailable("MCP server disabled".into()));
+        }
+        if let Some(tool) = r.tool {
+            if server.tool(tool).is_none() {
+                return Err(unavailable(format!("the MCP server has no tool '{tool}'")));
+            }
+        }
+        let updated = server.updated_at;
+        let cached = {
+            let manifests = self.inner.lock_manifests();
+            manifests
+                .get(entry)
+                .filter(|(at, _)| *at == updated)
+                .map(|(_, m)| m.clone())
+        };
+        let manifest = match cached {
+            Some(m) => m,
+            None => {
+                let only = r.tool.map(|t| vec![t.to_string()]);
+                let m = Arc::new(server.manifest(only.as_deref()));
+                self.inner
+                    .lock_manifests()
+                    .insert(entry.to_string(), (updated, m.clone()));
+                m
+            }
+        };
+        self.remember(server);
+        Ok(manifest)
+    }
+
+    /// Problems with an agent's `mcp:` entries, each under `tools[i]`, for agent validation.
+    pub async fn check_entries(&self, tools: &[String]) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut whole: Vec<&str> = Vec::new();
+        for (i, entry) in tools.iter().enumerate() {
+            let Some(r) = parse_tool_ref(entry) else {
+                continue;
+            };
+            let field = format!("tools[{i}]");
+            if r.server.is_empty() || r.tool == Some("") {
+                errors.push(FieldError::new(
+                    field,
+                    format!("'{entry}' must be mcp:<server> or mcp:<server>/<tool>"),
+                ));
+                continue;
+            }
+            match self.inner.store.get_mcp_server(r.server).await {
+                Ok(Some(server)) => {
+                    if let Some(tool) = r.tool {
+                        if server.tool(tool).is_none() {
+                            errors.push(FieldError::new(
+                                field,
+                                format!("MCP server '{}' has no tool '{tool}'", r.server),
+                            ));
+                        }
+                    } else {
+                        whole.push(r.server);
+                    }
+                }
+                Ok(None) => errors.push(FieldError::new(
+                    field,
+                    format!("'{entry}' names no registered MCP server"),
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read MCP servers");
+                    errors.push(FieldError::new(field, "could not be checked; try again"));
+                }
+            }
+        }
+        // `mcp:x` already offers every tool of x: listing one again would offer it twice.
+        for (i, entry) in tools.iter().enumerate() {
+            if let Some(r) = parse_tool_ref(entry) {
+                if r.tool.is_some() && whole.contains(&r.server) {
+                    errors.push(FieldError::new(
+                        format!("tools[{i}]"),
+                        format!("'{entry}' is already included by 'mcp:{}'", r.server),
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
+    /// Calls `tool` of server `id` (`mcp:<server>`), validating the arguments against the
+    /// tool's input schema first.
+    pub async fn invoke(
+        &self,
+        id: &str,
+        tool: &str,
+        input: Value,
+    ) -> Result<ToolOutput, ToolError> {
+        let started = Instant::now();
+        let name = id
+            .strip_prefix(leforge_core::mcp::TOOL_PREFIX)
+            .unwrap_or(id);
+        let server = self.server(name).await?;
+        let Some(def) = server.tool(tool) else {
+            return Err(ToolError::not_found(format!(
+                "MCP server '{name}' has no tool '{tool}'"
+            )));
+        };
+        let Value::Object(arguments) = input else {
+            return Err(ToolError::invalid_input(
+                "the arguments must be a JSON object",
+            ));
+        };
+        let args = Value::Object(arguments);
+        if let Ok(validator) = jsonschema::validator_for(&def.input_schema) {
+            let problems: Vec<String> = validator
+                .iter_errors(&args)
+                .map(|e| {
+                    let path = e.instance_path().to_string();
+                    let path = if path.is_empty() { "/".into() } else { path };
+                    format!("{path}: {e}")
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(ToolError::InvalidInput { problems });
+            }
+        }
+        let Value::Object(arguments) = args else {
+            unreachable!("checked above")
+        };
+        let endpoint = self
+            .endpoint(&server.transport)
+            .map_err(|e| ToolError::Unavailable {
+                message: e.to_string(),
+            })?;
+        let timeout_ms = server.timeout_ms;
+        let result = self
+            .inner
+            .clients
+            .call(
+                name,
+                &server.updated_at.to_rfc3339(),
+                &endpoint,
+                tool,
+                arguments,
+                Duration::from_millis(timeout_ms),
+            )
+            .await
+            .map_err(|e| match e {
+                McpClientError::Timeout(_) => ToolError::Timeout { timeout_ms },
+                McpClientError::Rejected(message) => ToolError::guest(MCP_REJECTED, &message),
+                other => ToolError::Unavailable {
+                    message: format!("MCP server '{name}': {other}"),
+                },
+            })?;
+        let output =
+            call_output(&result).map_err(|message| ToolError::guest(MCP_TOOL_ERROR, &message))?;
+        let size = serde_json::to_vec(&output).map(|v| v.len()).unwrap_or(0) as u64;
+        let limit = leforge_core::forgehook::DEFAULT_MAX_OUTPUT_BYTES;
+        if size > limit {
+            return Err(ToolError::OutputTooLarge { size, limit });
+        }
+        Ok(ToolOutput {
+            output,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    async fn server(&self, name: &str) -> Result<Arc<McpServer>, ToolError> {
+        if let Some(s) = self.inner.lock_servers().get(name).cloned() {
+            return Ok(s);
+        }
+        match self.inner.store.get_mcp_server(name).await {
+            Ok(Some(s)) if s.enabled => {
+                let s = Arc::new(s);
+                self.inner
+                    .lock_servers()
+                    .insert(name.to_string(), s.clone());
+                Ok(s)
+            }
+            Ok(Some(_)) => Err(ToolError::not_found(format!(
+                "MCP server '{name}' is disabled"
+            ))),
+            Ok(None) => Err(ToolError::not_found(format!(
+                "MCP server '{name}' is not registered"
+            ))),
+            Err(e) => Err(ToolError::Internal {
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn lock_servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<McpServer>>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_manifests(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (chrono::DateTime<chrono::Utc>, Arc<Manifest>)>>
+    {
+        self.manifests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
