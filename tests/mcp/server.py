@@ -10,6 +10,7 @@ implementation. It offers four tools:
 * `slow(seconds)`  -> sleeps, reporting progress when asked, then `{"slept": seconds}`
 
 Usage: python3 tests/mcp/server.py --port P [--host 127.0.0.1]
+       python3 tests/mcp/server.py --stdio   (MCP on stdin/stdout, for stdio registrations)
 
 Once the port accepts connections (and answers as this very process), the script
 prints exactly one line, `READY <port>`, to stdout and flushes it. Logs go to stderr.
@@ -123,11 +124,19 @@ async def announce_when_ready(host: str, port: int) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--stdio", action="store_true", help="speak MCP on stdin/stdout instead of HTTP"
+    )
     args = parser.parse_args()
 
     server = build_server()
+    if args.stdio:
+        await server.run_stdio_async()
+        return
+    if args.port is None:
+        parser.error("--port is required unless --stdio is given")
     async with anyio.create_task_group() as tg:
 
         async def serve() -> None:

@@ -108,7 +108,7 @@ impl McpServer {
         let endpoints = self
             .tools
             .iter()
-            .filter(|t| only.is_none_or(|names| names.iter().any(|n| *n == t.name)))
+            .filter(|t| only.is_none_or(|names| names.contains(&t.name)))
             .map(|t| Endpoint {
                 name: t.name.clone(),
                 description: t.description.clone(),
@@ -286,10 +286,11 @@ mod tests {
 
     #[test]
     fn transport_is_tagged_and_flat() {
-        let v = serde_json::to_value(server()).unwrap();
+        let original = server();
+        let v = serde_json::to_value(&original).unwrap();
         assert_eq!(v["transport"], "http");
         assert_eq!(v["url"], "https://mcp.example.com/mcp");
         let back: McpServer = serde_json::from_value(v).unwrap();
-        assert_eq!(back, server());
+        assert_eq!(back, original);
     }
 }

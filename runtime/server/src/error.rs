@@ -49,6 +49,16 @@ impl ApiError {
             .with_details(json!(errors))
     }
 
+    /// `invalid <what>: <field> <message>; …`, with every problem in `details`.
+    pub fn invalid_fields(what: &str, errors: Vec<FieldError>) -> Self {
+        let summary = errors
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::validation(format!("invalid {what}: {summary}"), errors)
+    }
+
     /// One invalid field, e.g. a query parameter.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();

@@ -19,6 +19,9 @@ pub const MCP_TOOL_ERROR: &str = "MCP_TOOL_ERROR";
 /// The guest code of a JSON-RPC error answer to a call.
 pub const MCP_REJECTED: &str = "MCP_REJECTED";
 
+/// A manifest built for one agent entry, and the registration time it was built from.
+type CachedManifest = (chrono::DateTime<chrono::Utc>, Arc<Manifest>);
+
 #[derive(Clone)]
 pub struct McpRegistry {
     inner: Arc<Inner>,
@@ -33,7 +36,7 @@ struct Inner {
     servers: Mutex<HashMap<String, Arc<McpServer>>>,
     /// Manifests by agent entry, with the registration time they were built from: the same
     /// `Arc` for an unchanged server keeps the agent loop's tool-list cache warm.
-    manifests: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, Arc<Manifest>)>>,
+    manifests: Mutex<HashMap<String, CachedManifest>>,
 }
 
 impl McpRegistry {
@@ -356,10 +359,7 @@ impl Inner {
         self.servers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_manifests(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (chrono::DateTime<chrono::Utc>, Arc<Manifest>)>>
-    {
+    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedManifest>> {
         self.manifests.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -827,3 +827,64 @@ async fn raw_json_rpc_sessions_and_protocol_edges() {
     let health = t.get("/api/v1/health", None).await;
     assert_eq!(health.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_mcp_servers_run_only_when_the_operator_allows_them() {
+    if !sdk_available() {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/mcp/server.py");
+    let fake = FakeProvider::start().await;
+    let t = TestApp::with_settings(
+        leforge_store::testing::sqlite().await,
+        leforge_llm::LlmConfig::for_test_server(&fake.base_url()),
+        |c| c.mcp_stdio_allowed = true,
+    )
+    .await;
+    let r = t
+        .admin_post(
+            "/api/v1/mcp-servers",
+            json!({"name": "local", "command": "python3", "args": [script, "--stdio"],
+                   "env": {"SOME_TOKEN": "env-secret"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["data"]["transport"], "stdio");
+    assert_eq!(r.body["data"]["env"]["SOME_TOKEN"], "********");
+    assert!(!r.body.to_string().contains("env-secret"));
+    assert_eq!(
+        r.body["data"]["tools"].as_array().unwrap().len(),
+        4,
+        "{}",
+        r.body
+    );
+    t.create_agent(
+        json!({"name": "Local", "system_prompt": "x", "provider": "anthropic",
+                          "model": "claude-sonnet", "tools": ["mcp:local/add"]}),
+    )
+    .await;
+    fake.push(Script::tool_call("local__add", json!({"a": 1, "b": 1})));
+    fake.push(Script::text("{\"ok\": true}"));
+    let run = t
+        .call(
+            Method::POST,
+            "/api/v1/agents/local/run",
+            Some(&t.admin_key),
+            Some(json!({"input": "add"})),
+        )
+        .await;
+    assert_eq!(run.body["data"]["status"], "completed", "{}", run.body);
+    let id = run.body["data"]["run_id"].as_str().unwrap();
+    let stored = t.admin_get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(stored.body["data"]["steps"][0]["tool"], "mcp:local");
+    assert_eq!(stored.body["data"]["steps"][0]["output"], json!({"sum": 2}));
+    // A command that cannot start is the registration's 400, under `command`.
+    let r = t
+        .admin_post(
+            "/api/v1/mcp-servers",
+            json!({"name": "missing", "command": "/nonexistent/mcp-server"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["error"]["details"][0]["field"], "command");
+}

@@ -148,12 +148,7 @@ fn slug_for(name: &str) -> String {
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
-    let summary = errors
-        .iter()
-        .map(|e| format!("{} {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    ApiError::validation(format!("invalid agent: {summary}"), errors)
+    ApiError::invalid_fields("agent", errors)
 }
 
 /// Validates a create request completely, reporting every problem at once.

@@ -122,12 +122,7 @@ impl From<&McpServer> for McpServerView {
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
-    let summary = errors
-        .iter()
-        .map(|e| format!("{} {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    ApiError::validation(format!("invalid MCP server: {summary}"), errors)
+    ApiError::invalid_fields("MCP server", errors)
 }
 
 /// A value equal to the mask keeps the stored value of that name (a form sends back what it
