@@ -52,7 +52,9 @@ fn start(data_dir: &std::path::Path, fake: &FakeProvider, envs: &[(&str, &str)])
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(120))
+    // A first start compiles the built-in components (a debug build, beside the other
+    // servers of the parallel tests on 2 cores): slow, and no sign of a fault in itself.
+    rx.recv_timeout(Duration::from_secs(300))
         .expect("server started");
     Server {
         child,
