@@ -1249,7 +1249,15 @@ macro_rules! sql_store {
                 .bind(ts)
                 .fetch_one(&mut *self.write_conn().await?)
                 .await
-                .map_err(|e| write_err(e, "MCP server"))?;
+                .map_err(|e| match write_err(e, "MCP server") {
+                    // The name is the only key; PostgreSQL's message names the constraint
+                    // (`mcp_servers_pkey`), not the column.
+                    StoreError::Conflict { entity, .. } => StoreError::Conflict {
+                        entity,
+                        field: "name".into(),
+                    },
+                    other => other,
+                })?;
                 Ok(mcp_from_row(row))
             }
 
