@@ -62,19 +62,9 @@ pub enum McpClientError {
     Config(String),
 }
 
-impl McpClientError {
-    /// Whether a retry may succeed (the server may be back, or the pool reconnects).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            McpClientError::Connect(_) | McpClientError::Timeout(_) | McpClientError::Transport(_)
-        )
-    }
-}
-
 /// A reqwest client as rmcp's Streamable HTTP client, with fixed extra headers.
 #[derive(Clone)]
-pub struct HttpClient {
+struct HttpClient {
     http: reqwest::Client,
     headers: Arc<HeaderMap>,
 }
@@ -309,8 +299,11 @@ type Connection = RunningService<RoleClient, ClientConfig>;
 /// fails. A change of a server's registration (its `version`) reconnects too.
 pub struct McpClients {
     http: reqwest::Client,
-    pool: Mutex<HashMap<String, Pooled>>,
+    /// One slot per server, so connecting to a slow server holds up only its own calls.
+    pool: std::sync::Mutex<HashMap<String, Slot>>,
 }
+
+type Slot = Arc<Mutex<Option<Pooled>>>;
 
 struct Pooled {
     version: String,
@@ -324,18 +317,13 @@ fn client_info() -> ClientConfig {
     )
 }
 
-/// The error chain: rmcp's initialize error alone says only "connection closed".
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    leforge_core::error_chain(e)
-}
-
 impl McpClients {
     /// `http` makes every HTTP request: give it the server's guarded resolver and no
     /// redirects.
     pub fn new(http: reqwest::Client) -> Self {
         McpClients {
             http,
-            pool: Mutex::new(HashMap::new()),
+            pool: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -359,7 +347,7 @@ impl McpClients {
                     client_info()
                         .serve(transport)
                         .await
-                        .map_err(|e| McpClientError::Connect(describe(&e)))
+                        .map_err(|e| McpClientError::Connect(leforge_core::error_chain(&e)))
                 }
                 Endpoint::Stdio { command, args, env } => {
                     let mut cmd = tokio::process::Command::new(command);
@@ -377,7 +365,7 @@ impl McpClients {
                     client_info()
                         .serve(transport)
                         .await
-                        .map_err(|e| McpClientError::Connect(describe(&e)))
+                        .map_err(|e| McpClientError::Connect(leforge_core::error_chain(&e)))
                 }
             }
         };
@@ -434,6 +422,11 @@ impl McpClients {
         }
     }
 
+    fn slot(&self, name: &str) -> Slot {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.entry(name.to_string()).or_default().clone()
+    }
+
     async fn pooled(
         &self,
         name: &str,
@@ -441,35 +434,35 @@ impl McpClients {
         endpoint: &Endpoint,
         timeout: Duration,
     ) -> Result<Arc<Connection>, McpClientError> {
-        // One lock for the lookup and the connect: two calls that both find no connection
-        // open one, not two. Connecting is bounded by the call's timeout.
-        let mut pool = self.pool.lock().await;
-        if let Some(p) = pool.get(name) {
+        // The slot's lock covers the lookup and the connect: two calls that both find no
+        // connection open one, not two. Connecting is bounded by the call's timeout.
+        let slot = self.slot(name);
+        let mut pooled = slot.lock().await;
+        if let Some(p) = pooled.as_ref() {
             if p.version == version && !p.conn.is_closed() {
                 return Ok(p.conn.clone());
             }
         }
         let conn = Arc::new(self.connect(endpoint, timeout).await?);
-        pool.insert(
-            name.to_string(),
-            Pooled {
-                version: version.to_string(),
-                conn: conn.clone(),
-            },
-        );
+        *pooled = Some(Pooled {
+            version: version.to_string(),
+            conn: conn.clone(),
+        });
         Ok(conn)
     }
 
     async fn forget(&self, name: &str, conn: &Arc<Connection>) {
-        let mut pool = self.pool.lock().await;
-        if pool.get(name).is_some_and(|p| Arc::ptr_eq(&p.conn, conn)) {
-            pool.remove(name);
+        let slot = self.slot(name);
+        let mut pooled = slot.lock().await;
+        if pooled.as_ref().is_some_and(|p| Arc::ptr_eq(&p.conn, conn)) {
+            *pooled = None;
         }
     }
 
     /// Closes the connection to `name` (the server was changed or deleted).
     pub async fn disconnect(&self, name: &str) {
-        let removed = self.pool.lock().await.remove(name);
+        let slot = self.slot(name);
+        let removed = slot.lock().await.take();
         if let Some(p) = removed {
             if let Ok(conn) = Arc::try_unwrap(p.conn) {
                 let _ = conn.cancel().await;
@@ -482,7 +475,7 @@ fn call_error(e: ServiceError) -> McpClientError {
     match e {
         ServiceError::McpError(data) => McpClientError::Rejected(data.message.to_string()),
         ServiceError::Timeout { timeout } => McpClientError::Timeout(timeout.as_millis() as u64),
-        other => McpClientError::Transport(describe(&other)),
+        other => McpClientError::Transport(leforge_core::error_chain(&other)),
     }
 }
 

@@ -682,17 +682,11 @@ impl ToolCatalog for Forgehooks {
     async fn resolve(&self, ids: &[String]) -> Result<Vec<Arc<Manifest>>, Vec<UnavailableTool>> {
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
-        let mcp_entries: Vec<&String> = ids
-            .iter()
-            .filter(|id| id.starts_with(leforge_core::mcp::TOOL_PREFIX))
-            .collect();
-        let mut mcp = self.mcp.resolve(&mcp_entries).await.into_iter();
         for id in ids {
             if id.starts_with(leforge_core::mcp::TOOL_PREFIX) {
-                match mcp.next() {
-                    Some(Ok(m)) => found.push(m),
-                    Some(Err(u)) => missing.push(u),
-                    None => {}
+                match self.mcp.resolve(id).await {
+                    Ok(m) => found.push(m),
+                    Err(u) => missing.push(u),
                 }
                 continue;
             }

@@ -22,6 +22,35 @@ pub const MCP_REJECTED: &str = "MCP_REJECTED";
 /// A manifest built for one agent entry, and the registration time it was built from.
 type CachedManifest = (chrono::DateTime<chrono::Utc>, Arc<Manifest>);
 
+/// A registration as calls use it: its tools' input schemas compiled once per version,
+/// not once per call.
+struct Loaded {
+    server: McpServer,
+    /// Identifies the registration to the connection pool (a change reconnects).
+    version: String,
+    validators: HashMap<String, Arc<jsonschema::Validator>>,
+}
+
+impl Loaded {
+    fn new(server: McpServer) -> Loaded {
+        let validators = server
+            .tools
+            .iter()
+            .filter_map(|t| {
+                // A schema the validator cannot compile checks nothing, as for a tool
+                // without one: the server still checks its own arguments.
+                let v = jsonschema::validator_for(&t.input_schema).ok()?;
+                Some((t.name.clone(), Arc::new(v)))
+            })
+            .collect();
+        Loaded {
+            version: server.updated_at.to_rfc3339(),
+            server,
+            validators,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct McpRegistry {
     inner: Arc<Inner>,
@@ -33,7 +62,7 @@ struct Inner {
     private_allowed: leforge_net::PrivateAllowed,
     stdio_allowed: bool,
     /// Servers as last read, by name: calls of a run use the record its start resolved.
-    servers: Mutex<HashMap<String, Arc<McpServer>>>,
+    servers: Mutex<HashMap<String, Arc<Loaded>>>,
     /// Manifests by agent entry, with the registration time they were built from: the same
     /// `Arc` for an unchanged server keeps the agent loop's tool-list cache warm.
     manifests: Mutex<HashMap<String, CachedManifest>>,
@@ -99,11 +128,18 @@ impl McpRegistry {
         self.inner.clients.disconnect(name).await;
     }
 
-    /// Remembers a server as just stored.
-    pub fn remember(&self, server: McpServer) {
-        self.inner
-            .lock_servers()
-            .insert(server.name.clone(), Arc::new(server));
+    /// Remembers a server as just read; an unchanged registration keeps what was compiled.
+    fn remember(&self, server: McpServer) -> Arc<Loaded> {
+        let mut servers = self.inner.lock_servers();
+        if let Some(kept) = servers
+            .get(&server.name)
+            .filter(|l| l.server.updated_at == server.updated_at)
+        {
+            return kept.clone();
+        }
+        let loaded = Arc::new(Loaded::new(server));
+        servers.insert(loaded.server.name.clone(), loaded.clone());
+        loaded
     }
 
     fn endpoint(&self, transport: &McpTransport) -> Result<Endpoint, McpClientError> {
@@ -141,20 +177,8 @@ impl McpRegistry {
         }
     }
 
-    /// The manifests of an agent's `mcp:` entries, in order; `Err` lists every entry that
-    /// cannot be used, and why.
-    pub async fn resolve(
-        &self,
-        entries: &[&String],
-    ) -> Vec<Result<Arc<Manifest>, UnavailableTool>> {
-        let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
-            out.push(self.resolve_one(entry).await);
-        }
-        out
-    }
-
-    async fn resolve_one(&self, entry: &str) -> Result<Arc<Manifest>, UnavailableTool> {
+    /// The manifest of one of an agent's `mcp:` entries, or why it cannot be used.
+    pub async fn resolve(&self, entry: &str) -> Result<Arc<Manifest>, UnavailableTool> {
         let unavailable = |reason: String| UnavailableTool {
             id: entry.to_string(),
             reason,
@@ -263,19 +287,20 @@ impl McpRegistry {
         let name = id
             .strip_prefix(leforge_core::mcp::TOOL_PREFIX)
             .unwrap_or(id);
-        let server = self.server(name).await?;
-        let Some(def) = server.tool(tool) else {
+        let loaded = self.server(name).await?;
+        let server = &loaded.server;
+        if server.tool(tool).is_none() {
             return Err(ToolError::not_found(format!(
                 "MCP server '{name}' has no tool '{tool}'"
             )));
-        };
+        }
         let Value::Object(arguments) = input else {
             return Err(ToolError::invalid_input(
                 "the arguments must be a JSON object",
             ));
         };
         let args = Value::Object(arguments);
-        if let Ok(validator) = jsonschema::validator_for(&def.input_schema) {
+        if let Some(validator) = loaded.validators.get(tool) {
             let problems: Vec<String> = validator
                 .iter_errors(&args)
                 .map(|e| {
@@ -302,7 +327,7 @@ impl McpRegistry {
             .clients
             .call(
                 name,
-                &server.updated_at.to_rfc3339(),
+                &loaded.version,
                 &endpoint,
                 tool,
                 arguments,
@@ -329,18 +354,12 @@ impl McpRegistry {
         })
     }
 
-    async fn server(&self, name: &str) -> Result<Arc<McpServer>, ToolError> {
+    async fn server(&self, name: &str) -> Result<Arc<Loaded>, ToolError> {
         if let Some(s) = self.inner.lock_servers().get(name).cloned() {
             return Ok(s);
         }
         match self.inner.store.get_mcp_server(name).await {
-            Ok(Some(s)) if s.enabled => {
-                let s = Arc::new(s);
-                self.inner
-                    .lock_servers()
-                    .insert(name.to_string(), s.clone());
-                Ok(s)
-            }
+            Ok(Some(s)) if s.enabled => Ok(self.remember(s)),
             Ok(Some(_)) => Err(ToolError::not_found(format!(
                 "MCP server '{name}' is disabled"
             ))),
@@ -355,7 +374,7 @@ impl McpRegistry {
 }
 
 impl Inner {
-    fn lock_servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<McpServer>>> {
+    fn lock_servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Loaded>>> {
         self.servers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
