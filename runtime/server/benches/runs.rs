@@ -12,7 +12,8 @@
 //!    answers from the raw request bodies and validates one in 50, so that it takes little
 //!    of the cores the server is measured on (`FakeProvider::set_load_responder`).
 //!
-//! `LEFORGE_BENCH_ONLY=per_step|thousand` and `LEFORGE_BENCH_STORE=sqlite|postgres` narrow it.
+//! `LEFORGE_BENCH_ONLY=per_step|thousand` and `LEFORGE_BENCH_STORE=sqlite|postgres` narrow it;
+//! `LEFORGE_BENCH_RUNS` sets how many runs the per-step figure measures (20).
 //!
 //! `LEFORGE_BENCH_TELEMETRY=off|metrics|on` measures what metrics and traces cost (issue 29):
 //! `off` records metrics into a no-op recorder and exports no spans; `metrics` records into the
@@ -61,6 +62,20 @@ fn proc_stat(path: impl AsRef<std::path::Path>, fields: &[usize]) -> Option<(Str
 fn cpu_seconds(pid: &str) -> f64 {
     // utime and stime: the 14th and 15th fields.
     proc_stat(format!("/proc/{pid}/stat"), &[11, 12]).map_or(0.0, |(_, s)| s)
+}
+
+/// Nanoseconds of CPU the live threads of this process have run, from each thread's
+/// schedstat: nanosecond resolution, where `stat`'s ticks are 10 ms. A thread that has exited
+/// no longer counts; the per-step loop starts none that do.
+fn threads_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// CPU seconds used so far by every PostgreSQL process on this machine (the server's
@@ -164,9 +179,21 @@ async fn per_step(fake: &FakeProvider, postgres: bool) {
     });
     let (state, db, _dir) = state(fake, postgres).await;
     let agent_id = agent(&state, "Stepper").await;
+    // More runs for a profile whose samples should come from the loop, not from setup.
+    let runs: usize = std::env::var("LEFORGE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let mut per_step_ms = Vec::new();
     let mut overhead_ms = Vec::new();
-    for i in 0..25 {
+    // This process's CPU over the measured runs, less the fake provider's handler time:
+    // steadier than wall time, which each cross-thread wake-up on a shared machine moves.
+    let (mut cpu_from, mut provider_from) = (0, Duration::ZERO);
+    for i in 0..runs + 5 {
+        if i == 5 {
+            cpu_from = threads_cpu_ns();
+            provider_from = fake.busy_time();
+        }
         let run = state
             .store
             .create_run(NewRun::simple(agent_id, "go"))
@@ -187,17 +214,22 @@ async fn per_step(fake: &FakeProvider, postgres: bool) {
             overhead_ms.push((wall - provider).as_secs_f64() * 1000.0 / STEPS as f64);
         }
     }
+    let cpu = Duration::from_nanos(threads_cpu_ns() - cpu_from)
+        .saturating_sub(fake.busy_time() - provider_from);
+    let cpu_per_step_ms = cpu.as_secs_f64() * 1000.0 / (runs * STEPS) as f64;
     per_step_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     overhead_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "per step ({}, {STEPS} steps/run, 20 runs): wall p50 {:.3} ms, p90 {:.3} ms, min {:.3} ms; \
-         runtime overhead (wall minus the fake provider's handler time) p50 {:.3} ms, p90 {:.3} ms",
+        "per step ({}, {STEPS} steps/run, {runs} runs): wall p50 {:.3} ms, p90 {:.3} ms, min {:.3} ms; \
+         runtime overhead (wall minus the fake provider's handler time) p50 {:.3} ms, p90 {:.3} ms; \
+         process CPU per step (less the fake provider's handler time) {:.3} ms",
         db.backend,
         percentile(&per_step_ms, 0.5),
         percentile(&per_step_ms, 0.9),
         per_step_ms[0],
         percentile(&overhead_ms, 0.5),
         percentile(&overhead_ms, 0.9),
+        cpu_per_step_ms,
     );
 }
 

@@ -242,9 +242,13 @@ impl TracingGuard {
 }
 
 /// The exporter's HTTP client: the project's reqwest, under the `HttpClient` trait the OTLP
-/// exporter sends through.
+/// exporter sends through. The batch processor exports from a thread of its own, outside the
+/// runtime that reqwest needs, so each export is spawned onto that runtime and awaited.
 #[derive(Debug, Clone)]
-struct OtlpHttp(reqwest::Client);
+struct OtlpHttp {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for OtlpHttp {
@@ -252,12 +256,17 @@ impl opentelemetry_http::HttpClient for OtlpHttp {
         &self,
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let response = self.0.execute(reqwest::Request::try_from(request)?).await?;
-        let mut builder = http::Response::builder().status(response.status());
-        if let Some(headers) = builder.headers_mut() {
-            *headers = response.headers().clone();
-        }
-        Ok(builder.body(response.bytes().await?)?)
+        let request = reqwest::Request::try_from(request)?;
+        let client = self.client.clone();
+        let sent = self.runtime.spawn(async move {
+            let response = client.execute(request).await?;
+            let mut builder = http::Response::builder().status(response.status());
+            if let Some(headers) = builder.headers_mut() {
+                *headers = response.headers().clone();
+            }
+            Ok::<_, opentelemetry_http::HttpError>(builder.body(response.bytes().await?)?)
+        });
+        sent.await?
     }
 }
 
@@ -265,7 +274,8 @@ impl opentelemetry_http::HttpClient for OtlpHttp {
 /// variables itself (endpoint, headers, protocol); the SDK reads the sampler's.
 fn tracer_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| "the exporter needs a Tokio runtime: start tracing inside it".to_string())?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -286,7 +296,7 @@ fn tracer_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, Stri
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(protocol)
-        .with_http_client(OtlpHttp(client))
+        .with_http_client(OtlpHttp { client, runtime })
         .build()
         .map_err(|e| e.to_string())?;
     let mut resource = opentelemetry_sdk::Resource::builder();
@@ -295,9 +305,10 @@ fn tracer_provider() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, Stri
         resource = resource.with_service_name("leforge");
     }
     Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_span_processor(
-            BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build(),
-        )
+        // The SDK's batch processor queues an ended span without waking its export thread
+        // until a batch is full or its delay is up. The async-runtime variant woke its task
+        // for every span: a cross-thread wake-up per span, most of what export cost a step.
+        .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build())
 }
@@ -332,23 +343,35 @@ pub fn init_tracing(default_filter: &str) -> TracingGuard {
     // Spans only, at info and above: events stay in the logs, where the filter governs them.
     let otel = provider.as_ref().map(|p| {
         use opentelemetry::trace::TracerProvider as _;
-        // No code locations, thread names or busy/idle times: attributes nobody asked for,
-        // and the last costs two clock reads at every poll of an instrumented future.
+        // No code locations, thread names, targets or busy/idle times: attributes nobody
+        // asked for, and the last costs two clock reads at every poll of an instrumented
+        // future. No context activation either: it attaches an OpenTelemetry context at
+        // every poll, for code that reads `Context::current()`, which nothing here does (the
+        // server reads a span's context from the span).
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("leforge"))
             .with_location(false)
             .with_threads(false)
+            .with_target(false)
             .with_tracked_inactivity(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && *meta.level() <= tracing::Level::INFO
-            }))
+            .with_context_activation(false)
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|meta| {
+                    meta.is_span() && *meta.level() <= tracing::Level::INFO
+                })
+                // Tells the dispatcher that debug and trace callsites are never this layer's.
+                .with_max_level_hint(tracing::level_filters::LevelFilter::INFO),
+            )
     });
     if provider.is_some() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     }
     tracing_subscriber::registry()
         .with(otel)
-        .with(SpanFields)
+        // Only info spans carry `run_id` and `request_id`. Unfiltered, this layer would make
+        // every debug and trace callsite of every dependency live (sqlx then formats each
+        // statement for a log line that the fmt layer's filter drops).
+        .with(SpanFields.with_filter(tracing::level_filters::LevelFilter::INFO))
         .with(fmt.with_filter(EnvFilter::new(filter)))
         .init();
     if let Some(problem) = problem {
