@@ -24,7 +24,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The span exporter is a task of this runtime.
+    // The span exporter sends its requests through this runtime.
     let tracing = {
         let _entered = runtime.enter();
         crate::telemetry::init_tracing(if quiet { "warn" } else { "info,sqlx=warn" })
