@@ -2,12 +2,14 @@
 
 A real server built with the Python MCP SDK's `MCPServer`, served over Streamable
 HTTP at `/mcp`, so the Rust MCP client can be checked against an independent
-implementation. It offers four tools:
+implementation. It offers five tools:
 
 * `add(a, b)`      -> structured `{"sum": a + b}` (tools/list shows an outputSchema)
 * `fail(reason)`   -> raises, so the result has isError true and the text carries `reason`
 * `echo(text)`     -> `text` as plain text content, no structured output
 * `slow(seconds)`  -> sleeps, reporting progress when asked, then `{"slept": seconds}`
+* `whoami(header, env)` -> JSON text: the value of one request header (null on stdio) and
+  of each named environment variable (null when unset), so a test can see what reached it
 
 Usage: python3 tests/mcp/server.py --port P [--host 127.0.0.1]
        python3 tests/mcp/server.py --stdio   (MCP on stdin/stdout, for stdio registrations)
@@ -17,6 +19,8 @@ prints exactly one line, `READY <port>`, to stdout and flushes it. Logs go to st
 """
 
 import argparse
+import json
+import os
 import secrets
 import sys
 
@@ -84,6 +88,19 @@ def build_server() -> MCPServer:
         await anyio.sleep(max(seconds, 0.0))
         await ctx.report_progress(1, 1, "done")
         return SleptResult(slept=seconds)
+
+    @server.tool(
+        description="Report one request header and the named environment variables as JSON.",
+        structured_output=False,
+    )
+    def whoami(header: str, env: list[str], ctx: Context) -> str:
+        headers = ctx.headers
+        return json.dumps(
+            {
+                "header": headers.get(header) if headers is not None else None,
+                "env": {name: os.environ.get(name) for name in env},
+            }
+        )
 
     @server.custom_route(READY_PATH, methods=["GET"])
     async def ready(_request: Request) -> Response:

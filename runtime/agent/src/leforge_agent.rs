@@ -441,6 +441,12 @@ impl Toolbox {
         for m in manifests {
             for ep in &m.endpoints {
                 let name = m.tool_name(&ep.name);
+                // Registration keeps ForgeHook and MCP server names apart; should two still
+                // meet (a race of the two), the model is offered each name once, and calls
+                // go to the first entry.
+                if by_name.contains_key(&name) {
+                    continue;
+                }
                 specs.push(ToolSpec::new(
                     name.clone(),
                     ep.description.clone(),

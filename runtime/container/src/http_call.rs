@@ -215,23 +215,11 @@ pub(crate) fn check_input(
     validator: &jsonschema::Validator,
     input: &Value,
 ) -> Result<(), ToolError> {
-    let problems: Vec<String> = validator
-        .iter_errors(input)
-        .take(20)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            if path.is_empty() {
-                e.to_string()
-            } else {
-                format!("at {path}: {e}")
-            }
-        })
-        .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ToolError::InvalidInput { problems })
-    }
+    ToolError::check_schema(
+        validator
+            .iter_errors(input)
+            .map(|e| (e.instance_path().to_string(), e)),
+    )
 }
 
 /// Joins a base (`http://10.0.0.2:8080` + `/api`) and an endpoint path without doubling or

@@ -1172,7 +1172,7 @@ pub fn validate_endpoint_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_words(s: &str, sep: char) -> bool {
+pub(crate) fn is_words(s: &str, sep: char) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.split(sep).all(|w| {
             !w.is_empty()

@@ -187,16 +187,12 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME_LEN {
         return Err(format!("must be at most {MAX_NAME_LEN} characters"));
     }
-    let mut prev = '-';
-    for (i, c) in name.chars().enumerate() {
-        let ok = c.is_ascii_lowercase() || c.is_ascii_digit() || (c == '-' && prev != '-');
-        if !ok || (i == 0 && !c.is_ascii_lowercase()) {
-            return Err(
-                "must be lowercase letters and digits in words separated by single hyphens, starting with a letter (e.g. github-tools)"
-                    .into(),
-            );
-        }
-        prev = c;
+    // A trailing hyphen gets its own message below.
+    if !crate::forgehook::is_words(name.strip_suffix('-').unwrap_or(name), '-') {
+        return Err(
+            "must be lowercase letters and digits in words separated by single hyphens, starting with a letter (e.g. github-tools)"
+                .into(),
+        );
     }
     if name.ends_with('-') {
         return Err("must not end with a hyphen".into());

@@ -212,7 +212,6 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_script(&self, id: Uuid) -> Result<Script, StoreError>;
     /// Live (not deleted) agents whose `hooks` list the script, oldest first.
     async fn agents_using_script(&self, script_id: Uuid) -> Result<Vec<Agent>, StoreError>;
-    /// Appends hook records to a run's trace, after those already stored.
     // ---- MCP servers (issue 30): keyed by name ----
     /// `Conflict` when the name is taken.
     async fn create_mcp_server(&self, server: McpServer) -> Result<McpServer, StoreError>;
@@ -223,6 +222,7 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_mcp_server(&self, server: McpServer) -> Result<McpServer, StoreError>;
     async fn delete_mcp_server(&self, name: &str) -> Result<McpServer, StoreError>;
 
+    /// Appends hook records to a run's trace, after those already stored.
     async fn append_run_hooks(
         &self,
         run_id: Uuid,

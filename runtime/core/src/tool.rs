@@ -158,6 +158,30 @@ impl ToolError {
             problems: vec![problem.into()],
         }
     }
+
+    /// The outcome of checking input against an endpoint's schema, from the validator's
+    /// errors as (instance path, error): the first 20, each with its path when it has one.
+    /// One wording for every kind of tool (WASM, container, gateway, MCP).
+    pub fn check_schema<E: std::fmt::Display>(
+        errors: impl IntoIterator<Item = (String, E)>,
+    ) -> Result<(), ToolError> {
+        let problems: Vec<String> = errors
+            .into_iter()
+            .take(20)
+            .map(|(path, e)| {
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("at {path}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ToolError::InvalidInput { problems })
+        }
+    }
 }
 
 /// Executes tools for the agent loop (and the `invoke` route). Implemented by the WASM host

@@ -6,11 +6,12 @@
 //! the server's SSRF guard (its resolver) and redirect policy apply to every request; rmcp's
 //! own reqwest integration would bring a second reqwest and bypass both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use leforge_core::mcp::McpTransport;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientJsonRpcMessage,
@@ -28,22 +29,6 @@ use tokio::sync::Mutex;
 /// Largest JSON (not SSE) response read from an MCP server.
 const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
-/// Where an MCP server is and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// Streamable HTTP; the headers (often credentials) go with every request.
-    Http {
-        url: String,
-        headers: Vec<(String, String)>,
-    },
-    /// A child process speaking MCP on stdin/stdout, started with exactly this environment
-    /// (plus `PATH`, to find the command).
-    Stdio {
-        command: String,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
-    },
-}
 
 /// Why talking to an MCP server failed. Messages carry no header values or URLs' secrets.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,7 +54,7 @@ struct HttpClient {
     headers: Arc<HeaderMap>,
 }
 
-fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, McpClientError> {
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, McpClientError> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let name = HeaderName::try_from(name.as_str())
@@ -83,6 +68,12 @@ fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, McpClientError>
 }
 
 type HttpResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
+
+/// A reqwest error without its URL: an MCP URL may carry a token in its query, and these
+/// errors reach the run's trace and the model.
+fn client_error(e: reqwest::Error) -> StreamableHttpError<reqwest::Error> {
+    StreamableHttpError::Client(e.without_url())
+}
 
 impl HttpClient {
     fn request(
@@ -164,7 +155,7 @@ impl StreamableHttpClient for HttpClient {
             .json(&message)
             .send()
             .await
-            .map_err(StreamableHttpError::Client)?;
+            .map_err(client_error)?;
         let status = resp.status();
         if status == reqwest::StatusCode::ACCEPTED || status == reqwest::StatusCode::NO_CONTENT {
             return Ok(StreamableHttpPostResponse::Accepted);
@@ -215,7 +206,7 @@ impl StreamableHttpClient for HttpClient {
                     max_size: MAX_JSON_BODY,
                 });
             }
-            let bytes = resp.bytes().await.map_err(StreamableHttpError::Client)?;
+            let bytes = resp.bytes().await.map_err(client_error)?;
             if bytes.len() > MAX_JSON_BODY {
                 return Err(StreamableHttpError::ResponseBodyTooLarge {
                     max_size: MAX_JSON_BODY,
@@ -249,7 +240,7 @@ impl StreamableHttpClient for HttpClient {
             )
             .send()
             .await
-            .map_err(StreamableHttpError::Client)?;
+            .map_err(client_error)?;
         if resp.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED {
             return Err(StreamableHttpError::ServerDoesNotSupportDeleteSession);
         }
@@ -276,7 +267,7 @@ impl StreamableHttpClient for HttpClient {
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
-        let resp = req.send().await.map_err(StreamableHttpError::Client)?;
+        let resp = req.send().await.map_err(client_error)?;
         let status = resp.status();
         if status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
             return Err(StreamableHttpError::ServerDoesNotSupportSse);
@@ -330,12 +321,12 @@ impl McpClients {
     /// Opens a new connection (initialize included) within `timeout`.
     pub async fn connect(
         &self,
-        endpoint: &Endpoint,
+        endpoint: &McpTransport,
         timeout: Duration,
     ) -> Result<Connection, McpClientError> {
         let connecting = async {
             match endpoint {
-                Endpoint::Http { url, headers } => {
+                McpTransport::Http { url, headers } => {
                     let client = HttpClient {
                         http: self.http.clone(),
                         headers: Arc::new(header_map(headers)?),
@@ -349,13 +340,15 @@ impl McpClients {
                         .await
                         .map_err(|e| McpClientError::Connect(leforge_core::error_chain(&e)))
                 }
-                Endpoint::Stdio { command, args, env } => {
+                // Started with exactly the registration's environment, plus `PATH` to find
+                // the command.
+                McpTransport::Stdio { command, args, env } => {
                     let mut cmd = tokio::process::Command::new(command);
                     cmd.args(args).env_clear();
                     if let Some(path) = std::env::var_os("PATH") {
                         cmd.env("PATH", path);
                     }
-                    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+                    cmd.envs(env);
                     let (transport, _) = rmcp::transport::TokioChildProcess::builder(cmd)
                         .stderr(std::process::Stdio::null())
                         .spawn()
@@ -377,7 +370,7 @@ impl McpClients {
     /// Connects afresh and lists every tool (all pages), for registration and refresh.
     pub async fn list_tools(
         &self,
-        endpoint: &Endpoint,
+        endpoint: &McpTransport,
         timeout: Duration,
     ) -> Result<Vec<Tool>, McpClientError> {
         let conn = self.connect(endpoint, timeout).await?;
@@ -396,7 +389,7 @@ impl McpClients {
         &self,
         name: &str,
         version: &str,
-        endpoint: &Endpoint,
+        endpoint: &McpTransport,
         tool: &str,
         arguments: JsonObject,
         timeout: Duration,
@@ -431,7 +424,7 @@ impl McpClients {
         &self,
         name: &str,
         version: &str,
-        endpoint: &Endpoint,
+        endpoint: &McpTransport,
         timeout: Duration,
     ) -> Result<Arc<Connection>, McpClientError> {
         // The slot's lock covers the lookup and the connect: two calls that both find no
@@ -531,7 +524,7 @@ mod tests {
 
     #[test]
     fn bad_headers_name_the_header_not_the_value() {
-        let err = header_map(&[("x-token".into(), "bad\nvalue".into())]).unwrap_err();
+        let err = header_map(&[("x-token".into(), "bad\nvalue".into())].into()).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("x-token"), "{text}");
         assert!(!text.contains("bad"), "{text}");

@@ -70,10 +70,7 @@ async fn main() {
     state.forgehooks.install_builtins(&builtins).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    // As `leforge serve` does (cli.rs): streamed answers are not held for a delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = leforge_server::app::no_delay(listener);
     let app = leforge_server::router(state.clone());
     tokio::spawn(async move {
         axum::serve(

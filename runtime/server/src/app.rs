@@ -21,6 +21,20 @@ use crate::routes::{
 };
 use crate::state::AppState;
 
+/// The listener the router is served on, by `leforge serve` and by the tests and benches.
+/// Without TCP_NODELAY a streamed response (SSE: MCP answers, run events) waits for the
+/// client's delayed ACK, about 40 ms, between its header and its first event.
+/// (A named type, not `impl Listener`: axum's `ConnectInfo<SocketAddr>` is implemented for
+/// `TapIo` itself.)
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    axum::serve::ListenerExt::tap_io(listener, set as fn(&mut tokio::net::TcpStream))
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let max_upload = state.max_upload_bytes();

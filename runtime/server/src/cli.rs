@@ -169,13 +169,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr()?;
     tracing::info!("LeForge Agent Runtime listening on http://{local}");
-    // Without TCP_NODELAY a streamed response (SSE: MCP answers, run events) waits for the
-    // client's delayed ACK, about 40 ms, between its header and its first event.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     axum::serve(
-        listener,
+        crate::app::no_delay(listener),
         crate::app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

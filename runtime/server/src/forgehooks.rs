@@ -68,6 +68,17 @@ impl Forgehooks {
         &self.mcp
     }
 
+    /// A new ForgeHook may not take a registered MCP server's name (see `name_taken`).
+    async fn check_id_free_of_mcp(&self, id: &str) -> ApiResult<()> {
+        if self.store.get_mcp_server(id).await?.is_some() {
+            return Err(name_taken(
+                "id",
+                format!("an MCP server named '{id}' is registered; its tools would share this ForgeHook's tool names"),
+            ));
+        }
+        Ok(())
+    }
+
     fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
         self.applied.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -360,8 +371,9 @@ impl Forgehooks {
             .map_err(install_error)?;
         let id = prepared.manifest.id.clone();
         let existing = self.store.get_forgehook(&id).await?;
-        if let Some(existing) = &existing {
-            check_upgrade(existing, &prepared.manifest)?;
+        match &existing {
+            Some(existing) => check_upgrade(existing, &prepared.manifest)?,
+            None => self.check_id_free_of_mcp(&id).await?,
         }
         let sha = prepared.sha256.clone();
         self.store.put_wasm_blob(&sha, wasm).await?;
@@ -422,8 +434,9 @@ impl Forgehooks {
         }
         let id = manifest.id.clone();
         let existing = self.store.get_forgehook(&id).await?;
-        if let Some(existing) = &existing {
-            check_upgrade(existing, &manifest)?;
+        match &existing {
+            Some(existing) => check_upgrade(existing, &manifest)?,
+            None => self.check_id_free_of_mcp(&id).await?,
         }
         // An upgrade keeps the enabled flag and configuration of the installed version.
         let enabled = existing.as_ref().is_none_or(|e| e.enabled);
@@ -588,6 +601,13 @@ impl Forgehooks {
             }
         }
     }
+}
+
+/// A ForgeHook and an MCP server of the same name would offer the model the same tool
+/// names (`<name>__<tool>`), so each refuses the other's names.
+pub fn name_taken(field: &str, message: String) -> ApiError {
+    ApiError::conflict(message)
+        .with_details(json!([{"field": field, "message": "already in use"}]))
 }
 
 fn not_installed(id: &str) -> impl FnOnce(leforge_core::StoreError) -> ApiError + '_ {

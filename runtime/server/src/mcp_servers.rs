@@ -11,7 +11,7 @@ use leforge_core::forgehook::Manifest;
 use leforge_core::mcp::{parse_tool_ref, McpServer, McpTool, McpTransport};
 use leforge_core::tool::{ToolError, ToolOutput, UnavailableTool};
 use leforge_core::{FieldError, Store};
-use leforge_mcp::client::{call_output, Endpoint, McpClientError, McpClients};
+use leforge_mcp::client::{call_output, McpClientError, McpClients};
 use serde_json::Value;
 
 /// The guest code a tool result with `isError` becomes (the model sees its text).
@@ -19,20 +19,24 @@ pub const MCP_TOOL_ERROR: &str = "MCP_TOOL_ERROR";
 /// The guest code of a JSON-RPC error answer to a call.
 pub const MCP_REJECTED: &str = "MCP_REJECTED";
 
-/// A manifest built for one agent entry, and the registration time it was built from.
-type CachedManifest = (chrono::DateTime<chrono::Utc>, Arc<Manifest>);
-
-/// A registration as calls use it: its tools' input schemas compiled once per version,
-/// not once per call.
+/// A registration as runs and calls use it, built once per version of the record rather
+/// than per call: its tools' compiled input schemas, whether its transport may be used, and
+/// the manifests of the agent entries that name it.
 struct Loaded {
     server: McpServer,
     /// Identifies the registration to the connection pool (a change reconnects).
     version: String,
     validators: HashMap<String, Arc<jsonschema::Validator>>,
+    /// The transport checked against the operator's address and stdio rules, which do not
+    /// change while the server runs.
+    usable: Result<(), String>,
+    /// By the entry's tool (`None`: `mcp:<server>`, every tool). The same `Arc` for an
+    /// unchanged server keeps the agent loop's tool-list cache warm.
+    manifests: Mutex<HashMap<Option<String>, Arc<Manifest>>>,
 }
 
 impl Loaded {
-    fn new(server: McpServer) -> Loaded {
+    fn new(server: McpServer, usable: Result<(), String>) -> Loaded {
         let validators = server
             .tools
             .iter()
@@ -47,7 +51,21 @@ impl Loaded {
             version: server.updated_at.to_rfc3339(),
             server,
             validators,
+            usable,
+            manifests: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The manifest of `mcp:<server>` (`tool` None) or `mcp:<server>/<tool>`.
+    fn manifest(&self, tool: Option<&str>) -> Arc<Manifest> {
+        let mut manifests = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
+        manifests
+            .entry(tool.map(str::to_string))
+            .or_insert_with(|| {
+                let only = tool.map(|t| vec![t.to_string()]);
+                Arc::new(self.server.manifest(only.as_deref()))
+            })
+            .clone()
     }
 }
 
@@ -63,9 +81,6 @@ struct Inner {
     stdio_allowed: bool,
     /// Servers as last read, by name: calls of a run use the record its start resolved.
     servers: Mutex<HashMap<String, Arc<Loaded>>>,
-    /// Manifests by agent entry, with the registration time they were built from: the same
-    /// `Arc` for an unchanged server keeps the agent loop's tool-list cache warm.
-    manifests: Mutex<HashMap<String, CachedManifest>>,
 }
 
 impl McpRegistry {
@@ -85,7 +100,6 @@ impl McpRegistry {
                 private_allowed,
                 stdio_allowed,
                 servers: Mutex::new(HashMap::new()),
-                manifests: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -104,11 +118,11 @@ impl McpRegistry {
         transport: &McpTransport,
         timeout_ms: u64,
     ) -> Result<Vec<McpTool>, String> {
-        let endpoint = self.endpoint(transport).map_err(|e| e.to_string())?;
+        self.check(transport).map_err(|e| e.to_string())?;
         let tools = self
             .inner
             .clients
-            .list_tools(&endpoint, Duration::from_millis(timeout_ms))
+            .list_tools(transport, Duration::from_millis(timeout_ms))
             .await
             .map_err(|e| e.to_string())?;
         Ok(tools
@@ -130,50 +144,43 @@ impl McpRegistry {
 
     /// Remembers a server as just read; an unchanged registration keeps what was compiled.
     fn remember(&self, server: McpServer) -> Arc<Loaded> {
-        let mut servers = self.inner.lock_servers();
-        if let Some(kept) = servers
-            .get(&server.name)
-            .filter(|l| l.server.updated_at == server.updated_at)
-        {
-            return kept.clone();
+        let kept = |servers: &HashMap<String, Arc<Loaded>>| {
+            servers
+                .get(&server.name)
+                .filter(|l| l.server.updated_at == server.updated_at)
+                .cloned()
+        };
+        if let Some(kept) = kept(&self.inner.lock_servers()) {
+            return kept;
         }
-        let loaded = Arc::new(Loaded::new(server));
-        servers.insert(loaded.server.name.clone(), loaded.clone());
+        // Compiled outside the lock, which every call of every MCP server takes.
+        let usable = self.check(&server.transport).map_err(|e| e.to_string());
+        let loaded = Arc::new(Loaded::new(server, usable));
+        self.inner
+            .lock_servers()
+            .insert(loaded.server.name.clone(), loaded.clone());
         loaded
     }
 
-    fn endpoint(&self, transport: &McpTransport) -> Result<Endpoint, McpClientError> {
+    /// Whether the operator's rules let the server use `transport`.
+    fn check(&self, transport: &McpTransport) -> Result<(), McpClientError> {
         match transport {
-            McpTransport::Http { url, headers } => {
+            McpTransport::Http { url, .. } => {
                 // The guarded resolver never sees a literal address, so those are checked
-                // here, before every connection.
+                // here.
                 let host = reqwest::Url::parse(url)
                     .ok()
                     .and_then(|u| u.host_str().map(str::to_string))
                     .unwrap_or_default();
                 leforge_net::check_literal(&host, &self.inner.private_allowed)
-                    .map_err(|e| McpClientError::Config(e.to_string()))?;
-                Ok(Endpoint::Http {
-                    url: url.clone(),
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                })
+                    .map_err(|e| McpClientError::Config(e.to_string()))
             }
-            McpTransport::Stdio { command, args, env } => {
-                if !self.inner.stdio_allowed {
-                    return Err(McpClientError::Config(
-                        "stdio MCP servers are disabled on this server (--mcp-stdio-allowed)"
-                            .into(),
-                    ));
-                }
-                Ok(Endpoint::Stdio {
-                    command: command.clone(),
-                    args: args.clone(),
-                    env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                })
+            McpTransport::Stdio { .. } if !self.inner.stdio_allowed => {
+                Err(McpClientError::Config(
+                    "stdio MCP servers are disabled on this server (--mcp-stdio-allowed)".into(),
+                ))
             }
+            McpTransport::Stdio { .. } => Ok(()),
         }
     }
 
@@ -199,27 +206,7 @@ impl McpRegistry {
                 return Err(unavailable(format!("the MCP server has no tool '{tool}'")));
             }
         }
-        let updated = server.updated_at;
-        let cached = {
-            let manifests = self.inner.lock_manifests();
-            manifests
-                .get(entry)
-                .filter(|(at, _)| *at == updated)
-                .map(|(_, m)| m.clone())
-        };
-        let manifest = match cached {
-            Some(m) => m,
-            None => {
-                let only = r.tool.map(|t| vec![t.to_string()]);
-                let m = Arc::new(server.manifest(only.as_deref()));
-                self.inner
-                    .lock_manifests()
-                    .insert(entry.to_string(), (updated, m.clone()));
-                m
-            }
-        };
-        self.remember(server);
-        Ok(manifest)
+        Ok(self.remember(server).manifest(r.tool))
     }
 
     /// Problems with an agent's `mcp:` entries, each under `tools[i]`, for agent validation.
@@ -294,33 +281,26 @@ impl McpRegistry {
                 "MCP server '{name}' has no tool '{tool}'"
             )));
         }
-        let Value::Object(arguments) = input else {
+        if !input.is_object() {
             return Err(ToolError::invalid_input(
                 "the arguments must be a JSON object",
             ));
-        };
-        let args = Value::Object(arguments);
-        if let Some(validator) = loaded.validators.get(tool) {
-            let problems: Vec<String> = validator
-                .iter_errors(&args)
-                .map(|e| {
-                    let path = e.instance_path().to_string();
-                    let path = if path.is_empty() { "/".into() } else { path };
-                    format!("{path}: {e}")
-                })
-                .collect();
-            if !problems.is_empty() {
-                return Err(ToolError::InvalidInput { problems });
-            }
         }
-        let Value::Object(arguments) = args else {
+        if let Some(validator) = loaded.validators.get(tool) {
+            ToolError::check_schema(
+                validator
+                    .iter_errors(&input)
+                    .map(|e| (e.instance_path().to_string(), e)),
+            )?;
+        }
+        let Value::Object(arguments) = input else {
             unreachable!("checked above")
         };
-        let endpoint = self
-            .endpoint(&server.transport)
-            .map_err(|e| ToolError::Unavailable {
-                message: e.to_string(),
-            })?;
+        if let Err(message) = &loaded.usable {
+            return Err(ToolError::Unavailable {
+                message: message.clone(),
+            });
+        }
         let timeout_ms = server.timeout_ms;
         let result = self
             .inner
@@ -328,7 +308,7 @@ impl McpRegistry {
             .call(
                 name,
                 &loaded.version,
-                &endpoint,
+                &server.transport,
                 tool,
                 arguments,
                 Duration::from_millis(timeout_ms),
@@ -376,9 +356,5 @@ impl McpRegistry {
 impl Inner {
     fn lock_servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Loaded>>> {
         self.servers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedManifest>> {
-        self.manifests.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -356,7 +356,7 @@ async fn mcp_servers_are_registered_and_their_tools_called_by_agents() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     tools.sort();
-    assert_eq!(tools, ["add", "echo", "fail", "slow"]);
+    assert_eq!(tools, ["add", "echo", "fail", "slow", "whoami"]);
     let add = data["tools"]
         .as_array()
         .unwrap()
@@ -416,6 +416,25 @@ async fn mcp_servers_are_registered_and_their_tools_called_by_agents() {
             r.body
         );
     }
+    // A ForgeHook and an MCP server may not share a name: the model would see the same
+    // `<name>__<tool>` for both.
+    t.install_echo().await;
+    let r = t
+        .admin_post("/api/v1/mcp-servers", json!({"name": "echo", "url": py.url()}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["error"]["details"][0]["field"], "name", "{}", r.body);
+    let r = t
+        .admin_post(
+            "/api/v1/forgehooks",
+            json!({"id": "calc", "name": "Calc gateway", "version": "1.0.0", "runtime": "gateway",
+                   "gateway": {"baseUrl": "http://127.0.0.1:9/svc"},
+                   "endpoints": [{"name": "add", "description": "Adds", "path": "/add",
+                                  "input_schema": {"type": "object"}, "output_schema": {"type": "object"}}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["error"]["details"][0]["field"], "id", "{}", r.body);
     let down = t
         .admin_post(
             "/api/v1/mcp-servers",
@@ -486,7 +505,13 @@ async fn mcp_servers_are_registered_and_their_tools_called_by_agents() {
     offered.sort();
     assert_eq!(
         offered,
-        ["calc__add", "calc__echo", "calc__fail", "calc__slow"]
+        [
+            "calc__add",
+            "calc__echo",
+            "calc__fail",
+            "calc__slow",
+            "calc__whoami"
+        ]
     );
     let run_id = run.body["data"]["run_id"].as_str().unwrap().to_string();
     let stored = t.admin_get(&format!("/api/v1/runs/{run_id}")).await;
@@ -529,6 +554,27 @@ async fn mcp_servers_are_registered_and_their_tools_called_by_agents() {
         "the model saw the tool error"
     );
 
+    // The registration's header reaches the server with every call.
+    fake.push(Script::tool_call(
+        "calc__whoami",
+        json!({"header": "x-test-token", "env": []}),
+    ));
+    fake.push(Script::text("{\"done\": true}"));
+    let run = t
+        .admin_post(
+            "/api/v1/agents/calculator/run",
+            json!({"input": "who am I"}),
+        )
+        .await;
+    assert_eq!(run.body["data"]["status"], "completed", "{}", run.body);
+    let id = run.body["data"]["run_id"].as_str().unwrap();
+    let stored = t.admin_get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(
+        stored.body["data"]["steps"][0]["output"]["header"], "s3cret-value",
+        "{}",
+        stored.body
+    );
+
     // The server goes away mid-run: that call is an error result and the run goes on.
     fake.push(Script::tool_call("calc__slow", json!({"seconds": 3})));
     fake.push(Script::text("{\"after\": \"outage\"}"));
@@ -568,7 +614,7 @@ async fn mcp_servers_are_registered_and_their_tools_called_by_agents() {
             .as_array()
             .unwrap()
             .len(),
-        4
+        5
     );
 
     // Back on the same port: the pool connects again.
@@ -854,16 +900,20 @@ async fn stdio_mcp_servers_run_only_when_the_operator_allows_them() {
     assert!(!r.body.to_string().contains("env-secret"));
     assert_eq!(
         r.body["data"]["tools"].as_array().unwrap().len(),
-        4,
+        5,
         "{}",
         r.body
     );
     t.create_agent(
         json!({"name": "Local", "system_prompt": "x", "provider": "anthropic",
-                          "model": "claude-sonnet", "tools": ["mcp:local/add"]}),
+               "model": "claude-sonnet", "tools": ["mcp:local/add", "mcp:local/whoami"]}),
     )
     .await;
     fake.push(Script::tool_call("local__add", json!({"a": 1, "b": 1})));
+    fake.push(Script::tool_call(
+        "local__whoami",
+        json!({"header": "x", "env": ["SOME_TOKEN", "HOME"]}),
+    ));
     fake.push(Script::text("{\"ok\": true}"));
     let run = t
         .call(
@@ -878,6 +928,14 @@ async fn stdio_mcp_servers_run_only_when_the_operator_allows_them() {
     let stored = t.admin_get(&format!("/api/v1/runs/{id}")).await;
     assert_eq!(stored.body["data"]["steps"][0]["tool"], "mcp:local");
     assert_eq!(stored.body["data"]["steps"][0]["output"], json!({"sum": 2}));
+    // The child's environment is the registration's (plus PATH), not the server's.
+    assert!(std::env::var_os("HOME").is_some(), "the check needs HOME set here");
+    assert_eq!(
+        stored.body["data"]["steps"][1]["output"],
+        json!({"header": null, "env": {"SOME_TOKEN": "env-secret", "HOME": null}}),
+        "{}",
+        stored.body
+    );
     // A command that cannot start is the registration's 400, under `command`.
     let r = t
         .admin_post(

@@ -44,8 +44,6 @@ const RUN_HOOK_COLS: &str = "run_id, hook, script, script_id, script_version, st
 const HOOK_COLS: &str =
     "id, manifest, wasm_sha256, enabled, builtin, config, installed_at, updated_at";
 
-/// Maps a failed write to the domain error: unique violations become `Conflict` naming the
-/// field (both drivers mention the index or column in the constraint name or message).
 /// An MCP server row: the registration, and the timestamps the store keeps.
 type McpRow = (
     Json<McpServer>,
@@ -60,6 +58,8 @@ fn mcp_from_row((Json(mut server), created_at, updated_at): McpRow) -> McpServer
     server
 }
 
+/// Maps a failed write to the domain error: unique violations become `Conflict` naming the
+/// field (both drivers mention the index or column in the constraint name or message).
 fn write_err(e: sqlx::Error, entity: &'static str) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         if db.is_unique_violation() {

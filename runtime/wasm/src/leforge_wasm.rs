@@ -401,21 +401,11 @@ impl WasmHost {
                     .join(", ")
             ))
         })?;
-        let problems: Vec<String> = validator
-            .iter_errors(&input)
-            .take(20)
-            .map(|e| {
-                let path = e.instance_path().to_string();
-                if path.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("at {path}: {e}")
-                }
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(ToolError::InvalidInput { problems });
-        }
+        ToolError::check_schema(
+            validator
+                .iter_errors(&input)
+                .map(|e| (e.instance_path().to_string(), e)),
+        )?;
         let input = serde_json::to_string(&input).map_err(|e| ToolError::Internal {
             message: e.to_string(),
         })?;

@@ -222,14 +222,7 @@ fn validate(
         )
     }));
     if !errors.is_empty() {
-        let summary: Vec<_> = errors
-            .iter()
-            .map(|e| format!("{} {}", e.field, e.message))
-            .collect();
-        return Err(ApiError::validation(
-            format!("invalid run request: {}", summary.join("; ")),
-            errors,
-        ));
+        return Err(ApiError::invalid_fields("run request", errors));
     }
     Ok(Validated {
         input,

@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use leforge_core::mcp::{
     validate_name, McpServer, McpTool, McpTransport, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS,
 };
+use leforge_core::installed::SECRET_MASK as MASK;
 use leforge_core::FieldError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,14 +20,13 @@ use utoipa::ToSchema;
 use crate::auth::Admin;
 use crate::envelope::{ApiJson, Ok};
 use crate::error::{ApiError, ApiResult};
+use crate::forgehooks::name_taken;
 use crate::state::AppState;
-
-/// What a secret value reads as in every response.
-pub const MASK: &str = "********";
 
 /// Body of `POST /api/v1/mcp-servers`: `url` (Streamable HTTP) or `command` (stdio, when the
 /// operator allows it), not both.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// No `Debug`: it holds header and env values.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerRequest {
     /// Lowercase words joined by single hyphens, e.g. `github-tools`; agents name it as
@@ -338,11 +338,19 @@ pub async fn create(
 ) -> ApiResult<Ok<McpServerView>> {
     let mut server = build(&state, req, None).await?;
     if state.store.get_mcp_server(&server.name).await?.is_some() {
-        return Err(ApiError::conflict(format!(
-            "an MCP server named '{}' is already registered",
-            server.name
-        ))
-        .with_details(serde_json::json!([{"field": "name", "message": "already in use"}])));
+        return Err(name_taken(
+            "name",
+            format!("an MCP server named '{}' is already registered", server.name),
+        ));
+    }
+    if state.store.get_forgehook(&server.name).await?.is_some() {
+        return Err(name_taken(
+            "name",
+            format!(
+                "a ForgeHook '{}' is installed; its tools would share this server's tool names",
+                server.name
+            ),
+        ));
     }
     list_into(&state, &mut server).await?;
     let stored = state.store.create_mcp_server(server).await?;

@@ -105,10 +105,7 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        // As `leforge serve` does: streamed answers are not held for a delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = leforge_server::app::no_delay(listener);
         let app = self
             .app
             .clone()
